@@ -1,0 +1,58 @@
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { loggerOptions } from '../platform/logger.js';
+import type { ApiConfig } from './config.js';
+import errors from './plugins/errors.js';
+import mysql from './plugins/mysql.js';
+import redis from './plugins/redis.js';
+import queues from './plugins/queues.js';
+import storage from './plugins/storage.js';
+import auth from './plugins/auth.js';
+import docs from './plugins/docs.js';
+import authRoutes from './routes/auth/index.js';
+import imageQueueRoutes from './routes/image-queue/index.js';
+
+export interface BuildOptions {
+  /** Replace the logger (tests collect lines; `false` silences). */
+  logger?: boolean | object;
+}
+
+/**
+ * Builds the API as a Fastify instance without listening, so tests can
+ * `inject` and server.ts can `listen`. Shared resources are plugins that
+ * close themselves on `app.close()`.
+ */
+export async function buildApp(config: ApiConfig, options: BuildOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: options.logger ?? loggerOptions(config.LOG_LEVEL, 'api'),
+    trustProxy: config.TRUST_PROXY,
+    bodyLimit: 1024 * 1024,
+    requestIdHeader: 'x-request-id',
+    genReqId: () => crypto.randomUUID(),
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false, discriminator: true } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  await app.register(errors);
+  await app.register(docs, { publicBaseUrl: config.PUBLIC_BASE_URL });
+  await app.register(mysql, { url: config.MYSQL_URL, poolSize: config.MYSQL_POOL_SIZE });
+  await app.register(redis, { url: config.REDIS_URL });
+  await app.register(queues, {
+    redisUrl: config.REDIS_URL,
+    prefix: config.BULL_PREFIX,
+    attempts: config.JOB_ATTEMPTS,
+    backoffMs: config.JOB_BACKOFF_MS,
+    keepCompleted: config.QUEUE_KEEP_COMPLETED,
+    keepFailed: config.QUEUE_KEEP_FAILED,
+  });
+  await app.register(storage, config);
+  await app.register(auth, { secret: config.JWT_SECRET, expires: config.JWT_EXPIRES, vendorCacheMs: config.VENDOR_CACHE_MS });
+
+  await app.register(authRoutes, { prefix: '/api/auth' });
+  await app.register(imageQueueRoutes, {
+    prefix: '/api/image-queue',
+    attempts: config.JOB_ATTEMPTS,
+    maxOutputDimension: config.MAX_OUTPUT_DIMENSION,
+    allowPrivateSourceUrls: config.ALLOW_PRIVATE_SOURCE_URLS,
+  });
+  return app;
+}

@@ -1,0 +1,30 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { env, loadConfig, type LoadOptions } from '../platform/config.js';
+import { LogSection, MysqlSection, RedisSection, SourceSection, StorageSection } from '../platform/config-sections.js';
+
+export const ApiConfigSchema = Type.Object({
+  ...LogSection,
+  ...MysqlSection,
+  ...RedisSection,
+  ...StorageSection,
+  ...SourceSection,
+  HOST: env.string('0.0.0.0', 'address the API listens on'),
+  PORT: env.int(3000, 'port the API listens on', { minimum: 0, maximum: 65535 }),
+  JWT_SECRET: env.string(undefined, 'HS256 secret for vendor tokens, at least 32 characters (npm start writes a random one to .env on first run)', {
+    minLength: 32,
+  }),
+  JWT_EXPIRES: env.string('1h', 'lifetime of a vendor token (e.g. 15m, 1h, 1d)', { pattern: '^[0-9]+(ms|s|m|h|d)?$' }),
+  TRUST_PROXY: env.bool(false, 'trust X-Forwarded-For (set when behind a load balancer) so per-IP limits see the client'),
+  VENDOR_CACHE_MS: env.int(2000, 'how long the API caches a vendor row (plan, deletion) between checks', { minimum: 0 }),
+  JOB_ATTEMPTS: env.int(3, 'attempts per job before it is dead-lettered', { minimum: 1, maximum: 20 }),
+  JOB_BACKOFF_MS: env.int(2000, 'first retry delay; doubles each retry (2 s, 4 s, 8 s)', { minimum: 0 }),
+  QUEUE_KEEP_COMPLETED: env.int(1000, 'completed jobs Bull keeps in Redis (the ledger keeps all)', { minimum: 0 }),
+  QUEUE_KEEP_FAILED: env.int(5000, 'failed jobs Bull keeps in Redis (the ledger keeps all)', { minimum: 0 }),
+  MAX_OUTPUT_DIMENSION: env.int(8192, 'largest width/height a processing operation may ask for', { minimum: 16, maximum: 16384 }),
+});
+
+export type ApiConfig = Static<typeof ApiConfigSchema>;
+
+export function loadApiConfig(options?: LoadOptions): ApiConfig {
+  return loadConfig(ApiConfigSchema, options);
+}

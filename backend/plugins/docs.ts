@@ -1,0 +1,28 @@
+import fp from 'fastify-plugin';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+
+/**
+ * OpenAPI generated from the route schemas, browsable at /docs and as JSON at
+ * /docs/json. Nothing here is written by hand.
+ */
+export default fp(
+  async (app, opts: { publicBaseUrl: string }) => {
+    await app.register(swagger, {
+      openapi: {
+        openapi: '3.0.3',
+        info: {
+          title: 'imagequeue API',
+          version: '1',
+          description:
+            'Background removal, passport/ID face crops and image processing as durable jobs. Get a token with POST /api/auth/token, then send it as `Authorization: Bearer <token>`.',
+        },
+        servers: [{ url: opts.publicBaseUrl }],
+        components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
+      },
+      refResolver: { buildLocalReference: (json, _base, _fragment, i) => (typeof json['$id'] === 'string' ? json['$id'] : `def-${i}`) },
+    });
+    await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list', deepLinking: true } });
+  },
+  { name: 'docs' },
+);

@@ -1,0 +1,101 @@
+import fp from 'fastify-plugin';
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { STATUS_CODES } from 'node:http';
+import { AppError, ERROR_CODES, type ErrorCode, type FieldProblem } from '../../jobs/errors.js';
+import { isTransientDbError } from '../../db/errors.js';
+import { ErrorResponse } from '../schemas/common.js';
+
+/**
+ * The API's one error handler. Every error leaves as
+ * `{ statusCode, code, error, message }`; a 5xx never carries internals,
+ * which go to the log with the request id instead.
+ */
+export default fp(
+  async (app) => {
+    app.addSchema(ErrorResponse);
+    app.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+      const body = toErrorBody(error);
+      if (body.statusCode >= 500) request.log.error({ err: error, code: body.code }, 'request failed');
+      else request.log.info({ code: body.code, statusCode: body.statusCode, msg: body.message }, 'request refused');
+      if (body.statusCode === 503) void reply.header('retry-after', '5');
+      return reply.code(body.statusCode).send(body);
+    });
+    app.setNotFoundHandler((request, reply) =>
+      reply.code(404).send(errorBody('NOT_FOUND', `route ${request.method} ${request.url.split('?')[0]} does not exist`)),
+    );
+  },
+  { name: 'errors' },
+);
+
+export function errorBody(code: ErrorCode, message: string, statusCode: number = ERROR_CODES[code].status): ErrorResponse {
+  return { statusCode, code, error: STATUS_CODES[statusCode] ?? 'Error', message };
+}
+
+/** A 400 for fields that passed the schema but break a rule checked in code. */
+export function badFields(fields: FieldProblem[]): AppError {
+  return new AppError('BAD_REQUEST', fields.map((f) => `${f.path} ${f.message}`).join('; '), { details: { fields } });
+}
+
+export function toErrorBody(error: FastifyError): ErrorResponse {
+  if (error instanceof AppError) {
+    const status = error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500;
+    const body = errorBody(error.code, status >= 500 && error.code === 'INTERNAL' ? 'internal error' : error.message, status);
+    const fields = error.details?.['fields'];
+    return Array.isArray(fields) ? { ...body, fields: fields as FieldProblem[] } : body;
+  }
+  if (error.validation) {
+    const fields = error.validation.map((v) => ({
+      path: fieldPath(error.validationContext, v.instancePath, v.params),
+      message: typeof v.params['additionalProperty'] === 'string' ? 'is not an allowed field' : (v.message ?? 'is invalid'),
+    }));
+    const message = fields.map((f) => `${f.path} ${f.message}`).join('; ');
+    return { ...errorBody('BAD_REQUEST', message), fields };
+  }
+  const code = error.code ?? '';
+  if (code.startsWith('FST_JWT_') || code === 'FST_JWT_AUTHORIZATION_TOKEN_EXPIRED') {
+    return errorBody('UNAUTHORIZED', /expired/i.test(error.message) ? 'token expired' : 'missing or invalid bearer token');
+  }
+  if (
+    code === 'FST_ERR_CTP_BODY_TOO_LARGE' ||
+    code === 'FST_REQ_FILE_TOO_LARGE' ||
+    code === 'FST_FILES_LIMIT' ||
+    code === 'FST_PARTS_LIMIT' ||
+    code === 'FST_FIELDS_LIMIT'
+  ) {
+    return errorBody('PAYLOAD_TOO_LARGE', error.message);
+  }
+  if (code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' || code === 'FST_INVALID_MULTIPART_CONTENT_TYPE') return errorBody('UNSUPPORTED_MEDIA_TYPE', error.message);
+  if (isTransientDbError(error) || isRedisDown(error))
+    return errorBody('SERVICE_UNAVAILABLE', 'a backing service (MySQL or Redis) is unavailable; retry shortly');
+  const status = error.statusCode ?? 500;
+  if (status >= 400 && status < 500) {
+    const mapped: ErrorCode =
+      status === 401
+        ? 'UNAUTHORIZED'
+        : status === 403
+          ? 'FORBIDDEN'
+          : status === 404
+            ? 'NOT_FOUND'
+            : status === 413
+              ? 'PAYLOAD_TOO_LARGE'
+              : status === 415
+                ? 'UNSUPPORTED_MEDIA_TYPE'
+                : status === 429
+                  ? 'RATE_LIMITED'
+                  : 'BAD_REQUEST';
+    return errorBody(mapped, error.message, status);
+  }
+  return errorBody('INTERNAL', 'internal error', 500);
+}
+
+function fieldPath(context: string | undefined, instancePath: string, params: Record<string, unknown>): string {
+  const base = `${context ?? 'body'}${instancePath}`;
+  if (typeof params['missingProperty'] === 'string') return `${base}/${params['missingProperty']}`;
+  if (typeof params['additionalProperty'] === 'string') return `${base}/${params['additionalProperty']}`;
+  return base;
+}
+
+function isRedisDown(error: unknown): boolean {
+  const message = (error as Error)?.message ?? '';
+  return /Stream isn't writeable|enableOfflineQueue|Connection is closed|Reached the max retries per request|ECONNREFUSED|Command timed out/i.test(message);
+}

@@ -1,0 +1,10 @@
+import type { Migration } from 'kysely';
+import * as initial from './20261123_0001_initial.js';
+
+/**
+ * Every migration, in order. Imported statically so the list is the same under
+ * tsx and in the compiled build. Never edit a landed migration: add one.
+ */
+export const migrations: Record<string, Migration> = {
+  '20261123_0001_initial': initial,
+};

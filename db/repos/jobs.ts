@@ -1,0 +1,250 @@
+import { sql, type Transaction } from 'kysely';
+import type { Db } from '../connect.js';
+import type { Database, Job, NewJob } from '../schema.js';
+import type { JobKind, JobState } from '../../jobs/queues.js';
+import type { JobPayload, JobSource } from '../../jobs/payloads.js';
+import { readFields, toFieldRows, withChunkHalving, writeFieldRows, type FieldRow } from './result-fields.js';
+
+/**
+ * The job ledger. Every state change goes through one of these functions,
+ * and every change that ends an attempt is conditional on the state the
+ * worker expects, so a job re-run after a stall can never complete twice.
+ */
+type Conn = Db | Transaction<Database>;
+
+export async function insertJobs(db: Conn, jobs: NewJob[]): Promise<void> {
+  if (jobs.length === 0) return;
+  await db.insertInto('jobs').values(jobs).execute();
+}
+
+export async function findJob(db: Conn, jobId: string): Promise<Job | undefined> {
+  return db.selectFrom('jobs').selectAll().where('id', '=', jobId).executeTakeFirst();
+}
+
+/** A vendor's job; another vendor's id reads as not found. */
+export async function findVendorJob(db: Conn, vendorId: string, jobId: string): Promise<Job | undefined> {
+  return db.selectFrom('jobs').selectAll().where('id', '=', jobId).where('vendor_id', '=', vendorId).executeTakeFirst();
+}
+
+export async function readJobResults(db: Db, jobIds: readonly string[]): Promise<Map<string, Record<string, unknown>>> {
+  return readFields(db, 'job_result_fields', jobIds);
+}
+
+/** How many of a vendor's jobs of this kind wait in line (drives fair ordering). */
+export async function countQueued(db: Conn, vendorId: string, kind: JobKind): Promise<number> {
+  const row = await db
+    .selectFrom('jobs')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('vendor_id', '=', vendorId)
+    .where('kind', '=', kind)
+    .where('status', '=', 'queued')
+    .executeTakeFirstOrThrow();
+  return Number(row.n);
+}
+
+/**
+ * Starts an attempt and returns its number, or null when the ledger says the
+ * job is already over (completed, failed or dead): a stalled copy that must
+ * not run again. A job coming from `queued` starts a new attempt; one found
+ * `active` is a copy restarted after its worker died, and keeps the number.
+ */
+export async function startAttempt(db: Db, jobId: string, workerId: string): Promise<{ attempt: number; maxAttempts: number } | null> {
+  return db.transaction().execute(async (trx) => {
+    const result = await trx
+      .updateTable('jobs')
+      .set({
+        attempts: sql<number>`IF(status = 'queued', attempts + 1, GREATEST(attempts, 1))`,
+        status: 'active',
+        progress: 0,
+        started_at: sql<Date>`COALESCE(started_at, NOW(3))`,
+        updated_at: sql<Date>`NOW(3)`,
+      })
+      .where('id', '=', jobId)
+      .where('status', 'in', ['queued', 'active'])
+      .executeTakeFirst();
+    if (Number(result.numUpdatedRows) === 0) return null;
+    const { attempts, max_attempts } = await trx.selectFrom('jobs').select(['attempts', 'max_attempts']).where('id', '=', jobId).executeTakeFirstOrThrow();
+    await sql`INSERT INTO job_attempts (job_id, attempt, worker_id, started_at, outcome) VALUES (${jobId}, ${attempts}, ${workerId}, NOW(3), 'running')
+              ON DUPLICATE KEY UPDATE worker_id = VALUES(worker_id), started_at = VALUES(started_at), outcome = 'running', finished_at = NULL, error_code = NULL, error_message = NULL`.execute(
+      trx,
+    );
+    return { attempt: attempts, maxAttempts: max_attempts };
+  });
+}
+
+export async function setProgress(db: Db, jobId: string, progress: number): Promise<void> {
+  await db
+    .updateTable('jobs')
+    .set({ progress, updated_at: sql<Date>`NOW(3)` })
+    .where('id', '=', jobId)
+    .where('status', '=', 'active')
+    .execute();
+}
+
+export interface Completion {
+  jobId: string;
+  attempt: number;
+  vendorId: string;
+  projectId: string;
+  recordId: string;
+  result: Record<string, unknown>;
+  /** what the data record shows at a glance */
+  record: { processedPhotoUrl: string | null; width: number | null; height: number | null };
+  /** fields written to the record, namespaced by kind */
+  recordFields: Record<string, unknown>;
+}
+
+/**
+ * Ends an attempt as completed, with its results, in one transaction. The
+ * status change comes first and is conditional: if another copy of the job
+ * already completed it, nothing is written and false comes back.
+ */
+export async function completeJob(db: Db, c: Completion, chunkSize: number): Promise<boolean> {
+  return withChunkHalving(chunkSize, (plan) =>
+    db.transaction().execute(async (trx) => {
+      const done = await trx
+        .updateTable('jobs')
+        .set({
+          status: 'completed',
+          progress: 100,
+          error_code: null,
+          error_message: null,
+          finished_at: sql<Date>`NOW(3)`,
+          updated_at: sql<Date>`NOW(3)`,
+          duration_ms: sql<number>`GREATEST(0, TIMESTAMPDIFF(MICROSECOND, started_at, NOW(3)) DIV 1000)`,
+        })
+        .where('id', '=', c.jobId)
+        .where('status', '=', 'active')
+        .where('attempts', '=', c.attempt)
+        .executeTakeFirst();
+      if (Number(done.numUpdatedRows) === 0) return false;
+      await finishAttemptRow(trx, c.jobId, c.attempt, 'completed', null, null);
+      const recordPk = await updateRecord(trx, c);
+      const rows: FieldRow[] = toFieldRows(c.jobId, c.result);
+      await writeFieldRows(trx, 'job_result_fields', rows, plan);
+      if (recordPk !== undefined) await writeFieldRows(trx, 'record_fields', toFieldRows(recordPk, c.recordFields), plan);
+      return true;
+    }),
+  );
+}
+
+async function updateRecord(trx: Transaction<Database>, c: Completion): Promise<number | undefined> {
+  await trx
+    .updateTable('data_records')
+    .set({
+      processing_status: 'completed',
+      processed_photo_url: c.record.processedPhotoUrl,
+      result_width: c.record.width,
+      result_height: c.record.height,
+      error_code: null,
+      updated_at: sql<Date>`NOW(3)`,
+    })
+    .where('vendor_id', '=', c.vendorId)
+    .where('project_id', '=', c.projectId)
+    .where('record_id', '=', c.recordId)
+    .where('last_job_id', '=', c.jobId)
+    .execute();
+  const row = await trx
+    .selectFrom('data_records')
+    .select('id')
+    .where('vendor_id', '=', c.vendorId)
+    .where('project_id', '=', c.projectId)
+    .where('record_id', '=', c.recordId)
+    .executeTakeFirst();
+  return row ? Number(row.id) : undefined;
+}
+
+export interface AttemptFailure {
+  jobId: string;
+  attempt: number;
+  /** queued: another attempt will follow; failed: not retryable; dead: out of attempts */
+  status: Extract<JobState, 'queued' | 'failed' | 'dead'>;
+  code: string;
+  message: string;
+  /** the attempt was cut short by a worker shutdown: it does not count */
+  refund?: boolean;
+}
+
+export async function failAttempt(db: Db, f: AttemptFailure): Promise<boolean> {
+  return db.transaction().execute(async (trx) => {
+    const final = f.status !== 'queued';
+    const result = await trx
+      .updateTable('jobs')
+      .set({
+        status: f.status,
+        ...(f.refund ? { attempts: sql<number>`GREATEST(attempts - 1, 0)` } : {}),
+        error_code: f.code,
+        error_message: f.message.slice(0, 1024),
+        updated_at: sql<Date>`NOW(3)`,
+        ...(final ? { finished_at: sql<Date>`NOW(3)`, duration_ms: sql<number>`GREATEST(0, TIMESTAMPDIFF(MICROSECOND, started_at, NOW(3)) DIV 1000)` } : {}),
+      })
+      .where('id', '=', f.jobId)
+      .where('status', '=', 'active')
+      .where('attempts', '=', f.attempt)
+      .executeTakeFirst();
+    if (Number(result.numUpdatedRows) === 0) return false;
+    await finishAttemptRow(trx, f.jobId, f.attempt, 'failed', f.code, f.message);
+    if (final) {
+      const job = await trx.selectFrom('jobs').select(['vendor_id', 'project_id', 'record_id']).where('id', '=', f.jobId).executeTakeFirstOrThrow();
+      await trx
+        .updateTable('data_records')
+        .set({ processing_status: 'failed', error_code: f.code, updated_at: sql<Date>`NOW(3)` })
+        .where('vendor_id', '=', job.vendor_id)
+        .where('project_id', '=', job.project_id)
+        .where('record_id', '=', job.record_id)
+        .where('last_job_id', '=', f.jobId)
+        .execute();
+    }
+    return true;
+  });
+}
+
+async function finishAttemptRow(
+  trx: Transaction<Database>,
+  jobId: string,
+  attempt: number,
+  outcome: 'completed' | 'failed',
+  code: string | null,
+  message: string | null,
+) {
+  await trx
+    .updateTable('job_attempts')
+    .set({ outcome, finished_at: sql<Date>`NOW(3)`, error_code: code, error_message: message?.slice(0, 1024) ?? null })
+    .where('job_id', '=', jobId)
+    .where('attempt', '=', attempt)
+    .execute();
+}
+
+/**
+ * Open jobs (queued/active) last touched before `olderThan`, for the
+ * reconciler to check against Redis. Keyset-paginated by id.
+ */
+export async function openJobsBefore(db: Db, olderThan: Date, afterId: string | null, limit: number): Promise<Job[]> {
+  let q = db.selectFrom('jobs').selectAll().where('status', 'in', ['queued', 'active']).where('updated_at', '<', olderThan);
+  if (afterId) q = q.where('id', '>', afterId);
+  return q.orderBy('id').limit(limit).execute();
+}
+
+/**
+ * The Bull payload of a ledger row. The ledger holds everything needed to
+ * queue a job again, which is what lets the reconciler rebuild lost jobs.
+ */
+export type PayloadFields = Pick<
+  Job,
+  'id' | 'vendor_id' | 'project_id' | 'record_id' | 'batch_id' | 'kind' | 'source_url' | 'source_key' | 'output_prefix' | 'options'
+>;
+
+export function payloadOf(job: PayloadFields): JobPayload {
+  const source: JobSource = job.source_key ? { type: 'stored', key: job.source_key, url: job.source_url ?? '' } : { type: 'url', url: job.source_url ?? '' };
+  return {
+    jobId: job.id,
+    vendorId: job.vendor_id,
+    projectId: job.project_id,
+    recordId: job.record_id,
+    batchId: job.batch_id,
+    kind: job.kind,
+    source,
+    outputPrefix: job.output_prefix,
+    options: JSON.parse(job.options),
+  } as JobPayload;
+}

@@ -1,0 +1,54 @@
+import type { Db } from '../connect.js';
+import type { Vendor, VendorRole } from '../schema.js';
+import { apiKeyPrefix, generateApiKey, hashApiKey } from '../../platform/api-keys.js';
+import { newId } from '../../platform/ids.js';
+
+export interface CreatedVendor {
+  vendorId: string;
+  apiKey: string;
+}
+
+export async function createVendor(db: Db, input: { name: string; plan?: string; role?: VendorRole }): Promise<CreatedVendor> {
+  const apiKey = generateApiKey();
+  const vendorId = newId();
+  await db
+    .insertInto('vendors')
+    .values({
+      id: vendorId,
+      name: input.name,
+      plan: input.plan ?? 'standard',
+      role: input.role ?? 'vendor',
+      api_key_hash: hashApiKey(apiKey),
+      api_key_prefix: apiKeyPrefix(apiKey),
+      webhook_url: null,
+      webhook_secret: null,
+      rate_limits: null,
+      deleted_at: null,
+    })
+    .execute();
+  return { vendorId, apiKey };
+}
+
+export async function findVendorByApiKey(db: Db, apiKey: string): Promise<Vendor | undefined> {
+  return db.selectFrom('vendors').selectAll().where('api_key_hash', '=', hashApiKey(apiKey)).where('deleted_at', 'is', null).executeTakeFirst();
+}
+
+export async function findVendor(db: Db, vendorId: string): Promise<Vendor | undefined> {
+  return db.selectFrom('vendors').selectAll().where('id', '=', vendorId).where('deleted_at', 'is', null).executeTakeFirst();
+}
+
+export async function deleteVendor(db: Db, vendorId: string): Promise<boolean> {
+  const result = await db.updateTable('vendors').set({ deleted_at: new Date() }).where('id', '=', vendorId).where('deleted_at', 'is', null).executeTakeFirst();
+  return Number(result.numUpdatedRows) > 0;
+}
+
+export async function rotateApiKey(db: Db, vendorId: string): Promise<string | undefined> {
+  const apiKey = generateApiKey();
+  const result = await db
+    .updateTable('vendors')
+    .set({ api_key_hash: hashApiKey(apiKey), api_key_prefix: apiKeyPrefix(apiKey) })
+    .where('id', '=', vendorId)
+    .where('deleted_at', 'is', null)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) > 0 ? apiKey : undefined;
+}

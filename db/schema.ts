@@ -1,0 +1,119 @@
+import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
+import type { JobKind, JobState } from '../jobs/queues.js';
+
+/**
+ * The database as Kysely sees it. MySQL is the source of truth: vendors and
+ * their keys, the job ledger, batches and the records vendors attach photos to.
+ */
+export interface Database {
+  vendors: VendorsTable;
+  batches: BatchesTable;
+  jobs: JobsTable;
+  job_attempts: JobAttemptsTable;
+  job_result_fields: ResultFieldsTable<'job_id', string>;
+  data_records: DataRecordsTable;
+  record_fields: ResultFieldsTable<'record_pk', number>;
+}
+
+type CreatedAt = ColumnType<Date, Date | string | undefined, never>;
+type UpdatedAt = ColumnType<Date, Date | string | undefined, Date | string>;
+
+export type VendorRole = 'vendor' | 'admin';
+
+export interface VendorsTable {
+  id: string;
+  name: string;
+  plan: string;
+  role: VendorRole;
+  /** sha256 of the API key (keys are 256-bit random, so a fast hash is enough) */
+  api_key_hash: string;
+  /** first characters of the key, to tell keys apart in admin listings */
+  api_key_prefix: string;
+  webhook_url: string | null;
+  webhook_secret: string | null;
+  /** JSON: per-tier limit overrides set by an admin */
+  rate_limits: string | null;
+  created_at: CreatedAt;
+  deleted_at: Date | null;
+}
+
+export interface BatchesTable {
+  id: string;
+  vendor_id: string;
+  kind: JobKind;
+  project_id: string;
+  total: number;
+  created_at: CreatedAt;
+  finished_at: Date | null;
+}
+
+export interface JobsTable {
+  id: string;
+  vendor_id: string;
+  batch_id: string | null;
+  kind: JobKind;
+  project_id: string;
+  record_id: string;
+  source_url: string | null;
+  source_key: string | null;
+  /** JSON: the job options as validated by the API */
+  options: string;
+  output_prefix: string;
+  status: JobState;
+  progress: Generated<number>;
+  attempts: Generated<number>;
+  max_attempts: number;
+  priority: Generated<number>;
+  error_code: string | null;
+  error_message: string | null;
+  created_at: CreatedAt;
+  started_at: Date | null;
+  finished_at: Date | null;
+  updated_at: UpdatedAt;
+  duration_ms: number | null;
+}
+
+export interface JobAttemptsTable {
+  job_id: string;
+  attempt: number;
+  worker_id: string;
+  started_at: Date;
+  finished_at: Date | null;
+  outcome: 'running' | 'completed' | 'failed';
+  error_code: string | null;
+  error_message: string | null;
+}
+
+export type ResultFieldsTable<K extends string, V> = {
+  [key in K]: V;
+} & {
+  field: string;
+  /** JSON-encoded value of one top-level result field */
+  value: string;
+};
+
+export type RecordStatus = 'pending' | 'queued' | 'processing' | 'completed' | 'failed';
+
+export interface DataRecordsTable {
+  id: Generated<number>;
+  vendor_id: string;
+  project_id: string;
+  record_id: string;
+  photo_url: string | null;
+  processing_status: RecordStatus;
+  processed_photo_url: string | null;
+  result_width: number | null;
+  result_height: number | null;
+  last_job_id: string | null;
+  error_code: string | null;
+  created_at: CreatedAt;
+  updated_at: UpdatedAt;
+}
+
+export type Vendor = Selectable<VendorsTable>;
+export type NewVendor = Insertable<VendorsTable>;
+export type Job = Selectable<JobsTable>;
+export type NewJob = Insertable<JobsTable>;
+export type JobUpdate = Updateable<JobsTable>;
+export type Batch = Selectable<BatchesTable>;
+export type DataRecord = Selectable<DataRecordsTable>;

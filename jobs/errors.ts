@@ -1,0 +1,75 @@
+/**
+ * Every error a client or an operator can see carries one of these codes.
+ * The table says how the API answers it and whether a worker attempt that
+ * failed with it is worth retrying. Pure data: no I/O.
+ */
+export const ERROR_CODES = {
+  // request errors (API)
+  BAD_REQUEST: { status: 400, retryable: false },
+  UNAUTHORIZED: { status: 401, retryable: false },
+  FORBIDDEN: { status: 403, retryable: false },
+  NOT_FOUND: { status: 404, retryable: false },
+  CONFLICT: { status: 409, retryable: false },
+  PAYLOAD_TOO_LARGE: { status: 413, retryable: false },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, retryable: false },
+  IDEMPOTENCY_MISMATCH: { status: 422, retryable: false },
+  RATE_LIMITED: { status: 429, retryable: true },
+  SERVICE_UNAVAILABLE: { status: 503, retryable: true },
+  INTERNAL: { status: 500, retryable: true },
+
+  // source fetching
+  SOURCE_URL_INVALID: { status: 400, retryable: false },
+  SOURCE_URL_FORBIDDEN: { status: 400, retryable: false },
+  SOURCE_FETCH_FAILED: { status: 502, retryable: true },
+  SOURCE_NOT_FOUND: { status: 422, retryable: false },
+  SOURCE_TOO_LARGE: { status: 413, retryable: false },
+  SOURCE_TIMEOUT: { status: 504, retryable: true },
+
+  // image content
+  BAD_IMAGE: { status: 422, retryable: false },
+  UNSUPPORTED_FORMAT: { status: 415, retryable: false },
+  TOO_MANY_PIXELS: { status: 413, retryable: false },
+
+  // face crop
+  NO_FACE: { status: 422, retryable: false },
+  MULTIPLE_FACES: { status: 422, retryable: false },
+  FACE_TOO_SMALL: { status: 422, retryable: false },
+
+  // downstream services
+  REMBG_UNAVAILABLE: { status: 503, retryable: true },
+  REMBG_FAILED: { status: 502, retryable: true },
+  STORAGE_FAILED: { status: 502, retryable: true },
+  DATABASE_UNAVAILABLE: { status: 503, retryable: true },
+  RESULT_TOO_LARGE: { status: 500, retryable: false },
+  JOB_TIMEOUT: { status: 504, retryable: true },
+  WORKER_SHUTDOWN: { status: 503, retryable: true },
+} as const satisfies Record<string, { status: number; retryable: boolean }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** An error that knows its code; everything else is INTERNAL. */
+export class AppError extends Error {
+  readonly code: ErrorCode;
+  readonly statusCode: number;
+  readonly retryable: boolean;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; details?: Record<string, unknown>; retryable?: boolean }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'AppError';
+    this.code = code;
+    this.statusCode = ERROR_CODES[code].status;
+    this.retryable = options?.retryable ?? ERROR_CODES[code].retryable;
+    this.details = options?.details;
+  }
+}
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.hasOwn(ERROR_CODES, value);
+}
+
+/** One invalid field of a request, as a 400 lists them. */
+export interface FieldProblem {
+  path: string;
+  message: string;
+}

@@ -1,0 +1,80 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { type JOB_KINDS } from './queues.js';
+import { Operations } from './operations.js';
+
+/**
+ * What a Bull job carries: ids, where the source is, and options. Never image
+ * bytes, never credentials. The Bull job id equals `jobId`, the ledger id.
+ */
+export const UrlSource = Type.Object({ type: Type.Literal('url'), url: Type.String({ format: 'uri', maxLength: 2048 }) }, { additionalProperties: false });
+export const StoredSource = Type.Object(
+  {
+    type: Type.Literal('stored'),
+    key: Type.String({ maxLength: 512 }),
+    url: Type.String({ maxLength: 2048 }),
+  },
+  { additionalProperties: false, description: 'an upload already written through the storage layer' },
+);
+export const JobSource = Type.Union([UrlSource, StoredSource]);
+export type JobSource = Static<typeof JobSource>;
+
+export const HexColor = Type.String({ pattern: '^#[0-9a-fA-F]{6}([0-9a-fA-F]{2})?$' });
+
+export const RemoveBgOptions = Type.Object(
+  {
+    model: Type.Optional(Type.String({ pattern: '^[a-z0-9_-]{1,64}$', default: 'u2netp' })),
+    format: Type.Optional(Type.Union([Type.Literal('png'), Type.Literal('webp'), Type.Literal('jpeg')], { default: 'png' })),
+    background: Type.Optional(HexColor),
+  },
+  { additionalProperties: false },
+);
+export type RemoveBgOptions = Static<typeof RemoveBgOptions>;
+
+export const FaceCropOptions = Type.Object(
+  {
+    mode: Type.Union([Type.Literal('passport'), Type.Literal('idcard')]),
+    format: Type.Optional(Type.Union([Type.Literal('jpeg'), Type.Literal('png'), Type.Literal('webp')], { default: 'jpeg' })),
+    background: Type.Optional(Type.Union([Type.Literal('original'), Type.Literal('white'), Type.Literal('transparent')], { default: 'original' })),
+    face: Type.Optional(Type.Union([Type.Literal('only'), Type.Literal('largest')], { default: 'largest' })),
+  },
+  { additionalProperties: false },
+);
+export type FaceCropOptions = Static<typeof FaceCropOptions>;
+
+export const ProcessOptions = Type.Object({ operations: Operations }, { additionalProperties: false });
+export type ProcessOptions = Static<typeof ProcessOptions>;
+
+const Common = {
+  jobId: Type.String(),
+  vendorId: Type.String(),
+  projectId: Type.String(),
+  recordId: Type.String(),
+  batchId: Type.Union([Type.String(), Type.Null()]),
+  source: JobSource,
+  /** storage key prefix for this job's outputs; fixed at enqueue so retries overwrite, never litter */
+  outputPrefix: Type.String(),
+};
+
+export const RemoveBgPayload = Type.Object({ ...Common, kind: Type.Literal('remove-bg'), options: RemoveBgOptions });
+export const FaceCropPayload = Type.Object({ ...Common, kind: Type.Literal('face-crop'), options: FaceCropOptions });
+export const ProcessPayload = Type.Object({ ...Common, kind: Type.Literal('process'), options: ProcessOptions });
+export const JobPayload = Type.Union([RemoveBgPayload, FaceCropPayload, ProcessPayload]);
+
+export type RemoveBgPayload = Static<typeof RemoveBgPayload>;
+export type FaceCropPayload = Static<typeof FaceCropPayload>;
+export type ProcessPayload = Static<typeof ProcessPayload>;
+export type JobPayload = Static<typeof JobPayload>;
+export type PayloadOf<K extends (typeof JOB_KINDS)[number]> = Extract<JobPayload, { kind: K }>;
+export type OptionsOf<K extends (typeof JOB_KINDS)[number]> = PayloadOf<K>['options'];
+
+/** One stored file a job produced. */
+export const JobOutput = Type.Object({
+  name: Type.String(),
+  url: Type.String(),
+  key: Type.String(),
+  format: Type.String(),
+  width: Type.Integer(),
+  height: Type.Integer(),
+  bytes: Type.Integer(),
+});
+export type JobOutput = Static<typeof JobOutput>;

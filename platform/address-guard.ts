@@ -1,0 +1,81 @@
+import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
+import type { LookupFunction } from 'node:net';
+import ipaddr from 'ipaddr.js';
+import { AppError } from '../jobs/errors.js';
+
+/**
+ * Server-side request forgery guard, shared by source fetching, the rembg
+ * service's `?url=` and webhook delivery. Only public unicast addresses pass:
+ * loopback, private, link-local (cloud metadata at 169.254.169.254), CGNAT,
+ * unique-local, multicast, reserved and v6 forms that embed a v4 address are
+ * refused. The check runs on every address a name resolves to, at connect
+ * time, so a name that changes between check and connect (DNS rebinding)
+ * cannot slip through.
+ */
+export function isPublicAddress(address: string): boolean {
+  if (!ipaddr.isValid(address)) return false;
+  let parsed = ipaddr.parse(address);
+  if (parsed.kind() === 'ipv6' && (parsed as ipaddr.IPv6).isIPv4MappedAddress()) {
+    parsed = (parsed as ipaddr.IPv6).toIPv4Address();
+  }
+  return parsed.range() === 'unicast';
+}
+
+/** Strips the brackets URL gives IPv6 literals. */
+export function bareHost(hostname: string): string {
+  return hostname.startsWith('[') && hostname.endsWith(']') ? hostname.slice(1, -1) : hostname;
+}
+
+export interface UrlPolicy {
+  allowPrivate: boolean;
+  /** what the URL is for, used in error messages ("source", "webhook") */
+  purpose: string;
+}
+
+/** Checks scheme, credentials and literal addresses of a URL before any connection. */
+export function checkUrl(raw: string, policy: UrlPolicy): URL {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new AppError('SOURCE_URL_INVALID', `${policy.purpose} URL is not a valid absolute URL`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new AppError('SOURCE_URL_FORBIDDEN', `${policy.purpose} URL scheme ${url.protocol.replace(':', '')} is not allowed (http and https only)`);
+  }
+  if (url.username || url.password) {
+    throw new AppError('SOURCE_URL_FORBIDDEN', `${policy.purpose} URL must not carry credentials`);
+  }
+  const host = bareHost(url.hostname);
+  if (!policy.allowPrivate && ipaddr.isValid(host) && !isPublicAddress(host)) {
+    throw new AppError('SOURCE_URL_FORBIDDEN', `${policy.purpose} URL points to a private or reserved address (${host})`);
+  }
+  if (!policy.allowPrivate && (host === 'localhost' || host.endsWith('.localhost'))) {
+    throw new AppError('SOURCE_URL_FORBIDDEN', `${policy.purpose} URL points to localhost`);
+  }
+  return url;
+}
+
+/**
+ * A `lookup` for net/tls.connect (undici passes it through) that refuses
+ * names resolving to any non-public address.
+ */
+export function guardedLookup(policy: UrlPolicy): LookupFunction {
+  return (hostname, options, callback) => {
+    dnsLookup(hostname, { ...options, all: true }, (error, addresses) => {
+      if (error) return callback(error, '', 0);
+      const list = addresses as unknown as LookupAddress[];
+      if (!policy.allowPrivate) {
+        const bad = list.find((a) => !isPublicAddress(a.address));
+        if (bad) {
+          const refusal = new AppError('SOURCE_URL_FORBIDDEN', `${policy.purpose} host ${hostname} resolves to a private or reserved address (${bad.address})`);
+          return callback(refusal as unknown as NodeJS.ErrnoException, '', 0);
+        }
+      }
+      if ((options as { all?: boolean }).all) return (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, list);
+      const first = list[0];
+      if (!first) return callback(Object.assign(new Error(`no address for ${hostname}`), { code: 'ENOTFOUND' }), '', 0);
+      callback(null, first.address, first.family);
+    });
+  };
+}

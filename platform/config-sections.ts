@@ -1,0 +1,42 @@
+import { env } from './config.js';
+
+/**
+ * Configuration sections shared by several processes. Each process's own
+ * config module spreads the ones it needs into its schema.
+ */
+export const LogSection = {
+  LOG_LEVEL: env.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info', 'pino log level'),
+  NODE_ENV: env.enum(['development', 'production', 'test'], 'development', 'runtime mode (development, production, test)'),
+};
+
+export const MysqlSection = {
+  MYSQL_URL: env.string('mysql://root@127.0.0.1:3306/imagequeue', 'MySQL/MariaDB connection URL; the database is created by `npm run migrate` if missing'),
+  MYSQL_POOL_SIZE: env.int(10, "connections in each process's MySQL pool", { minimum: 1, maximum: 500 }),
+};
+
+export const RedisSection = {
+  REDIS_URL: env.string('redis://127.0.0.1:6379', 'Redis URL for Bull queues, rate limits, events and heartbeats'),
+  BULL_PREFIX: env.string('bull', 'key prefix of every Bull queue; use a hash tag such as {iq} on Redis Cluster', { pattern: '^[A-Za-z0-9:_{}.-]{1,64}$' }),
+};
+
+export const StorageSection = {
+  STORAGE_DRIVER: env.enum(
+    ['auto', 'local', 'cloudinary'],
+    'auto',
+    'where results and uploads are stored; auto = cloudinary when CLOUDINARY_URL is set, else local',
+  ),
+  STORAGE_LOCAL_DIR: env.string('./data/storage', 'directory for local storage (must be shared by API and workers)'),
+  PUBLIC_BASE_URL: env.string('http://localhost:3000', 'base URL under which the API serves local storage files (/files/…)', { pattern: '^https?://[^\\s]+$' }),
+  CLOUDINARY_URL: env.string('', 'cloudinary://key:secret@cloud_name[?upload_prefix=…]; enables Cloudinary storage'),
+  CLOUDINARY_FOLDER: env.string('imagequeue', 'root folder in Cloudinary; results go to <folder>/<vendor>/<project>'),
+  STORAGE_TIMEOUT_MS: env.int(60_000, 'timeout of one storage upload', { minimum: 1000 }),
+  STORAGE_RETRIES: env.int(2, 'extra tries of a failed storage upload within one job attempt', { minimum: 0, maximum: 10 }),
+};
+
+export const SourceSection = {
+  ALLOW_PRIVATE_SOURCE_URLS: env.bool(false, 'allow source URLs that resolve to loopback/private/link-local addresses (never in production)'),
+  SOURCE_MAX_BYTES: env.int(25 * 1024 * 1024, 'largest source image accepted, in bytes', { minimum: 1024 }),
+  SOURCE_TIMEOUT_MS: env.int(20_000, 'time limit for fetching one source image', { minimum: 100 }),
+  SOURCE_MAX_REDIRECTS: env.int(3, 'redirects followed when fetching a source (each re-checked)', { minimum: 0, maximum: 10 }),
+  MAX_INPUT_PIXELS: env.int(50_000_000, 'largest decoded image (width × height) accepted', { minimum: 1 }),
+};

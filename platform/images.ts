@@ -1,0 +1,74 @@
+import sharp, { type Sharp, type Metadata } from 'sharp';
+import { AppError } from '../jobs/errors.js';
+
+/**
+ * Decoding images safely: only raster formats we mean to accept, a pixel
+ * limit checked from the header before any pixels are decoded, and sharp's
+ * errors turned into codes a vendor can act on. SVG is refused outright: it
+ * can reference external files and URLs.
+ */
+export const INPUT_FORMATS = ['jpeg', 'png', 'webp', 'avif', 'heif', 'gif', 'tiff'] as const;
+export type InputFormat = (typeof INPUT_FORMATS)[number];
+
+export interface ImageInfo {
+  format: InputFormat;
+  width: number;
+  height: number;
+  /** EXIF orientation 1–8, 1 when absent */
+  orientation: number;
+  hasAlpha: boolean;
+  bytes: number;
+}
+
+// sharp caches decoded tiles for repeated operations on the same input; a
+// worker never reuses inputs, so the cache only costs memory.
+sharp.cache(false);
+
+export async function inspectImage(bytes: Buffer, maxPixels: number): Promise<ImageInfo> {
+  let meta: Metadata;
+  try {
+    meta = await sharp(bytes, { limitInputPixels: false }).metadata();
+  } catch (error) {
+    throw new AppError('BAD_IMAGE', 'the file is not an image sharp can read', { cause: error });
+  }
+  const format = meta.format === 'heif' ? (meta.compression === 'av1' ? 'avif' : 'heif') : meta.format;
+  if (!format || !(INPUT_FORMATS as readonly string[]).includes(format)) {
+    throw new AppError('UNSUPPORTED_FORMAT', `image format ${format ?? 'unknown'} is not accepted (jpeg, png, webp, avif, heic, gif, tiff)`);
+  }
+  const width = meta.width ?? 0;
+  const height = meta.height ?? 0;
+  if (width < 1 || height < 1) throw new AppError('BAD_IMAGE', 'the image has no dimensions');
+  if (width * height > maxPixels) {
+    throw new AppError('TOO_MANY_PIXELS', `the image is ${width}×${height} (${width * height} pixels); the limit is ${maxPixels}`);
+  }
+  return { format: format as InputFormat, width, height, orientation: meta.orientation ?? 1, hasAlpha: meta.hasAlpha ?? false, bytes: bytes.length };
+}
+
+/**
+ * A sharp pipeline over the bytes, EXIF orientation already applied, that
+ * refuses truncated or corrupt data instead of producing half an image.
+ */
+export function openImage(bytes: Buffer, maxPixels: number): Sharp {
+  return sharp(bytes, { limitInputPixels: maxPixels, failOn: 'truncated', sequentialRead: true }).autoOrient();
+}
+
+/** Runs a sharp step and turns its failures into job error codes. */
+export async function runSharp<T>(step: () => Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (error) {
+    throw sharpError(error);
+  }
+}
+
+export function sharpError(error: unknown): unknown {
+  if (error instanceof AppError) return error;
+  const message = (error as Error)?.message ?? String(error);
+  if (/pixel limit/i.test(message)) return new AppError('TOO_MANY_PIXELS', 'the image exceeds the pixel limit', { cause: error });
+  if (/unsupported image format|Input buffer contains unsupported/i.test(message))
+    return new AppError('UNSUPPORTED_FORMAT', 'the image format is not supported', { cause: error });
+  if (/VipsJpeg|VipsPng|VipsWebp|VipsHeif|VipsTiff|VipsGif|premature end|truncated|corrupt|Invalid|bad seek|read error|Not a JPEG|decode/i.test(message)) {
+    return new AppError('BAD_IMAGE', `the image could not be decoded: ${message.split('\n')[0]?.slice(0, 200)}`, { cause: error });
+  }
+  return error;
+}

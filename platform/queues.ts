@@ -1,0 +1,64 @@
+import Bull from 'bull';
+import type { RedisOptions } from 'ioredis';
+import { ALL_QUEUES, bullAttempts, type QueueName } from '../jobs/queues.js';
+import type { JobPayload } from '../jobs/payloads.js';
+import { bullConnections } from './redis.js';
+
+export type JobQueue = Bull.Queue<JobPayload>;
+export type Queues = Record<QueueName, JobQueue>;
+
+export interface QueueSettings {
+  redisUrl: string;
+  prefix: string;
+  connectionName: string;
+  /** ledger attempts per job; Bull gets a little slack on top (see bullAttempts) */
+  attempts: number;
+  backoffMs: number;
+  /** completed/failed jobs Bull keeps in Redis; the ledger keeps everything */
+  keepCompleted: number;
+  keepFailed: number;
+  lockDurationMs?: number;
+  stalledIntervalMs?: number;
+  maxStalledCount?: number;
+  clientOptions?: RedisOptions;
+}
+
+export interface QueueSet {
+  queues: Queues;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens the three work queues over shared connections. Closing closes the
+ * queues first, then the connections, as Bull requires.
+ */
+export function openQueues(settings: QueueSettings): QueueSet {
+  const connections = bullConnections(settings.redisUrl, settings.connectionName, settings.clientOptions);
+  const queues = Object.fromEntries(
+    ALL_QUEUES.map((name) => [
+      name,
+      new Bull<JobPayload>(name, {
+        prefix: settings.prefix,
+        createClient: (type) => connections.createClient(type),
+        defaultJobOptions: {
+          attempts: bullAttempts(settings.attempts),
+          backoff: { type: 'exponential', delay: settings.backoffMs },
+          removeOnComplete: settings.keepCompleted,
+          removeOnFail: settings.keepFailed,
+        },
+        settings: {
+          ...(settings.lockDurationMs ? { lockDuration: settings.lockDurationMs, lockRenewTime: Math.floor(settings.lockDurationMs / 2) } : {}),
+          ...(settings.stalledIntervalMs ? { stalledInterval: settings.stalledIntervalMs } : {}),
+          ...(settings.maxStalledCount !== undefined ? { maxStalledCount: settings.maxStalledCount } : {}),
+        },
+      }),
+    ]),
+  ) as Queues;
+  return {
+    queues,
+    async close() {
+      await Promise.all(Object.values(queues).map((q) => q.close().catch(() => undefined)));
+      await connections.close();
+    },
+  };
+}

@@ -1,0 +1,110 @@
+import { Agent, request, type Dispatcher } from 'undici';
+import { AppError } from '../jobs/errors.js';
+import { checkUrl, guardedLookup, type UrlPolicy } from './address-guard.js';
+
+/**
+ * The one way this system fetches a URL a vendor gave it: http/https only,
+ * every resolved address checked (see address-guard), redirects followed by
+ * hand and re-checked, a byte limit enforced while streaming and a time limit
+ * over the whole exchange. Aborting `signal` stops the transfer.
+ */
+export interface FetchLimits {
+  allowPrivate: boolean;
+  maxBytes: number;
+  timeoutMs: number;
+  maxRedirects: number;
+}
+
+export interface FetchedSource {
+  bytes: Buffer;
+  contentType: string | null;
+  finalUrl: string;
+}
+
+const agents = new Map<string, Dispatcher>();
+
+function agentFor(policy: UrlPolicy): Dispatcher {
+  const key = `${policy.allowPrivate}`;
+  let agent = agents.get(key);
+  if (!agent) {
+    agent = new Agent({ connect: { lookup: guardedLookup(policy), timeout: 10_000 }, keepAliveTimeout: 4_000, connections: 64 });
+    agents.set(key, agent);
+  }
+  return agent;
+}
+
+export async function fetchSource(rawUrl: string, limits: FetchLimits, signal?: AbortSignal, purpose = 'source'): Promise<FetchedSource> {
+  const policy: UrlPolicy = { allowPrivate: limits.allowPrivate, purpose };
+  const timeout = AbortSignal.timeout(limits.timeoutMs);
+  const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
+  let url = checkUrl(rawUrl, policy);
+  for (let hop = 0; ; hop++) {
+    let response: Dispatcher.ResponseData;
+    try {
+      response = await request(url, {
+        method: 'GET',
+        dispatcher: agentFor(policy),
+        signal: combined,
+        headers: { accept: 'image/*,*/*;q=0.5', 'user-agent': 'imagequeue-fetch/1' },
+        headersTimeout: limits.timeoutMs,
+        bodyTimeout: limits.timeoutMs,
+      });
+    } catch (error) {
+      throw translateFetchError(error, url, timeout, signal);
+    }
+    const { statusCode, headers, body } = response;
+    if (statusCode >= 300 && statusCode < 400 && headers.location) {
+      body.resume();
+      if (hop >= limits.maxRedirects)
+        throw new AppError('SOURCE_FETCH_FAILED', `${purpose} URL redirected more than ${limits.maxRedirects} times`, { retryable: false });
+      url = checkUrl(new URL(String(headers.location), url).toString(), policy);
+      continue;
+    }
+    if (statusCode >= 400) {
+      body.resume();
+      throw statusError(statusCode, purpose);
+    }
+    const declared = Number(headers['content-length']);
+    if (Number.isFinite(declared) && declared > limits.maxBytes) {
+      body.destroy();
+      throw new AppError('SOURCE_TOO_LARGE', `${purpose} is ${declared} bytes; the limit is ${limits.maxBytes}`);
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    try {
+      for await (const chunk of body) {
+        size += (chunk as Buffer).length;
+        if (size > limits.maxBytes) {
+          body.destroy();
+          throw new AppError('SOURCE_TOO_LARGE', `${purpose} is larger than the limit of ${limits.maxBytes} bytes`);
+        }
+        chunks.push(chunk as Buffer);
+      }
+    } catch (error) {
+      if (error instanceof AppError) throw error;
+      throw translateFetchError(error, url, timeout, signal);
+    }
+    const contentType = headers['content-type'];
+    return { bytes: Buffer.concat(chunks, size), contentType: typeof contentType === 'string' ? contentType : null, finalUrl: url.toString() };
+  }
+}
+
+function statusError(status: number, purpose: string): AppError {
+  if (status === 404 || status === 410) return new AppError('SOURCE_NOT_FOUND', `${purpose} URL answered ${status}`);
+  const retryable = status === 408 || status === 425 || status === 429 || status >= 500;
+  return new AppError('SOURCE_FETCH_FAILED', `${purpose} URL answered ${status}`, { retryable });
+}
+
+function translateFetchError(error: unknown, url: URL, timeout: AbortSignal, outer?: AbortSignal): unknown {
+  if (error instanceof AppError) return error;
+  const cause = (error as { cause?: unknown }).cause;
+  if (cause instanceof AppError) return cause;
+  if (outer?.aborted) return outer.reason ?? error;
+  if (timeout.aborted || ((error as { code?: string }).code?.startsWith('UND_ERR_') && /timeout/i.test((error as Error).message))) {
+    return new AppError('SOURCE_TIMEOUT', `fetching ${url.host} took too long`);
+  }
+  const code = (error as { code?: string }).code;
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN')
+    return new AppError('SOURCE_FETCH_FAILED', `source host ${url.hostname} could not be resolved`, { retryable: code === 'EAI_AGAIN' });
+  return new AppError('SOURCE_FETCH_FAILED', `fetching ${url.host} failed: ${code ?? (error as Error).message}`);
+}

@@ -1,0 +1,39 @@
+import t from 'tap';
+import { readFile } from 'node:fs/promises';
+import { loadApiConfig } from '../backend/config.js';
+import { loadWorkerConfig } from '../worker/config.js';
+import { type ConfigError } from '../platform/config.js';
+import { allVariables, renderEnvExample } from '../scripts/config-registry.js';
+import { TEST_JWT_SECRET } from './helpers/env.js';
+
+t.test('a missing or bad variable stops the process with a message naming it', async (t) => {
+  t.throws(() => loadApiConfig({ env: {}, processEnv: false }), { name: 'ConfigError', message: /JWT_SECRET is required/ });
+  t.throws(() => loadApiConfig({ env: { JWT_SECRET: 'short' }, processEnv: false }), { message: /JWT_SECRET/ });
+  t.throws(() => loadApiConfig({ env: { JWT_SECRET: TEST_JWT_SECRET, PORT: 'eighty' }, processEnv: false }), { message: /PORT/ });
+  t.throws(() => loadWorkerConfig({ env: { CONCURRENCY_FACE_CROP: '0' }, processEnv: false }), { message: /CONCURRENCY_FACE_CROP/ });
+  t.throws(() => loadWorkerConfig({ env: { STORAGE_DRIVER: 'ftp' }, processEnv: false }), { message: /STORAGE_DRIVER/ });
+  const error = t.throws(() => loadApiConfig({ env: {}, processEnv: false })) as ConfigError;
+  t.match(error.message, /see \.env\.example/);
+});
+
+t.test('defaults run on one machine with no credentials', async (t) => {
+  const config = loadApiConfig({ env: { JWT_SECRET: TEST_JWT_SECRET }, processEnv: false });
+  t.equal(config.PORT, 3000);
+  t.equal(config.MYSQL_URL, 'mysql://root@127.0.0.1:3306/imagequeue');
+  t.equal(config.ALLOW_PRIVATE_SOURCE_URLS, false);
+  const worker = loadWorkerConfig({ env: {}, processEnv: false });
+  t.equal(worker.CONCURRENCY_BACKGROUND_REMOVAL, 3);
+  t.equal(worker.CONCURRENCY_FACE_CROP, 3);
+  t.equal(worker.CONCURRENCY_IMAGE_PROCESSING, 5);
+  t.equal(worker.JOB_TIMEOUT_MS, 60_000);
+});
+
+t.test('.env.example and docs/configuration.md list every variable with its default', async (t) => {
+  const example = await readFile(new URL('../.env.example', import.meta.url), 'utf8');
+  t.equal(example, renderEnvExample(), '.env.example is current (npm run config:docs)');
+  const doc = await readFile(new URL('../docs/configuration.md', import.meta.url), 'utf8');
+  for (const v of allVariables()) {
+    t.ok(doc.includes(`\`${v.name}\``), `docs/configuration.md lists ${v.name}`);
+    t.ok(v.description.length > 10, `${v.name} has a description`);
+  }
+});

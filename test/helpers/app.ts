@@ -1,0 +1,29 @@
+import type { Test } from 'tap';
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from '../../backend/app.js';
+import { loadApiConfig } from '../../backend/config.js';
+import { createVendor, type CreatedVendor } from '../../db/repos/vendors.js';
+import type { VendorRole } from '../../db/schema.js';
+import type { TestEnv } from './env.js';
+
+/** The API built in-process (never listening) for `inject`. */
+export async function testApp(t: Test, env: TestEnv): Promise<FastifyInstance> {
+  const app = await buildApp(loadApiConfig({ env, processEnv: false }), { logger: false });
+  t.teardown(() => app.close());
+  await app.ready();
+  return app;
+}
+
+export interface TestVendor extends CreatedVendor {
+  token: string;
+  auth: { authorization: string };
+}
+
+/** A vendor with an API key and a fresh token. */
+export async function testVendor(app: FastifyInstance, options: { name?: string; plan?: string; role?: VendorRole } = {}): Promise<TestVendor> {
+  const created = await createVendor(app.db, { name: options.name ?? 'Test Studio', plan: options.plan ?? 'unlimited', role: options.role ?? 'vendor' });
+  const res = await app.inject({ method: 'POST', url: '/api/auth/token', payload: { apiKey: created.apiKey } });
+  if (res.statusCode !== 200) throw new Error(`token request failed: ${res.statusCode} ${res.body}`);
+  const token = (res.json() as { token: string }).token;
+  return { ...created, token, auth: { authorization: `Bearer ${token}` } };
+}

@@ -1,0 +1,32 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { env, loadConfig, type LoadOptions } from '../platform/config.js';
+import { LogSection, MysqlSection, RedisSection, SourceSection, StorageSection } from '../platform/config-sections.js';
+
+export const WorkerConfigSchema = Type.Object({
+  ...LogSection,
+  ...MysqlSection,
+  ...RedisSection,
+  ...StorageSection,
+  ...SourceSection,
+  WORKER_ID: env.string('', 'name of this worker in heartbeats and attempt records (default <hostname>:<pid>)'),
+  WORKER_QUEUES: env.string('background-removal,face-crop,image-processing', 'comma-separated queues this worker process serves'),
+  CONCURRENCY_BACKGROUND_REMOVAL: env.int(3, 'background-removal jobs run at once per worker process', { minimum: 1, maximum: 256 }),
+  CONCURRENCY_FACE_CROP: env.int(3, 'face-crop jobs run at once per worker process', { minimum: 1, maximum: 256 }),
+  CONCURRENCY_IMAGE_PROCESSING: env.int(5, 'image-processing jobs run at once per worker process', { minimum: 1, maximum: 256 }),
+  JOB_TIMEOUT_MS: env.int(60_000, 'one attempt is aborted after this long (fetches, rembg calls and uploads stop)', { minimum: 100 }),
+  RESULT_CHUNK_FIELDS: env.int(10, 'result fields per MySQL statement (halved on max_allowed_packet errors)', { minimum: 1, maximum: 1000 }),
+  DB_WRITE_RETRY_MS: env.int(30_000, 'how long a worker keeps retrying a result write while MySQL is unavailable', { minimum: 0 }),
+  LOCK_DURATION_MS: env.int(30_000, 'Bull job lock; a job whose worker died is picked up again after about this long', { minimum: 1000 }),
+  STALLED_INTERVAL_MS: env.int(30_000, 'how often Bull looks for jobs whose worker died', { minimum: 1000 }),
+  MAX_STALLED_COUNT: env.int(3, 'times a job may be recovered from a dead worker before it fails', { minimum: 0 }),
+  RECONCILE_INTERVAL_MS: env.int(60_000, 'how often the ledger is compared with Redis to re-queue lost jobs (0 = only at start)', { minimum: 0 }),
+  RECONCILE_GRACE_MS: env.int(30_000, 'a ledger job must be this old before the reconciler may re-queue it', { minimum: 0 }),
+  SHUTDOWN_GRACE_MS: env.int(25_000, 'on SIGTERM, time active jobs get to finish before they are aborted (and retried elsewhere)', { minimum: 0 }),
+  READY_RETRY_MS: env.int(5_000, 'while MySQL, Redis or storage is not ready, how often the worker checks again', { minimum: 100 }),
+});
+
+export type WorkerConfig = Static<typeof WorkerConfigSchema>;
+
+export function loadWorkerConfig(options?: LoadOptions): WorkerConfig {
+  return loadConfig(WorkerConfigSchema, options);
+}
