@@ -9,7 +9,7 @@ import { openQueues, type QueueSet } from '../platform/queues.js';
 import { createStorage, type Storage } from '../platform/storage/index.js';
 import type { WorkerConfig } from './config.js';
 import type { Processor } from './context.js';
-import { processImage } from './processors/process-image.js';
+import { buildProcessors, type ProcessorMap, type WorkerResource } from './processors/index.js';
 import { reconcile } from './reconciler.js';
 import { jobHandler, type RunnerDeps } from './run-job.js';
 
@@ -30,11 +30,9 @@ export interface Worker {
 
 export interface WorkerOptions {
   logger?: Logger;
-  /** processors by kind; tests may swap one in */
+  /** processors by kind, replacing the built ones (tests swap one in) */
   processors?: ProcessorMap;
 }
-
-export type ProcessorMap = { [K in JobKind]?: Processor<K> };
 
 export function servedQueues(config: WorkerConfig): QueueName[] {
   const names = config.WORKER_QUEUES.split(',')
@@ -61,10 +59,6 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
   const id = config.WORKER_ID || `${hostname()}:${process.pid}`;
   const log = options.logger ?? createLogger(config.LOG_LEVEL, 'worker');
   const queuesServed = servedQueues(config);
-  const processors: ProcessorMap = { process: processImage, ...options.processors };
-  for (const queue of queuesServed) {
-    if (!processors[kindOfQueue(queue)]) throw new Error(`no processor for queue ${queue}`);
-  }
 
   const db: Db = connectDb({ url: config.MYSQL_URL, poolSize: config.MYSQL_POOL_SIZE });
   const redis = new Redis(config.REDIS_URL, { connectionName: `imagequeue-worker:${id}`, maxRetriesPerRequest: null });
@@ -83,6 +77,7 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
   });
   const shutdown = new AbortController();
   let storage: Storage | undefined;
+  let resources: WorkerResource[] = [];
   let reconcileTimer: NodeJS.Timeout | undefined;
   let stopping = false;
 
@@ -93,6 +88,7 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
       await redis.ping().catch((e: Error) => problems.push(`Redis at ${redactUrl(config.REDIS_URL)}: ${e.message}`));
       const s = storage ?? (await createStorage(config).catch((e: Error) => (problems.push(`storage: ${e.message}`), undefined)));
       if (s) await s.check().catch((e: Error) => problems.push(`storage (${s.driver}): ${e.message}`));
+      for (const resource of resources) await resource.check?.().catch((e: Error) => problems.push(`${resource.name}: ${e.message}`));
       if (problems.length === 0 && s) return s;
       storage = s;
       log.warn({ problems }, `worker waiting for its dependencies; checking again in ${config.READY_RETRY_MS} ms`);
@@ -113,6 +109,12 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
     id,
     log,
     async start() {
+      const built = await buildProcessors(config, log);
+      resources = built.resources;
+      const processors: ProcessorMap = { ...built.processors, ...options.processors };
+      for (const queue of queuesServed) {
+        if (!processors[kindOfQueue(queue)]) throw new Error(`no processor for queue ${queue}`);
+      }
       storage = await waitUntilReady();
       const deps: RunnerDeps = {
         db,
@@ -157,6 +159,7 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
         await Promise.race([drained, sleep(5000, undefined, { ref: false })]);
       }
       await queueSet.close();
+      await Promise.all(resources.map((r) => r.close().catch((e: unknown) => log.warn({ err: e }, `closing ${r.name} failed`))));
       await redis.quit().catch(() => redis.disconnect());
       await db.destroy();
       log.info('worker closed');
