@@ -1,0 +1,15 @@
+/**
+ * `npm run bench -- <name> [args]` runs one benchmark; `npm run bench` lists
+ * them. Each writes its section of bench/RESULTS.md. Run them on a quiet
+ * machine: they measure this machine, not the code alone.
+ */
+const BENCHMARKS: Record<string, { file: string; what: string }> = {};
+
+const [name, ...rest] = process.argv.slice(2);
+if (!name || !BENCHMARKS[name]) {
+  console.log('usage: npm run bench -- <name> [args]\n');
+  for (const [key, b] of Object.entries(BENCHMARKS)) console.log(`  ${key.padEnd(18)} ${b.what}`);
+  process.exit(name ? 1 : 0);
+}
+process.argv = [process.argv[0] as string, BENCHMARKS[name].file, ...rest];
+await import(`./${BENCHMARKS[name].file}`);
