@@ -13,6 +13,7 @@ export interface Database {
   job_result_fields: ResultFieldsTable<'job_id', string>;
   data_records: DataRecordsTable;
   record_fields: ResultFieldsTable<'record_pk', number>;
+  idempotency_keys: IdempotencyKeysTable;
 }
 
 type CreatedAt = ColumnType<Date, Date | string | undefined, never>;
@@ -51,6 +52,8 @@ export interface JobsTable {
   id: string;
   vendor_id: string;
   batch_id: string | null;
+  /** position in its batch (request order); null for single jobs */
+  batch_seq: ColumnType<number | null, number | null | undefined, number | null>;
   kind: JobKind;
   project_id: string;
   record_id: string;
@@ -110,6 +113,19 @@ export interface DataRecordsTable {
   updated_at: UpdatedAt;
 }
 
+/** A remembered Idempotency-Key and the response first given for it. */
+export interface IdempotencyKeysTable {
+  vendor_id: string;
+  idem_key: string;
+  /** sha256 of method, route and body: the same key with another body is refused */
+  fingerprint: string;
+  route: string;
+  status_code: number;
+  /** JSON of the response body */
+  response: string;
+  created_at: CreatedAt;
+}
+
 export type Vendor = Selectable<VendorsTable>;
 export type NewVendor = Insertable<VendorsTable>;
 export type Job = Selectable<JobsTable>;
@@ -117,3 +133,6 @@ export type NewJob = Insertable<JobsTable>;
 export type JobUpdate = Updateable<JobsTable>;
 export type Batch = Selectable<BatchesTable>;
 export type DataRecord = Selectable<DataRecordsTable>;
+export type NewBatch = Insertable<BatchesTable>;
+export type IdempotencyKey = Selectable<IdempotencyKeysTable>;
+export type NewIdempotencyKey = Insertable<IdempotencyKeysTable>;
