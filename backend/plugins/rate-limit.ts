@@ -1,0 +1,144 @@
+import fp from 'fastify-plugin';
+import rateLimit, { type RateLimitOptions } from '@fastify/rate-limit';
+import type { FastifyRequest } from 'fastify';
+import type { Redis } from 'ioredis';
+import { AppError } from '../../jobs/errors.js';
+import { effectiveLimits, globalLimit, type EffectiveLimits, type Limit, type PlanConfig, type Tier } from '../plans.js';
+
+/**
+ * Per-vendor rate limits (seed 003, "Rate Limiting") with @fastify/rate-limit
+ * on Redis. A route names its tier in `config.rateLimitTier`; /api routes that
+ * name none fall in the per-IP `global` tier. Vendor tiers are keyed by the
+ * vendor of the token (the route authenticates in onRequest, before this
+ * hook), so every route of a tier shares one counter per vendor and vendors
+ * never share one. Counting is one atomic Lua INCR per request: exact under
+ * concurrency, across API processes.
+ *
+ * Redis down: enqueue tiers fail closed (503 SERVICE_UNAVAILABLE at once: the
+ * API's Redis connection has no offline queue), while the polling and global
+ * tiers let requests through, since status reads and token exchange need
+ * only MySQL.
+ */
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** the rate-limit tier of this route (see backend/plans.ts) */
+    rateLimitTier?: Tier;
+  }
+  interface FastifyInstance {
+    /** the limits that apply to a vendor now: its plan and an admin's overrides */
+    vendorLimits: (vendor: { plan: string; rateLimits: unknown }) => EffectiveLimits;
+  }
+}
+
+export interface RateLimitPluginOptions {
+  plans: PlanConfig;
+  /** key namespace, so several deployments (and test files) can share a Redis */
+  prefix: string;
+}
+
+const FAIL_OPEN: ReadonlySet<Tier> = new Set<Tier>(['global', 'polling']);
+
+export default fp<RateLimitPluginOptions>(
+  async (app, opts) => {
+    app.decorate('vendorLimits', (vendor: { plan: string; rateLimits: unknown }) => effectiveLimits(opts.plans, vendor));
+
+    const limitOf = (request: FastifyRequest, tier: Tier): Limit | null => {
+      if (tier === 'global' || !request.vendor) return tier === 'global' ? globalLimit(opts.plans) : anonymousLimit(opts.plans, tier);
+      return app.vendorLimits(request.vendor).tiers[tier];
+    };
+
+    // Runs before @fastify/rate-limit's own onRoute hook (registered below),
+    // which turns `config.rateLimit` into the route's limiter.
+    app.addHook('onRoute', (route) => {
+      if (route.config?.rateLimit !== undefined) return;
+      const tier = route.config?.rateLimitTier ?? (route.url.startsWith('/api/') ? 'global' : undefined);
+      if (!tier) return;
+      route.config = { ...route.config, rateLimitTier: tier, rateLimit: tierOptions(tier, limitOf) };
+    });
+
+    await app.register(rateLimit, {
+      global: false,
+      enableDraftSpec: true,
+      hook: 'onRequest',
+      store: tierStore(app.redis, `${opts.prefix}:rl:`),
+      errorResponseBuilder: (request, context) => {
+        const tier = request.routeOptions.config.rateLimitTier ?? 'global';
+        return new AppError(
+          'RATE_LIMITED',
+          `rate limit reached: ${context.max} requests per ${describeWindow(request, tier, limitOf)} in the ${tier} tier; retry in ${context.after}`,
+        );
+      },
+    });
+  },
+  { name: 'rate-limit', dependencies: ['redis', 'auth'] },
+);
+
+function tierOptions(tier: Tier, limitOf: (request: FastifyRequest, tier: Tier) => Limit | null): RateLimitOptions {
+  return {
+    hook: 'onRequest',
+    skipOnError: FAIL_OPEN.has(tier),
+    keyGenerator: (request) => (tier !== 'global' && request.vendor ? `${tier}:v:${request.vendor.id}` : `${tier}:ip:${request.ip}`),
+    allowList: (request) => limitOf(request, tier) === null,
+    max: (request) => limitOf(request, tier)?.max ?? 0,
+    timeWindow: (request) => limitOf(request, tier)?.windowMs ?? 1000,
+  };
+}
+
+/** A route of a vendor tier reached without a vendor (health): the tier's standard limit, per IP. */
+function anonymousLimit(plans: PlanConfig, tier: Exclude<Tier, 'global'>): Limit {
+  return effectiveLimits(plans, { plan: 'standard', rateLimits: null }).tiers[tier] ?? globalLimit(plans);
+}
+
+function describeWindow(request: FastifyRequest, tier: Tier, limitOf: (request: FastifyRequest, tier: Tier) => Limit | null): string {
+  const ms = limitOf(request, tier)?.windowMs ?? 0;
+  if (ms % 3_600_000 === 0) return ms === 3_600_000 ? 'hour' : `${ms / 3_600_000} hours`;
+  if (ms % 60_000 === 0) return ms === 60_000 ? 'minute' : `${ms / 60_000} minutes`;
+  return `${ms / 1000} s`;
+}
+
+/**
+ * @fastify/rate-limit's Redis store keys counters by route; tiers span
+ * several routes, so this store keys them by what keyGenerator returns (tier
+ * and vendor) and nothing else. Same script shape: INCR, PEXPIRE on the first
+ * hit of a window.
+ */
+const INCR_SCRIPT = `
+local current = redis.call('INCR', KEYS[1])
+local ttl
+if current == 1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+else
+  ttl = redis.call('PTTL', KEYS[1])
+  if ttl < 0 then
+    redis.call('PEXPIRE', KEYS[1], ARGV[1])
+    ttl = tonumber(ARGV[1])
+  end
+end
+return {current, ttl}`;
+
+type IncrCallback = (error: Error | null, result?: { current: number; ttl: number }) => void;
+type RedisWithTierCommand = Redis & {
+  iqRateLimitIncr(key: string, windowMs: number, callback: (error: Error | null, result?: [number, number]) => void): void;
+};
+
+function tierStore(redis: Redis, namespace: string) {
+  const client = redis as RedisWithTierCommand;
+  if (typeof client.iqRateLimitIncr !== 'function') redis.defineCommand('iqRateLimitIncr', { numberOfKeys: 1, lua: INCR_SCRIPT });
+  return class TierStore {
+    incr(key: string, callback: IncrCallback, timeWindow: number): void {
+      client.iqRateLimitIncr(namespace + key, timeWindow, (error, result) => {
+        if (error || !result) {
+          callback(
+            new AppError('SERVICE_UNAVAILABLE', 'rate limiting is unavailable (Redis is not reachable); nothing was done, retry shortly', { cause: error }),
+          );
+          return;
+        }
+        callback(null, { current: Number(result[0]), ttl: Number(result[1]) });
+      });
+    }
+    child(): TierStore {
+      return this;
+    }
+  };
+}
