@@ -36,6 +36,8 @@ export interface RateLimitPluginOptions {
   prefix: string;
 }
 
+/** how long a counter increment may take before the request is answered 503 (or let through, for fail-open tiers) */
+const STORE_TIMEOUT_MS = 500;
 const FAIL_OPEN: ReadonlySet<Tier> = new Set<Tier>(['global', 'polling']);
 
 export default fp<RateLimitPluginOptions>(
@@ -127,14 +129,21 @@ function tierStore(redis: Redis, namespace: string) {
   if (typeof client.iqRateLimitIncr !== 'function') redis.defineCommand('iqRateLimitIncr', { numberOfKeys: 1, lua: INCR_SCRIPT });
   return class TierStore {
     incr(key: string, callback: IncrCallback, timeWindow: number): void {
+      let answered = false;
+      const answer = (error: Error | null, result?: { current: number; ttl: number }) => {
+        if (answered) return;
+        answered = true;
+        clearTimeout(timer);
+        callback(error, result);
+      };
+      const unavailable = (cause: unknown) =>
+        new AppError('SERVICE_UNAVAILABLE', 'rate limiting is unavailable (Redis is not answering); nothing was done, retry shortly', { cause });
+      // A Redis that stops answering without closing the connection must not
+      // hold the request past the 503-within-a-second promise.
+      const timer = setTimeout(() => answer(unavailable(new Error(`no answer within ${STORE_TIMEOUT_MS} ms`))), STORE_TIMEOUT_MS);
       client.iqRateLimitIncr(namespace + key, timeWindow, (error, result) => {
-        if (error || !result) {
-          callback(
-            new AppError('SERVICE_UNAVAILABLE', 'rate limiting is unavailable (Redis is not reachable); nothing was done, retry shortly', { cause: error }),
-          );
-          return;
-        }
-        callback(null, { current: Number(result[0]), ttl: Number(result[1]) });
+        if (error || !result) answer(unavailable(error));
+        else answer(null, { current: Number(result[0]), ttl: Number(result[1]) });
       });
     }
     child(): TierStore {
