@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { sql } from 'kysely';
 import { QUEUE_NAMES, type JobKind } from '../jobs/queues.js';
-import { cachedHeartbeats, DEFAULT_CONCURRENCY, liveConcurrency } from './heartbeats.js';
+import { DEFAULT_CONCURRENCY, liveConcurrency, readHeartbeats } from './heartbeats.js';
 
 /**
  * `estimatedTime` for enqueue responses: how long until the new jobs are
@@ -29,6 +29,7 @@ interface Cached<T> {
 interface EstimateState {
   depth: Map<JobKind, Cached<number>>;
   duration: Map<JobKind, Cached<number>>;
+  concurrency: Map<JobKind, Cached<number>>;
 }
 
 const states = new WeakMap<FastifyInstance, EstimateState>();
@@ -65,7 +66,7 @@ export function formatRange(seconds: number): string {
 
 function stateOf(app: FastifyInstance): EstimateState {
   let state = states.get(app);
-  if (!state) states.set(app, (state = { depth: new Map(), duration: new Map() }));
+  if (!state) states.set(app, (state = { depth: new Map(), duration: new Map(), concurrency: new Map() }));
   return state;
 }
 
@@ -110,11 +111,15 @@ function averageDuration(app: FastifyInstance, kind: JobKind): Promise<number> {
   );
 }
 
-async function workerConcurrency(app: FastifyInstance, settings: EstimateSettings, kind: JobKind): Promise<number> {
-  try {
-    const live = liveConcurrency(await cachedHeartbeats(app, settings.bullPrefix, CONCURRENCY_REFRESH_MS))[QUEUE_NAMES[kind]];
-    return live > 0 ? live : DEFAULT_CONCURRENCY[kind];
-  } catch {
-    return DEFAULT_CONCURRENCY[kind];
-  }
+function workerConcurrency(app: FastifyInstance, settings: EstimateSettings, kind: JobKind): Promise<number> {
+  return cachedRead(
+    stateOf(app).concurrency,
+    kind,
+    CONCURRENCY_REFRESH_MS,
+    async () => {
+      const live = liveConcurrency(await readHeartbeats(app.redis, settings.bullPrefix))[QUEUE_NAMES[kind]];
+      return live > 0 ? live : DEFAULT_CONCURRENCY[kind];
+    },
+    DEFAULT_CONCURRENCY[kind],
+  );
 }

@@ -1,4 +1,3 @@
-import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import { HEARTBEAT_TTL_MS, heartbeatPattern, type WorkerHeartbeat } from '../jobs/heartbeat.js';
 import { QUEUE_NAMES, type JobKind, type QueueName } from '../jobs/queues.js';
@@ -45,16 +44,4 @@ export function liveConcurrency(heartbeats: readonly WorkerHeartbeat[]): Record<
     }
   }
   return total;
-}
-
-const cache = new WeakMap<FastifyInstance, { at: number; value: Promise<WorkerHeartbeat[]> }>();
-
-/** Heartbeats read at most every `maxAgeMs` per app; a failed read is not cached. */
-export function cachedHeartbeats(app: FastifyInstance, prefix: string, maxAgeMs: number): Promise<WorkerHeartbeat[]> {
-  const hit = cache.get(app);
-  if (hit && Date.now() - hit.at < maxAgeMs) return hit.value;
-  const value = readHeartbeats(app.redis, prefix);
-  cache.set(app, { at: Date.now(), value });
-  value.catch(() => cache.delete(app));
-  return value;
 }
