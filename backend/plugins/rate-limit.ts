@@ -8,7 +8,8 @@ import { effectiveLimits, globalLimit, type EffectiveLimits, type Limit, type Pl
 /**
  * Per-vendor rate limits (seed 003, "Rate Limiting") with @fastify/rate-limit
  * on Redis. A route names its tier in `config.rateLimitTier`; /api routes that
- * name none fall in the per-IP `global` tier. Vendor tiers are keyed by the
+ * name none fall in `polling` when they only read (GET) and in the per-IP
+ * `global` tier otherwise (token exchange). Vendor tiers are keyed by the
  * vendor of the token (the route authenticates in onRequest, before this
  * hook), so every route of a tier shares one counter per vendor and vendors
  * never share one. Counting is one atomic Lua INCR per request: exact under
@@ -53,7 +54,7 @@ export default fp<RateLimitPluginOptions>(
     // which turns `config.rateLimit` into the route's limiter.
     app.addHook('onRoute', (route) => {
       if (route.config?.rateLimit !== undefined) return;
-      const tier = route.config?.rateLimitTier ?? (route.url.startsWith('/api/') ? 'global' : undefined);
+      const tier = route.config?.rateLimitTier ?? defaultTier(route.method, route.url);
       if (!tier) return;
       route.config = { ...route.config, rateLimitTier: tier, rateLimit: tierOptions(tier, limitOf) };
     });
@@ -74,6 +75,12 @@ export default fp<RateLimitPluginOptions>(
   },
   { name: 'rate-limit', dependencies: ['redis', 'auth'] },
 );
+
+function defaultTier(method: string | string[], url: string): Tier | undefined {
+  if (!url.startsWith('/api/')) return undefined;
+  const methods = [method].flat();
+  return methods.every((m) => m === 'GET' || m === 'HEAD') ? 'polling' : 'global';
+}
 
 function tierOptions(tier: Tier, limitOf: (request: FastifyRequest, tier: Tier) => Limit | null): RateLimitOptions {
   return {

@@ -206,7 +206,7 @@ function bulkItems(body: BulkBody, maxItems: number): BulkItem[] {
 /** The SSRF guard's refusal, naming the field. */
 function checkSourceUrl(url: string, path: string, allowPrivate: boolean): void {
   try {
-    checkUrl(url, { allowPrivate, purpose: path.replace(/^body\//, '') });
+    checkUrl(url, { allowPrivate, purpose: 'source' });
   } catch (error) {
     if (error instanceof AppError) throw new AppError(error.code, `${path}: ${error.message}`, { details: { fields: [{ path, message: error.message }] } });
     throw error;
