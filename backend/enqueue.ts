@@ -86,6 +86,12 @@ type LedgerRow = NewJob & PayloadFields & { priority: number; batch_seq: number 
 export function planJobs(vendorId: string, specs: readonly JobSpec[], options: { attempts: number; batch: boolean }): PlannedJobs {
   const first = specs[0];
   const batchId = options.batch && first ? newId() : null;
+  const segments = new Map<string, string>();
+  const segmentOf = (projectId: string) => {
+    let segment = segments.get(projectId);
+    if (segment === undefined) segments.set(projectId, (segment = keySegment(projectId)));
+    return segment;
+  };
   const rows: LedgerRow[] = specs.map((spec, i) => {
     const id = newId();
     return {
@@ -99,7 +105,7 @@ export function planJobs(vendorId: string, specs: readonly JobSpec[], options: {
       source_url: spec.source.url,
       source_key: spec.source.type === 'stored' ? spec.source.key : null,
       options: JSON.stringify(spec.options),
-      output_prefix: `${vendorId}/${keySegment(spec.projectId)}/${id}-${randomToken(12)}`,
+      output_prefix: `${vendorId}/${segmentOf(spec.projectId)}/${id}-${randomToken(12)}`,
       status: 'queued',
       max_attempts: options.attempts,
       priority: 1,
@@ -175,7 +181,7 @@ class LedgerWriter {
     private readonly log: FastifyBaseLogger,
     private readonly opts: EnqueueOptions,
   ) {
-    this.fair = new FairPositions(db);
+    this.fair = new FairPositions(db, log);
   }
 
   write(plan: PlannedJobs, idempotency: NewIdempotencyKey | null): Promise<void> {
@@ -347,14 +353,20 @@ class LedgerWriter {
 }
 
 /**
- * Per vendor and kind, how many jobs wait in line: read from the ledger at
- * most every FAIR_REFRESH_MS, counted up locally in between. Approximate
- * across API processes, which is all fair ordering needs.
+ * Per vendor and kind, how many jobs wait in line: read from the ledger,
+ * counted up locally in between, and read again in the background once it is
+ * FAIR_REFRESH_MS old (a commit waits for the count only the first time a
+ * vendor and kind are seen: a vendor with a large backlog can take tens of
+ * milliseconds to count). Approximate across API processes, which is all
+ * fair ordering needs.
  */
 class FairPositions {
-  private readonly counts = new Map<string, { base: number; added: number; at: number }>();
+  private readonly counts = new Map<string, { base: number; added: number; at: number; refreshing: boolean }>();
 
-  constructor(private readonly db: Db) {}
+  constructor(
+    private readonly db: Db,
+    private readonly log: FastifyBaseLogger,
+  ) {}
 
   static key(vendorId: string, kind: JobKind): string {
     return `${vendorId}|${kind}`;
@@ -362,28 +374,36 @@ class FairPositions {
 
   async refresh(keys: Set<string>): Promise<void> {
     const now = Date.now();
-    const stale = [...keys].filter((k) => {
+    const unknown: Promise<void>[] = [];
+    for (const k of keys) {
       const c = this.counts.get(k);
-      return !c || now - c.at > FAIR_REFRESH_MS;
-    });
-    await Promise.all(
-      stale.map(async (k) => {
-        const [vendorId, kind] = k.split('|') as [string, JobKind];
-        const base = await countQueued(this.db, vendorId, kind);
-        this.counts.set(k, { base, added: 0, at: Date.now() });
-      }),
-    );
+      if (!c) unknown.push(this.load(k));
+      else if (now - c.at > FAIR_REFRESH_MS && !c.refreshing) {
+        c.refreshing = true;
+        this.load(k).catch((error: unknown) => {
+          c.refreshing = false;
+          this.log.debug({ err: error }, 'could not refresh a waiting-jobs count; keeping the old one');
+        });
+      }
+    }
+    await Promise.all(unknown);
     if (this.counts.size > 50_000) {
-      for (const [k, c] of this.counts) if (now - c.at > FAIR_REFRESH_MS) this.counts.delete(k);
+      for (const [k, c] of this.counts) if (now - c.at > 60 * FAIR_REFRESH_MS) this.counts.delete(k);
     }
   }
 
   next(vendorId: string, kind: JobKind): number {
     const k = FairPositions.key(vendorId, kind);
     let c = this.counts.get(k);
-    if (!c) this.counts.set(k, (c = { base: 0, added: 0, at: 0 }));
+    if (!c) this.counts.set(k, (c = { base: 0, added: 0, at: 0, refreshing: false }));
     c.added += 1;
     return c.base + c.added;
+  }
+
+  private async load(k: string): Promise<void> {
+    const [vendorId, kind] = k.split('|') as [string, JobKind];
+    const base = await countQueued(this.db, vendorId, kind);
+    this.counts.set(k, { base, added: 0, at: Date.now(), refreshing: false });
   }
 }
 

@@ -160,6 +160,17 @@ t.test('vendor API', async (t) => {
     t.equal(records.length, 100, 'one data record per item');
   });
 
+  t.test("one vendor's bulk does not starve another vendor's single job", async (t) => {
+    const big = await testVendor(app, { name: 'Big Studio' });
+    const small = await testVendor(app, { name: 'Small Studio' });
+    const bulk = await post(big, 'bulk-process', { projectId: 'p', recordIds: ids(10, 'f'), photoUrls: urls(10), operations: [{ op: 'resize', width: 8 }] });
+    const single = await post(small, 'process-queue', { recordId: 's', projectId: 'p', photoUrl: URL_A, operations: [{ op: 'resize', width: 8 }] });
+    const mine = [...bulk.json().jobIds, single.json().jobId];
+    const order = (await processingOrder(app, 'image-processing')).filter((id) => mine.includes(id));
+    t.equal(order.length, 11);
+    t.ok(order.indexOf(single.json().jobId) <= 1, `the single job is taken first or second, not 11th (at ${order.indexOf(single.json().jobId)})`);
+  });
+
   t.test('bad bodies are 400 naming the field', async (t) => {
     const expect400 = async (url: string, payload: object, field: RegExp, label: string) => {
       const res = await post(a, url, payload);

@@ -43,7 +43,14 @@ const FAIL_OPEN: ReadonlySet<Tier> = new Set<Tier>(['global', 'polling']);
 
 export default fp<RateLimitPluginOptions>(
   async (app, opts) => {
-    app.decorate('vendorLimits', (vendor: { plan: string; rateLimits: unknown }) => effectiveLimits(opts.plans, vendor));
+    // The auth plugin hands out one vendor object per cache period, so its
+    // limits are worked out once per period rather than on every hook call.
+    const computed = new WeakMap<object, EffectiveLimits>();
+    app.decorate('vendorLimits', (vendor: { plan: string; rateLimits: unknown }) => {
+      let limits = computed.get(vendor);
+      if (!limits) computed.set(vendor, (limits = effectiveLimits(opts.plans, vendor)));
+      return limits;
+    });
 
     const limitOf = (request: FastifyRequest, tier: Tier): Limit | null => {
       if (tier === 'global' || !request.vendor) return tier === 'global' ? globalLimit(opts.plans) : anonymousLimit(opts.plans, tier);
