@@ -54,6 +54,7 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
   await app.register(rateLimit, { plans: config, prefix: config.BULL_PREFIX });
   await app.register(idempotency, { ttlMs: config.IDEMPOTENCY_TTL_MS });
   await app.register(enqueue, {
+    mysqlUrl: config.MYSQL_URL,
     maxRows: config.ENQUEUE_GROUP_MAX_ROWS,
     concurrency: config.ENQUEUE_GROUP_CONCURRENCY,
     idempotencyTtlMs: config.IDEMPOTENCY_TTL_MS,

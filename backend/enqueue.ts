@@ -1,10 +1,10 @@
 import fp from 'fastify-plugin';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
-import { sql } from 'kysely';
+import { sql, type CompiledQuery } from 'kysely';
 import type { Db } from '../db/connect.js';
-import { insertIdempotencyKeys } from '../db/repos/idempotency.js';
-import { countQueued, insertJobs, payloadOf, type PayloadFields } from '../db/repos/jobs.js';
-import { claimRecords, type RecordClaim } from '../db/repos/records.js';
+import { idempotencyKeyQueries } from '../db/repos/idempotency.js';
+import { countQueued, payloadOf, type PayloadFields } from '../db/repos/jobs.js';
+import { claimRecordsQuery, type RecordClaim } from '../db/repos/records.js';
 import type { NewBatch, NewIdempotencyKey, NewJob } from '../db/schema.js';
 import { AppError } from '../jobs/errors.js';
 import type { JobPayload, JobSource } from '../jobs/payloads.js';
@@ -13,6 +13,7 @@ import { newId, randomToken } from '../platform/ids.js';
 import type { Queues } from '../platform/queues.js';
 import { keySegment } from '../platform/storage/index.js';
 import { IdempotencyConflictError } from './plugins/idempotency.js';
+import { LedgerTransactions } from './ledger-transaction.js';
 
 /**
  * The durable half of every enqueue route. Ledger rows (and the batch row,
@@ -66,6 +67,8 @@ declare module 'fastify' {
 }
 
 export interface EnqueueOptions {
+  /** the ledger database (the writer keeps a small pool of its own, see ledger-transaction.ts) */
+  mysqlUrl: string;
   /** most ledger rows one grouped transaction carries */
   maxRows: number;
   /** grouped transactions in flight at once */
@@ -146,7 +149,8 @@ export function assertQueueable(app: FastifyInstance): void {
 
 export default fp<EnqueueOptions>(
   async (app, opts) => {
-    const writer = new LedgerWriter(app.db, app.queues, app.log, opts);
+    const transactions = new LedgerTransactions(opts.mysqlUrl, opts.concurrency * 2);
+    const writer = new LedgerWriter(app.db, transactions, app.queues, app.log, opts);
     app.decorate('enqueuer', {
       commit: (plan: PlannedJobs, idempotency?: NewIdempotencyKey | null) => writer.write(plan, idempotency ?? null),
       drain: () => writer.drain(),
@@ -157,6 +161,7 @@ export default fp<EnqueueOptions>(
       await Promise.race([Promise.all(Object.values(app.queues).map((q) => q.isReady())).catch(() => undefined), sleep(3000)]);
     });
     app.addHook('preClose', async () => writer.drain());
+    app.addHook('onClose', async () => transactions.close());
   },
   { name: 'enqueue', dependencies: ['mysql', 'queues', 'redis'] },
 );
@@ -171,12 +176,14 @@ interface WriteUnit {
 class LedgerWriter {
   private readonly pending: WriteUnit[] = [];
   private readonly flushes = new Set<Promise<void>>();
+  private readonly adds = new Set<Promise<void>>();
   private readonly keysInFlight = new Set<string>();
   private readonly fair: FairPositions;
   private packetBudget: Promise<number> | null = null;
 
   constructor(
     private readonly db: Db,
+    private readonly transactions: LedgerTransactions,
     private readonly queues: Queues,
     private readonly log: FastifyBaseLogger,
     private readonly opts: EnqueueOptions,
@@ -193,7 +200,7 @@ class LedgerWriter {
   }
 
   async drain(): Promise<void> {
-    while (this.flushes.size > 0) await Promise.allSettled([...this.flushes]);
+    while (this.flushes.size > 0 || this.adds.size > 0) await Promise.allSettled([...this.flushes, ...this.adds]);
   }
 
   private pump(): void {
@@ -237,17 +244,24 @@ class LedgerWriter {
     return group;
   }
 
+  /**
+   * Commits a group and hands it to the queue step. The slot is free again
+   * once the commit is done: the next group commits while this one's Bull
+   * jobs are added.
+   */
   private async flush(group: WriteUnit[]): Promise<void> {
+    let committed: WriteUnit[];
     try {
       await this.assignPriorities(group);
       await this.commitUnits(group);
+      committed = group;
     } catch (error) {
       if (group.length === 1) {
         (group[0] as WriteUnit).reject(error);
         return;
       }
       this.log.debug({ err: error, requests: group.length }, 'grouped ledger commit failed; committing its requests one by one');
-      const committed: WriteUnit[] = [];
+      committed = [];
       await Promise.all(
         group.map((unit) =>
           this.commitUnits([unit]).then(
@@ -256,12 +270,12 @@ class LedgerWriter {
           ),
         ),
       );
-      await this.addToQueues(committed);
-      for (const unit of committed) unit.resolve();
-      return;
     }
-    await this.addToQueues(group);
-    for (const unit of group) unit.resolve();
+    const adding = this.addToQueues(committed).then(() => {
+      for (const unit of committed) unit.resolve();
+    });
+    this.adds.add(adding);
+    void adding.finally(() => this.adds.delete(adding));
   }
 
   /** Fair ordering: a vendor's n-th waiting job of a kind gets priority n, so the queue interleaves vendors. */
@@ -299,20 +313,22 @@ class LedgerWriter {
       photoUrl: r.source_url ?? null,
       jobId: r.id,
     }));
-    await this.db.transaction().execute(async (trx) => {
-      if (keys.length > 0) {
-        try {
-          await insertIdempotencyKeys(trx, keys, this.opts.idempotencyTtlMs);
-        } catch (error) {
-          if ((error as { code?: string }).code === 'ER_DUP_ENTRY')
-            throw new IdempotencyConflictError('Idempotency-Key committed by another request', { cause: error });
-          throw error;
-        }
+    // The key goes first: a duplicate (a concurrent retry committed first)
+    // fails the transaction before anything else is written.
+    const statements: CompiledQuery[] = [
+      ...idempotencyKeyQueries(this.db, keys, this.opts.idempotencyTtlMs),
+      ...(batches.length > 0 ? [this.db.insertInto('batches').values(batches).compile()] : []),
+      ...chunkBySize(rows, rowSize, budget).map((chunk) => this.db.insertInto('jobs').values(chunk).compile()),
+      ...chunkBySize(claims, claimSize, budget).map((chunk) => claimRecordsQuery(this.db, chunk).compile()),
+    ];
+    try {
+      await this.transactions.run(statements, budget);
+    } catch (error) {
+      if (keys.length > 0 && (error as { code?: string }).code === 'ER_DUP_ENTRY') {
+        throw new IdempotencyConflictError('Idempotency-Key committed by another request', { cause: error });
       }
-      if (batches.length > 0) await trx.insertInto('batches').values(batches).execute();
-      for (const chunk of chunkBySize(rows, rowSize, budget)) await insertJobs(trx, chunk);
-      for (const chunk of chunkBySize(claims, claimSize, budget)) await claimRecords(trx, chunk);
-    });
+      throw error;
+    }
   }
 
   private async addToQueues(units: WriteUnit[]): Promise<void> {

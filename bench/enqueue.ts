@@ -30,7 +30,7 @@ import { machineLine, percentile, table, writeSection } from './results.js';
  * Targets: enqueue ≥ 0.8× durable req/s, enqueue p99 < 25 ms; bulk of 100
  * and 1000 items accepted in < 100 ms and < 500 ms (median of runs).
  *
- *   npm run bench -- enqueue [--duration 10] [--rounds 3] [--connections 20] [--bulk-runs 10] [--dry]
+ *   npm run bench -- enqueue [--duration 10] [--rounds 3] [--connections 20] [--bulk-runs 10] [--group-concurrency 2] [--dry]
  *
  * --dry prints the section instead of writing bench/RESULTS.md.
  */
@@ -40,6 +40,7 @@ const { values: args } = parseArgs({
     rounds: { type: 'string', default: '3' },
     connections: { type: 'string', default: '20' },
     'bulk-runs': { type: 'string', default: '10' },
+    'group-concurrency': { type: 'string', default: '2' },
     dry: { type: 'boolean', default: false },
   },
 });
@@ -82,6 +83,7 @@ const env = {
   STORAGE_LOCAL_DIR: storageDir,
   JWT_SECRET: randomBytes(24).toString('hex'),
   BULK_MAX_ITEMS_UNLIMITED: '1000',
+  ENQUEUE_GROUP_CONCURRENCY: args['group-concurrency'],
 };
 const api = await buildApp(loadApiConfig({ env, processEnv: false }), { logger: false });
 const durable = await durableServer();

@@ -1,4 +1,4 @@
-import { sql, type Transaction } from 'kysely';
+import { sql, type CompiledQuery, type Transaction } from 'kysely';
 import type { Db } from '../connect.js';
 import type { Database, IdempotencyKey, NewIdempotencyKey } from '../schema.js';
 
@@ -24,16 +24,21 @@ export async function findIdempotencyKey(db: Conn, vendorId: string, key: string
  * key, which the caller turns into a replay of the first response.
  */
 export async function insertIdempotencyKeys(trx: Conn, rows: NewIdempotencyKey[], ttlMs: number): Promise<void> {
-  if (rows.length === 0) return;
-  for (const row of rows) {
-    await trx
+  for (const query of idempotencyKeyQueries(trx, rows, ttlMs)) await trx.executeQuery(query);
+}
+
+/** The statements insertIdempotencyKeys runs, compiled, for callers that batch statements themselves. */
+export function idempotencyKeyQueries(db: Conn, rows: NewIdempotencyKey[], ttlMs: number): CompiledQuery[] {
+  if (rows.length === 0) return [];
+  const expired = rows.map((row) =>
+    db
       .deleteFrom('idempotency_keys')
       .where('vendor_id', '=', row.vendor_id)
       .where('idem_key', '=', row.idem_key)
       .where('created_at', '<=', sql<Date>`NOW(3) - INTERVAL ${ttlMs * 1000} MICROSECOND`)
-      .execute();
-  }
-  await trx.insertInto('idempotency_keys').values(rows).execute();
+      .compile(),
+  );
+  return [...expired, db.insertInto('idempotency_keys').values(rows).compile()];
 }
 
 /** Best-effort insert for routes whose work is not in a transaction of ours. */
