@@ -56,7 +56,7 @@ export interface EnqueueResult {
 export interface Enqueuer {
   /** Commits planned jobs (with the request's Idempotency-Key row, if any), then adds them to Bull. */
   commit(plan: PlannedJobs, idempotency?: NewIdempotencyKey | null): Promise<void>;
-  /** Waits for every commit in flight. */
+  /** Waits for every commit in flight and the queue adds that follow them. */
   drain(): Promise<void>;
 }
 
