@@ -137,7 +137,7 @@ try {
   };
   const body = [
     `autocannon, ${CONNECTIONS} connections, ${DURATION} s per run, ${ROUNDS} rounds of durable/enqueue (alternating order), one single-job POST per request,`,
-    `vendor on the \`unlimited\` plan (JWT, validation and the rate-limit hook run; no counter). MySQL pool 10 in both durable and enqueue.`,
+    `vendor on the \`unlimited\` plan (JWT, validation and the rate-limit hook run; no counter). MySQL pool 10 in both durable and enqueue; ENQUEUE_GROUP_CONCURRENCY=${args['group-concurrency']}.`,
     '',
     table(['route', 'req/s (median)', 'p50 ms', 'p99 ms', 'req/s per run', 'non-2xx/errors'], rows),
     '',
