@@ -1,6 +1,6 @@
 import { Agent, request, type Dispatcher } from 'undici';
 import { AppError } from '../jobs/errors.js';
-import { checkUrl, guardedLookup, type UrlPolicy } from './address-guard.js';
+import { checkUrl, guardedLookup, isAllowlisted, type UrlPolicy } from './address-guard.js';
 
 /**
  * The one way this system fetches a URL a vendor gave it: http/https only,
@@ -10,6 +10,8 @@ import { checkUrl, guardedLookup, type UrlPolicy } from './address-guard.js';
  */
 export interface FetchLimits {
   allowPrivate: boolean;
+  /** private `host:port` pairs that may be fetched anyway (parseHostAllowlist) */
+  allowedPrivateHosts?: readonly string[];
   maxBytes: number;
   timeoutMs: number;
   maxRedirects: number;
@@ -23,8 +25,9 @@ export interface FetchedSource {
 
 const agents = new Map<string, Dispatcher>();
 
+/** One connection pool per (private allowed?, purpose): the purpose only names the URL in errors. */
 function agentFor(policy: UrlPolicy): Dispatcher {
-  const key = `${policy.allowPrivate}`;
+  const key = `${policy.allowPrivate}:${policy.purpose}`;
   let agent = agents.get(key);
   if (!agent) {
     agent = new Agent({ connect: { lookup: guardedLookup(policy), timeout: 10_000 }, keepAliveTimeout: 4_000, connections: 64 });
@@ -34,7 +37,7 @@ function agentFor(policy: UrlPolicy): Dispatcher {
 }
 
 export async function fetchSource(rawUrl: string, limits: FetchLimits, signal?: AbortSignal, purpose = 'source'): Promise<FetchedSource> {
-  const policy: UrlPolicy = { allowPrivate: limits.allowPrivate, purpose };
+  const policy: UrlPolicy = { allowPrivate: limits.allowPrivate, purpose, ...(limits.allowedPrivateHosts ? { allowedPrivateHosts: limits.allowedPrivateHosts } : {}) };
   const timeout = AbortSignal.timeout(limits.timeoutMs);
   const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
   let url = checkUrl(rawUrl, policy);
@@ -43,7 +46,9 @@ export async function fetchSource(rawUrl: string, limits: FetchLimits, signal?: 
     try {
       response = await request(url, {
         method: 'GET',
-        dispatcher: agentFor(policy),
+        // An allowlisted host:port may resolve to a private address; every
+        // other hop (a redirect from it included) goes through the guard.
+        dispatcher: agentFor(isAllowlisted(url, policy) ? { allowPrivate: true, purpose } : policy),
         signal: combined,
         headers: { accept: 'image/*,*/*;q=0.5', 'user-agent': 'imagequeue-fetch/1' },
         headersTimeout: limits.timeoutMs,
