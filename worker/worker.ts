@@ -106,7 +106,10 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
     for (;;) {
       const problems: string[] = [];
       await sql`SELECT 1`.execute(db).catch((e: Error) => problems.push(`MySQL at ${redactUrl(config.MYSQL_URL)}: ${e.message}`));
-      await redis.ping().catch((e: Error) => problems.push(`Redis at ${redactUrl(config.REDIS_URL)}: ${e.message}`));
+      // The worker's connection queues commands while Redis is away; a ping that does not answer soon is a problem too.
+      await Promise.race([redis.ping(), sleep(2000).then(() => Promise.reject(new Error('no answer within 2 s')))]).catch((e: Error) =>
+        problems.push(`Redis at ${redactUrl(config.REDIS_URL)}: ${e.message}`),
+      );
       const s = storage ?? (await createStorage(config).catch((e: Error) => (problems.push(`storage: ${e.message}`), undefined)));
       if (s) await s.check().catch((e: Error) => problems.push(`storage (${s.driver}): ${e.message}`));
       for (const resource of resources) await resource.check?.().catch((e: Error) => problems.push(`${resource.name}: ${e.message}`));
