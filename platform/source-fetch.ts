@@ -71,7 +71,7 @@ export async function fetchSource(rawUrl: string, limits: FetchLimits, signal?: 
     }
     const declared = Number(headers['content-length']);
     if (Number.isFinite(declared) && declared > limits.maxBytes) {
-      body.destroy();
+      abandon(body);
       throw new AppError('SOURCE_TOO_LARGE', `${purpose} is ${declared} bytes; the limit is ${limits.maxBytes}`);
     }
     const chunks: Buffer[] = [];
@@ -80,7 +80,7 @@ export async function fetchSource(rawUrl: string, limits: FetchLimits, signal?: 
       for await (const chunk of body) {
         size += (chunk as Buffer).length;
         if (size > limits.maxBytes) {
-          body.destroy();
+          abandon(body);
           throw new AppError('SOURCE_TOO_LARGE', `${purpose} is larger than the limit of ${limits.maxBytes} bytes`);
         }
         chunks.push(chunk as Buffer);
@@ -92,6 +92,16 @@ export async function fetchSource(rawUrl: string, limits: FetchLimits, signal?: 
     const contentType = headers['content-type'];
     return { bytes: Buffer.concat(chunks, size), contentType: typeof contentType === 'string' ? contentType : null, finalUrl: url.toString() };
   }
+}
+
+/**
+ * Stops a response body we will not read. undici's body emits a "Request
+ * aborted" error when destroyed before its end; nobody listens any more, so
+ * without a listener that error would crash the process.
+ */
+function abandon(body: Dispatcher.ResponseData['body']): void {
+  body.on('error', () => undefined);
+  body.destroy();
 }
 
 function statusError(status: number, purpose: string): AppError {
