@@ -62,10 +62,10 @@ t.test('an allowlisted private host is fetched; its redirect to another private 
   const jpeg = await makeJpeg(16, 16);
   b.route('/secret.jpg', serveBytes(jpeg, 'image/jpeg'));
   a.route('/photo.jpg', serveBytes(jpeg, 'image/jpeg'));
-  a.route('/to-b', (_req, res) => res.writeHead(302, { location: `${b.url}/secret.jpg` }).end());
-  a.route('/to-a', (_req, res) => res.writeHead(301, { location: '/photo.jpg' }).end());
-  a.route('/loop', (_req, res) => res.writeHead(302, { location: '/loop' }).end());
-  a.route('/to-metadata', (_req, res) => res.writeHead(307, { location: 'http://169.254.169.254/latest/' }).end());
+  a.route('/to-b', (_req, res) => void res.writeHead(302, { location: `${b.url}/secret.jpg` }).end());
+  a.route('/to-a', (_req, res) => void res.writeHead(301, { location: '/photo.jpg' }).end());
+  a.route('/loop', (_req, res) => void res.writeHead(302, { location: '/loop' }).end());
+  a.route('/to-metadata', (_req, res) => void res.writeHead(307, { location: 'http://169.254.169.254/latest/' }).end());
   const allow: FetchLimits = { ...strict, allowedPrivateHosts: parseHostAllowlist(new URL(a.url).host) };
 
   const ok = await fetchSource(`${a.url}/photo.jpg`, allow);
@@ -87,7 +87,7 @@ t.test('an allowlisted private host is fetched; its redirect to another private 
 t.test('size and time limits', async (t) => {
   const server = await testServer(t);
   const limits: FetchLimits = { allowPrivate: true, maxBytes: 10_000, timeoutMs: 800, maxRedirects: 2 };
-  server.route('/declared-big', (_req, res) => res.writeHead(200, { 'content-length': 20_000 }).end(Buffer.alloc(20_000)));
+  server.route('/declared-big', (_req, res) => void res.writeHead(200, { 'content-length': 20_000 }).end(Buffer.alloc(20_000)));
   server.route('/streamed-big', (_req, res) => {
     res.writeHead(200, { 'content-type': 'image/jpeg' });
     let sent = 0;

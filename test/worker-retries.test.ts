@@ -115,7 +115,7 @@ t.test('retries, timeouts and the dead-letter queue', async (t) => {
   });
 
   await t.test('retry all and purge', async (t) => {
-    images.route('/gone.jpg', (_req, res) => res.writeHead(500).end());
+    images.route('/gone.jpg', (_req, res) => void res.writeHead(500).end());
     const ids = [await queueResize(app, vendor, `${images.url}/gone.jpg`), await queueResize(app, vendor, `${images.url}/gone.jpg`)];
     for (const id of ids) t.equal((await waitForFinal(app.db, id)).status, 'dead');
     const queues = await app.inject({ method: 'GET', url: '/api/admin/queues', headers: admin.auth });
@@ -133,7 +133,7 @@ t.test('retries, timeouts and the dead-letter queue', async (t) => {
     t.same(all.json(), { retried: 1, jobIds: [ids[1]] });
     t.equal((await waitForFinal(app.db, ids[1] as string)).status, 'completed');
 
-    images.route('/gone.jpg', (_req, res) => res.writeHead(500).end());
+    images.route('/gone.jpg', (_req, res) => void res.writeHead(500).end());
     const third = await queueResize(app, vendor, `${images.url}/gone.jpg`);
     t.equal((await waitForFinal(app.db, third)).status, 'dead');
     const purgeAll = await app.inject({ method: 'DELETE', url: '/api/admin/dead-letters?queue=image-processing', headers: admin.auth });
@@ -160,7 +160,7 @@ t.test('retries, timeouts and the dead-letter queue', async (t) => {
     t.equal(huge.error_code, 'TOO_MANY_PIXELS', 'MAX_INPUT_PIXELS is checked from the header');
     t.equal(huge.attempts, 1);
 
-    images.route('/missing.jpg', (_req, res) => res.writeHead(404).end());
+    images.route('/missing.jpg', (_req, res) => void res.writeHead(404).end());
     const missing = await waitForFinal(app.db, await queueResize(app, vendor, `${images.url}/missing.jpg`));
     t.equal(missing.status, 'failed');
     t.equal(missing.error_code, 'SOURCE_NOT_FOUND');
