@@ -174,7 +174,8 @@ async function withRetries<T>(
   }
 }
 
-function httpCode(error: unknown): number | undefined {
+function httpCode(raw: unknown): number | undefined {
+  const error = (raw as { error?: unknown } | null)?.error ?? raw;
   const code = (error as { http_code?: unknown } | null)?.http_code;
   return typeof code === 'number' ? code : undefined;
 }
@@ -185,7 +186,9 @@ function isRetryable(error: unknown): boolean {
   return status === 408 || status === 420 || status === 429 || status === 499 || status >= 500;
 }
 
-function describe(error: unknown): string {
+function describe(raw: unknown): string {
+  // The SDK's admin API rejects with `{ error: { message, http_code } }`.
+  const error = (raw as { error?: unknown } | null)?.error ?? raw;
   const status = httpCode(error);
   const message = (error as { message?: unknown } | null)?.message;
   return `${status ? `HTTP ${status}: ` : ''}${typeof message === 'string' ? message : String(error)}`.slice(0, 300);
