@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { createHash } from 'node:crypto';
 import sharp from 'sharp';
 import { cloudinaryStorage, parseCloudinaryUrl, type CloudinarySettings } from '../platform/storage/cloudinary.js';
@@ -38,7 +38,7 @@ function signatureOf(params: Record<string, string>, secret: string): string {
 }
 
 /** The stand-in: upload, delivery and ping endpoints, plus knobs to make it fail. */
-async function fakeCloudinary(t: Parameters<Parameters<typeof t.test>[1]>[0]) {
+async function fakeCloudinary(t: Test) {
   const server: TestServer = await testServer(t);
   const uploads: Upload[] = [];
   const stored = new Map<string, Buffer>();
@@ -53,10 +53,10 @@ async function fakeCloudinary(t: Parameters<Parameters<typeof t.test>[1]>[0]) {
       res.writeHead(state.failStatus, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: 'try later' } }));
       return;
     }
-    const form = await new Response(body, { headers: { 'content-type': String(req.headers['content-type']) } }).formData();
+    const form = await new Response(new Uint8Array(body), { headers: { 'content-type': String(req.headers['content-type']) } }).formData();
     const params: Record<string, string> = {};
     let bytes = Buffer.alloc(0);
-    for (const [k, v] of form.entries()) {
+    for (const [k, v] of form as unknown as Iterable<[string, string | Blob]>) {
       if (typeof v === 'string') params[k] = v;
       else bytes = Buffer.from(await v.arrayBuffer());
     }
