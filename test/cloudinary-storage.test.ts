@@ -69,13 +69,15 @@ async function fakeCloudinary(t: Test) {
     const path = `/res/${CLOUD}/image/upload/v1/${params['public_id']}.${meta.format === 'jpeg' ? 'jpg' : meta.format}`;
     stored.set(path, bytes);
     server.route(path, serveBytes(bytes, `image/${meta.format}`));
-    res.writeHead(200, { 'content-type': 'application/json' }).end(
-      JSON.stringify({ public_id: params['public_id'], version: 1, format: meta.format, bytes: bytes.length, secure_url: `${server.url}${path}` }),
-    );
+    res
+      .writeHead(200, { 'content-type': 'application/json' })
+      .end(JSON.stringify({ public_id: params['public_id'], version: 1, format: meta.format, bytes: bytes.length, secure_url: `${server.url}${path}` }));
   });
   server.route(`/v1_1/${CLOUD}/ping`, (req, res) => {
     const ok = req.headers.authorization === `Basic ${Buffer.from(`${KEY}:${SECRET}`).toString('base64')}`;
-    res.writeHead(ok ? 200 : 401, { 'content-type': 'application/json' }).end(JSON.stringify(ok ? { status: 'ok' } : { error: { message: 'Invalid credentials' } }));
+    res
+      .writeHead(ok ? 200 : 401, { 'content-type': 'application/json' })
+      .end(JSON.stringify(ok ? { status: 'ok' } : { error: { message: 'Invalid credentials' } }));
   });
   const url = `cloudinary://${KEY}:${SECRET}@${CLOUD}?upload_prefix=${server.url}`;
   return { server, uploads, stored, state, url };

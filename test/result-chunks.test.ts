@@ -100,10 +100,7 @@ t.test('a statement refused because the limit was lowered after it was read is r
   await admin.query(`KILL ${id}`);
   await new Promise((r) => setTimeout(r, 300));
 
-  const rows = toFieldRows(
-    'JOB1',
-    Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`f${i}`, awkward(4000, i)])),
-  );
+  const rows = toFieldRows('JOB1', Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`f${i}`, awkward(4000, i)])));
   const tries: number[] = [];
   const statements = await withChunkHalving(db, 10, async (plan) => {
     tries.push(plan.size);

@@ -31,7 +31,8 @@ t.test("vendor B's single job finishes before vendor A's 500-item bulk is half d
   // In slices: main's enqueueJobs writes all rows in one INSERT, which a
   // 500-row bulk makes larger than a small max_allowed_packet (reported).
   const bulk: string[] = [];
-  for (let i = 0; i < specs.length; i += 50) bulk.push(...(await enqueueJobs(app, vendorA.vendorId, specs.slice(i, i + 50), { attempts: 3, batch: false })).jobIds);
+  for (let i = 0; i < specs.length; i += 50)
+    bulk.push(...(await enqueueJobs(app, vendorA.vendorId, specs.slice(i, i + 50), { attempts: 3, batch: false })).jobIds);
   t.equal(bulk.length, 500);
   await testWorker(t, env);
 

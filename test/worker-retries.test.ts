@@ -16,7 +16,13 @@ import { waitFor } from './helpers/wait.js';
 const BACKOFF_MS = 400;
 
 t.test('retries, timeouts and the dead-letter queue', async (t) => {
-  const env = await isolatedEnv(t, { WORKER_QUEUES: 'image-processing', JOB_BACKOFF_MS: String(BACKOFF_MS), JOB_TIMEOUT_MS: '3000', MAX_INPUT_PIXELS: '1000000', LOG_LEVEL: 'silent' });
+  const env = await isolatedEnv(t, {
+    WORKER_QUEUES: 'image-processing',
+    JOB_BACKOFF_MS: String(BACKOFF_MS),
+    JOB_TIMEOUT_MS: '3000',
+    MAX_INPUT_PIXELS: '1000000',
+    LOG_LEVEL: 'silent',
+  });
   const app = await testApp(t, env);
   await testWorker(t, env);
   const vendor = await testVendor(app);

@@ -101,6 +101,7 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
   let reconcileTimer: NodeJS.Timeout | undefined;
   let heartbeat: Heartbeat | undefined;
   let stopping = false;
+  let closing: Promise<void> | undefined;
 
   async function waitUntilReady(): Promise<Storage> {
     for (;;) {
@@ -235,28 +236,33 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
       await heartbeat.beat();
       log.info({ workerId: id, queues: queuesServed.map((q) => `${q}×${concurrencyOf(config, q)}`) }, 'worker started');
     },
-    async close() {
-      stopping = true;
-      stopWaiting.abort();
-      if (reconcileTimer) clearInterval(reconcileTimer);
-      const queues = Object.values(queueSet.queues);
-      // Stop taking jobs; wait for the active ones, up to the grace period.
-      void heartbeat?.beat();
-      const drained = Promise.all(queues.map((q) => q.pause(true).catch(() => undefined)));
-      const inTime = await Promise.race([drained.then(() => true), sleep(config.SHUTDOWN_GRACE_MS, false, { ref: false })]);
-      if (!inTime) {
-        log.warn({ graceMs: config.SHUTDOWN_GRACE_MS, active: activeJobs }, 'active jobs did not finish in time; aborting them (they will be retried)');
-        shutdown.abort();
-        await Promise.race([drained, sleep(15_000, undefined, { ref: false })]);
-      }
-      await heartbeat?.stop();
-      await queueSet.close();
-      await Promise.all(resources.map((r) => r.close().catch((e: unknown) => log.warn({ err: e }, `closing ${r.name} failed`))));
-      await redis.quit().catch(() => redis.disconnect());
-      await db.destroy();
-      log.info('worker closed');
+    close() {
+      closing ??= closeNow();
+      return closing;
     },
   };
+
+  async function closeNow(): Promise<void> {
+    stopping = true;
+    stopWaiting.abort();
+    if (reconcileTimer) clearInterval(reconcileTimer);
+    const queues = Object.values(queueSet.queues);
+    // Stop taking jobs; wait for the active ones, up to the grace period.
+    void heartbeat?.beat();
+    const drained = Promise.all(queues.map((q) => q.pause(true).catch(() => undefined)));
+    const inTime = await Promise.race([drained.then(() => true), sleep(config.SHUTDOWN_GRACE_MS, false, { ref: false })]);
+    if (!inTime) {
+      log.warn({ graceMs: config.SHUTDOWN_GRACE_MS, active: activeJobs }, 'active jobs did not finish in time; aborting them (they will be retried)');
+      shutdown.abort();
+      await Promise.race([drained, sleep(15_000, undefined, { ref: false })]);
+    }
+    await heartbeat?.stop();
+    await queueSet.close();
+    await Promise.all(resources.map((r) => r.close().catch((e: unknown) => log.warn({ err: e }, `closing ${r.name} failed`))));
+    await redis.quit().catch(() => redis.disconnect());
+    await db.destroy();
+    log.info('worker closed');
+  }
 }
 
 function allowlistOf(config: WorkerConfig): string[] {

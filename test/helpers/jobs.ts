@@ -5,7 +5,12 @@ import type { TestVendor } from './app.js';
 import { waitFor } from './wait.js';
 
 /** Queues one resize of `photoUrl` through the API and returns the job id. */
-export async function queueResize(app: FastifyInstance, vendor: TestVendor, photoUrl: string, recordId = `rec-${Math.random().toString(36).slice(2)}`): Promise<string> {
+export async function queueResize(
+  app: FastifyInstance,
+  vendor: TestVendor,
+  photoUrl: string,
+  recordId = `rec-${Math.random().toString(36).slice(2)}`,
+): Promise<string> {
   const res = await app.inject({
     method: 'POST',
     url: '/api/image-queue/process-queue',
