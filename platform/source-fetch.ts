@@ -37,7 +37,11 @@ function agentFor(policy: UrlPolicy): Dispatcher {
 }
 
 export async function fetchSource(rawUrl: string, limits: FetchLimits, signal?: AbortSignal, purpose = 'source'): Promise<FetchedSource> {
-  const policy: UrlPolicy = { allowPrivate: limits.allowPrivate, purpose, ...(limits.allowedPrivateHosts ? { allowedPrivateHosts: limits.allowedPrivateHosts } : {}) };
+  const policy: UrlPolicy = {
+    allowPrivate: limits.allowPrivate,
+    purpose,
+    ...(limits.allowedPrivateHosts ? { allowedPrivateHosts: limits.allowedPrivateHosts } : {}),
+  };
   const timeout = AbortSignal.timeout(limits.timeoutMs);
   const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
   let url = checkUrl(rawUrl, policy);

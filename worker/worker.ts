@@ -269,7 +269,7 @@ function allowlistOf(config: WorkerConfig): string[] {
   try {
     return parseHostAllowlist(config.SOURCE_ALLOWED_PRIVATE_HOSTS);
   } catch (error) {
-    throw new Error(`SOURCE_ALLOWED_PRIVATE_HOSTS: ${(error as Error).message}`);
+    throw new Error(`SOURCE_ALLOWED_PRIVATE_HOSTS: ${(error as Error).message}`, { cause: error });
   }
 }
 

@@ -67,7 +67,13 @@ export async function findDeadLetter(db: Db, jobId: string): Promise<DeadLetter 
 export async function attemptsOf(db: Db, jobIds: readonly string[]): Promise<Map<string, AttemptRecord[]>> {
   const out = new Map<string, AttemptRecord[]>();
   if (jobIds.length === 0) return out;
-  const rows = await db.selectFrom('job_attempts').selectAll().where('job_id', 'in', [...jobIds]).orderBy('job_id').orderBy('attempt').execute();
+  const rows = await db
+    .selectFrom('job_attempts')
+    .selectAll()
+    .where('job_id', 'in', [...jobIds])
+    .orderBy('job_id')
+    .orderBy('attempt')
+    .execute();
   for (const r of rows) {
     const list = out.get(r.job_id) ?? [];
     list.push({

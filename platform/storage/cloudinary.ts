@@ -122,7 +122,7 @@ export function cloudinaryStorage(settings: CloudinarySettings): Storage {
       try {
         await cloudinary.api.ping(callOptions(agent));
       } catch (error) {
-        throw new Error(`Cloudinary ping failed: ${describe(error)}`);
+        throw new Error(`Cloudinary ping failed: ${describe(error)}`, { cause: error });
       } finally {
         agent.destroy();
       }

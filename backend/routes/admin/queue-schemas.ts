@@ -83,7 +83,12 @@ export const PurgedResponse = Type.Object({ purged: Type.Integer() });
 
 const tags = ['admin'];
 
-export const listQueuesSchema = { tags, summary: 'Queues: counts, paused state, dead letters', security: Security, response: withErrors({ 200: QueuesResponse }, 403) };
+export const listQueuesSchema = {
+  tags,
+  summary: 'Queues: counts, paused state, dead letters',
+  security: Security,
+  response: withErrors({ 200: QueuesResponse }, 403),
+};
 export const pauseQueueSchema = {
   tags,
   summary: 'Pause a queue for every worker (jobs keep being accepted and wait)',
@@ -91,7 +96,13 @@ export const pauseQueueSchema = {
   params: QueueParams,
   response: withErrors({ 200: PauseResponse }, 403),
 };
-export const resumeQueueSchema = { tags, summary: 'Resume a paused queue', security: Security, params: QueueParams, response: withErrors({ 200: PauseResponse }, 403) };
+export const resumeQueueSchema = {
+  tags,
+  summary: 'Resume a paused queue',
+  security: Security,
+  params: QueueParams,
+  response: withErrors({ 200: PauseResponse }, 403),
+};
 export const listDeadLettersSchema = {
   tags,
   summary: 'Dead letters: jobs out of attempts, with payload and every attempt error',
@@ -99,7 +110,13 @@ export const listDeadLettersSchema = {
   querystring: DeadLetterQuery,
   response: withErrors({ 200: DeadLetterPage }, 403),
 };
-export const getDeadLetterSchema = { tags, summary: 'One dead letter', security: Security, params: JobIdParams, response: withErrors({ 200: DeadLetterItem }, 403, 404) };
+export const getDeadLetterSchema = {
+  tags,
+  summary: 'One dead letter',
+  security: Security,
+  params: JobIdParams,
+  response: withErrors({ 200: DeadLetterItem }, 403, 404),
+};
 export const retryDeadLetterSchema = {
   tags,
   summary: 'Re-queue one dead job under the same id with a fresh budget of attempts',
