@@ -2,7 +2,6 @@ import type Bull from 'bull';
 import type { Redis } from 'ioredis';
 import type { Db } from '../db/connect.js';
 import { completeJob, failAttempt, setProgress, startAttempt } from '../db/repos/jobs.js';
-import { markRecordProcessing } from '../db/repos/records.js';
 import { AppError } from '../jobs/errors.js';
 import type { JobKind } from '../jobs/queues.js';
 import type { JobOutput, JobPayload, PayloadOf } from '../jobs/payloads.js';
@@ -69,7 +68,6 @@ export function jobHandler<K extends JobKind>(deps: RunnerDeps, queue: string, p
     const attemptLog = log.child({ attempt });
     attemptLog.info('job started');
     publishJobEvent(deps.redis, deps.bullPrefix, { ...event, type: 'active', progress: 0 });
-    await markRecordProcessing(deps.db, vendorId, payload.projectId, payload.recordId, jobId).catch(() => undefined);
 
     const timeout = AbortSignal.timeout(deps.timeoutMs);
     const signal = AbortSignal.any([timeout, deps.shutdown]);

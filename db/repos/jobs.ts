@@ -63,11 +63,25 @@ export async function startAttempt(db: Db, jobId: string, workerId: string): Pro
       .where('status', 'in', ['queued', 'active'])
       .executeTakeFirst();
     if (Number(result.numUpdatedRows) === 0) return null;
-    const { attempts, max_attempts } = await trx.selectFrom('jobs').select(['attempts', 'max_attempts']).where('id', '=', jobId).executeTakeFirstOrThrow();
+    const job = await trx
+      .selectFrom('jobs')
+      .select(['attempts', 'max_attempts', 'vendor_id', 'project_id', 'record_id'])
+      .where('id', '=', jobId)
+      .executeTakeFirstOrThrow();
+    const { attempts, max_attempts } = job;
     await sql`INSERT INTO job_attempts (job_id, attempt, worker_id, started_at, outcome) VALUES (${jobId}, ${attempts}, ${workerId}, NOW(3), 'running')
               ON DUPLICATE KEY UPDATE worker_id = VALUES(worker_id), started_at = VALUES(started_at), outcome = 'running', finished_at = NULL, error_code = NULL, error_message = NULL`.execute(
       trx,
     );
+    // The record shows the work has started, in the same commit (one fsync less per job).
+    await trx
+      .updateTable('data_records')
+      .set({ processing_status: 'processing', updated_at: sql<Date>`NOW(3)` })
+      .where('vendor_id', '=', job.vendor_id)
+      .where('project_id', '=', job.project_id)
+      .where('record_id', '=', job.record_id)
+      .where('last_job_id', '=', jobId)
+      .execute();
     return { attempt: attempts, maxAttempts: max_attempts };
   });
 }
