@@ -21,6 +21,7 @@ t.test('accept 100 jobs, FLUSHALL Redis mid-run, all 100 still complete exactly 
     WORKER_QUEUES: 'image-processing',
     RECONCILE_INTERVAL_MS: '1000',
     RECONCILE_GRACE_MS: '1000',
+    QUEUE_KEEP_COMPLETED: '10',
     LOG_LEVEL: 'silent',
   });
   const app = await testApp(t, env);
@@ -64,6 +65,8 @@ t.test('accept 100 jobs, FLUSHALL Redis mid-run, all 100 still complete exactly 
     completions.every((c) => Number(c.n) === 1),
     'each job completed exactly once in the ledger',
   );
+  const counts = await app.queues['image-processing'].getJobCounts();
+  t.ok(counts.completed <= 10, `Redis keeps only the last completed jobs (${counts.completed}); the ledger keeps all 100`);
   const records = await app.db.selectFrom('data_records').select('processing_status').execute();
   t.ok(
     records.every((r) => r.processing_status === 'completed'),
