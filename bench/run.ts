@@ -3,7 +3,10 @@
  * them. Each writes its section of bench/RESULTS.md. Run them on a quiet
  * machine: they measure this machine, not the code alone.
  */
-const BENCHMARKS: Record<string, { file: string; what: string }> = {};
+const BENCHMARKS: Record<string, { file: string; what: string }> = {
+  'worker-throughput': { file: 'worker-throughput.ts', what: 'no-op jobs through the full ledger path vs raw Bull, same run' },
+  'worker-memory': { file: 'worker-memory.ts', what: 'worker process RSS over many real processing jobs (≤ 10 % growth after warm-up)' },
+};
 
 const [name, ...rest] = process.argv.slice(2);
 if (!name || !BENCHMARKS[name]) {

@@ -13,6 +13,7 @@ export interface Database {
   job_result_fields: ResultFieldsTable<'job_id', string>;
   data_records: DataRecordsTable;
   record_fields: ResultFieldsTable<'record_pk', number>;
+  dead_letters: DeadLettersTable;
 }
 
 type CreatedAt = ColumnType<Date, Date | string | undefined, never>;
@@ -82,6 +83,14 @@ export interface JobAttemptsTable {
   outcome: 'running' | 'completed' | 'failed';
   error_code: string | null;
   error_message: string | null;
+}
+
+/** Dead jobs an operator has not retried or purged yet (the dead-letter queue). */
+export interface DeadLettersTable {
+  job_id: string;
+  vendor_id: string;
+  queue: string;
+  dead_at: UpdatedAt;
 }
 
 export type ResultFieldsTable<K extends string, V> = {

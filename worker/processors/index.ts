@@ -1,3 +1,4 @@
+import type { RembgInstanceState } from '../../jobs/heartbeat.js';
 import type { JobKind } from '../../jobs/queues.js';
 import type { Logger } from '../../platform/logger.js';
 import type { WorkerConfig } from '../config.js';
@@ -16,6 +17,8 @@ export interface WorkerResource {
   /** throws while the resource cannot serve jobs (checked before queues start) */
   check?(): Promise<void>;
   close(): Promise<void>;
+  /** the rembg instances this resource balances over, as the worker heartbeat reports them */
+  rembgInstances?(): RembgInstanceState[];
 }
 
 export interface ProcessorSet {
