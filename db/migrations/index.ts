@@ -1,5 +1,6 @@
 import type { Migration } from 'kysely';
 import * as initial from './20261123_0001_initial.js';
+import * as facesPersons from './20261125_0008_faces_persons.js';
 
 /**
  * Every migration, in order. Imported statically so the list is the same under
@@ -7,4 +8,5 @@ import * as initial from './20261123_0001_initial.js';
  */
 export const migrations: Record<string, Migration> = {
   '20261123_0001_initial': initial,
+  '20261125_0008_faces_persons': facesPersons,
 };

@@ -1,0 +1,88 @@
+import sharp from 'sharp';
+import type { Db } from '../../db/connect.js';
+import { tagFaces, type TaggedFace } from '../../db/repos/faces.js';
+import { AppError } from '../../jobs/errors.js';
+import type { FacesOp } from '../../jobs/operations.js';
+import type { JobContext } from '../context.js';
+import type { Pixels } from '../processors/pixels.js';
+import type { DetectedFace, DetectorName, FaceEngine, RgbImage } from './engine.js';
+import { preciseLandmarks } from './locate.js';
+
+/**
+ * Face tagging: every face of a photo gets a 128-d descriptor and joins one
+ * of the vendor's persons (db/repos/faces.ts groups them). Used by face-crop
+ * jobs with `tagFaces: true` and by the `faces` processing operation.
+ */
+export interface FaceTaggerSettings {
+  /** euclidean distance below which a face joins a person */
+  maxDistance: number;
+  /** faces narrower than this (source pixels) are not tagged */
+  minFacePx: number;
+}
+
+export interface TagTarget {
+  vendorId: string;
+  jobId: string;
+  projectId: string;
+  recordId: string;
+}
+
+export interface FacesSummary {
+  /** faces found by the detector */
+  found: number;
+  /** faces too small to describe reliably, not tagged */
+  skipped: number;
+  faces: TaggedFace[];
+  /** the record was tagged by a newer job meanwhile; these faces were not stored */
+  superseded: boolean;
+}
+
+export interface FaceTagger {
+  /** detects the faces (unless given), describes and groups them */
+  tag(image: RgbImage, target: TagTarget, options?: { faces?: DetectedFace[]; detector?: DetectorName; signal?: AbortSignal }): Promise<FacesSummary>;
+}
+
+export function createFaceTagger(db: Db, engine: FaceEngine, settings: FaceTaggerSettings): FaceTagger {
+  return {
+    async tag(image, target, options = {}) {
+      const detected = options.faces ?? (await engine.detect(image, { detector: options.detector, signal: options.signal }));
+      const usable = detected.filter((f) => f.box.width >= settings.minFacePx);
+      const described = [];
+      for (const face of usable) {
+        const landmarks = await preciseLandmarks(engine, image, face.box, options.signal);
+        described.push({ box: face.box, score: face.score, descriptor: await engine.descriptor(image, landmarks, options.signal) });
+      }
+      options.signal?.throwIfAborted();
+      const outcome = await tagFaces(db, {
+        ...target,
+        imageWidth: image.width,
+        imageHeight: image.height,
+        faces: described,
+        maxDistance: settings.maxDistance,
+      });
+      return { found: detected.length, skipped: detected.length - usable.length, faces: outcome.faces, superseded: outcome.superseded };
+    },
+  };
+}
+
+/** The `faces` step of a processing pipeline: tags the faces of the image as it is at that step. */
+export async function tagPipelineFaces(tagger: FaceTagger | null, pixels: Pixels, op: FacesOp, ctx: JobContext<'process'>): Promise<FacesSummary> {
+  if (!tagger) throw new AppError('SERVICE_UNAVAILABLE', 'face tagging is not available in this worker');
+  const { payload } = ctx;
+  const image = await toRgb(pixels);
+  return tagger.tag(
+    image,
+    { vendorId: payload.vendorId, jobId: payload.jobId, projectId: payload.projectId, recordId: payload.recordId },
+    { detector: op.detector, signal: ctx.signal },
+  );
+}
+
+async function toRgb(p: Pixels): Promise<RgbImage> {
+  if (p.channels === 3) return { data: p.data, width: p.width, height: p.height };
+  const data = await sharp(p.data, { raw: { width: p.width, height: p.height, channels: p.channels } })
+    .flatten({ background: '#ffffff' })
+    .toColourspace('srgb')
+    .raw()
+    .toBuffer();
+  return { data, width: p.width, height: p.height };
+}
