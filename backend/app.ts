@@ -11,6 +11,7 @@ import auth from './plugins/auth.js';
 import docs from './plugins/docs.js';
 import authRoutes from './routes/auth/index.js';
 import imageQueueRoutes from './routes/image-queue/index.js';
+import personsRoutes from './routes/persons/index.js';
 
 export interface BuildOptions {
   /** Replace the logger (tests collect lines; `false` silences). */
@@ -54,5 +55,6 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
     maxOutputDimension: config.MAX_OUTPUT_DIMENSION,
     allowPrivateSourceUrls: config.ALLOW_PRIVATE_SOURCE_URLS,
   });
+  await app.register(personsRoutes, { prefix: '/api/persons' });
   return app;
 }

@@ -41,7 +41,7 @@ export const FaceSection = {
       'with face=only, faces whose box is less than this fraction of the largest face box height are background faces and do not count (0 = every face counts)',
   }),
   FACE_PERSON_MAX_DISTANCE: Type.Number({
-    default: 0.5,
+    default: 0.4,
     minimum: 0.1,
     maximum: 1.2,
     description:
