@@ -17,19 +17,33 @@ export interface CutOut {
   channels: 3 | 4;
 }
 
-export async function replaceBackground(rembg: RembgClient | null, image: RgbImage, background: 'white' | 'transparent', signal: AbortSignal): Promise<CutOut> {
+export async function replaceBackground(
+  rembg: RembgClient | null,
+  image: RgbImage,
+  background: 'white' | 'transparent',
+  options: { model: string | null; signal: AbortSignal },
+): Promise<CutOut> {
   if (!rembg) {
     throw new AppError('REMBG_UNAVAILABLE', `background=${background} needs background removal, and this worker has no rembg client`);
   }
   const raw = { raw: { width: image.width, height: image.height, channels: 3 as const } };
   const input = await runSharp(() => sharp(image.data, raw).jpeg({ quality: 92 }).toBuffer());
-  const maskPng = await rembg.removeBackground(input, { onlyMask: true, signal });
+  const maskPng = await rembg.removeBackground(input, { onlyMask: true, signal: options.signal, ...(options.model ? { model: options.model } : {}) });
   const mask = await maskOf(maskPng, image.width, image.height);
-  const cut = sharp(image.data, raw).joinChannel(mask, { raw: { width: image.width, height: image.height, channels: 1 } });
-  if (background === 'transparent') {
-    return { data: await runSharp(() => cut.raw().toBuffer()), width: image.width, height: image.height, channels: 4 };
-  }
-  const data = await runSharp(() => cut.flatten({ background: '#ffffff' }).raw().toBuffer());
+  const rgba = await runSharp(() =>
+    sharp(image.data, raw)
+      .joinChannel(mask, { raw: { width: image.width, height: image.height, channels: 1 } })
+      .raw()
+      .toBuffer(),
+  );
+  if (background === 'transparent') return { data: rgba, width: image.width, height: image.height, channels: 4 };
+  // sharp flattens before it joins channels, so flattening takes a pass of its own
+  const data = await runSharp(() =>
+    sharp(rgba, { raw: { width: image.width, height: image.height, channels: 4 } })
+      .flatten({ background: '#ffffff' })
+      .raw()
+      .toBuffer(),
+  );
   return { data, width: image.width, height: image.height, channels: 3 };
 }
 

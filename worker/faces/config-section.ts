@@ -40,6 +40,11 @@ export const FaceSection = {
     description:
       'with face=only, faces whose box is less than this fraction of the largest face box height are background faces and do not count (0 = every face counts)',
   }),
+  FACE_BACKGROUND_MODEL: env.string(
+    '',
+    "rembg model that cuts the person out for white/transparent backgrounds (e.g. u2net_human_seg, made for people); empty = the rembg service's default",
+    { pattern: '^[a-z0-9_-]{0,64}$' },
+  ),
   FACE_PERSON_MAX_DISTANCE: Type.Number({
     default: 0.4,
     minimum: 0.1,

@@ -269,8 +269,10 @@ async function startRuntime(): Promise<Runtime> {
   const tf = require('@tensorflow/tfjs') as Tf;
   const wasm = require('@tensorflow/tfjs-backend-wasm') as { setWasmPaths(prefix: string): void };
   wasm.setWasmPaths(`${join(packageDir('@tensorflow/tfjs-backend-wasm'), 'dist')}/`);
-  if (!(await tf.setBackend('wasm'))) throw new Error('the TensorFlow.js wasm backend did not start');
-  await tf.ready();
+  await withoutProcessHandlers(async () => {
+    if (!(await tf.setBackend('wasm'))) throw new Error('the TensorFlow.js wasm backend did not start');
+    await tf.ready();
+  });
   const rt: Runtime = { api, tf, loaded: new Set() };
   await loadNet(rt, 'faceLandmark68Net');
   await loadNet(rt, 'faceRecognitionNet');
@@ -282,6 +284,28 @@ async function loadNet(rt: Runtime, name: DetectorName | 'faceLandmark68Net' | '
   const net = rt.api.nets[name];
   if (!net.isLoaded) await net.loadFromDisk(join(packageDir('@vladmandic/face-api'), 'model'));
   rt.loaded.add(name);
+}
+
+/**
+ * The Emscripten module behind the wasm backend adds process-wide
+ * uncaughtException/unhandledRejection handlers that rethrow, which makes
+ * Node print the module's whole minified source on any crash. The process's
+ * own handlers (platform/process.ts) decide what a crash does; those added
+ * while the backend starts are removed.
+ */
+async function withoutProcessHandlers(start: () => Promise<void>): Promise<void> {
+  const emitter: NodeJS.EventEmitter = process;
+  const events = ['uncaughtException', 'unhandledRejection'];
+  const before = new Map(events.map((e) => [e, new Set(emitter.listeners(e))]));
+  try {
+    await start();
+  } finally {
+    for (const event of events) {
+      for (const listener of emitter.listeners(event)) {
+        if (!before.get(event)?.has(listener)) emitter.removeListener(event, listener as (...args: unknown[]) => void);
+      }
+    }
+  }
 }
 
 /** Frees the model weights once the last engine of the process closes. */

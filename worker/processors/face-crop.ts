@@ -23,6 +23,8 @@ export interface FaceCropSettings {
   minHeadPx: Record<FaceCropMode, number>;
   /** with face=only, faces smaller than this fraction of the largest (box height) do not count */
   onlyIgnoreBelow: number;
+  /** rembg model for white/transparent backgrounds; null = the service's default */
+  backgroundModel: string | null;
 }
 
 export interface FaceCropServices {
@@ -74,7 +76,10 @@ export function createFaceCropProcessor(services: FaceCropServices): Processor<'
     const checks = checkCrop(before, after, preset);
     await ctx.progress(55);
 
-    const pixels: CutOut = background === 'original' ? { ...crop, channels: 3 } : await replaceBackground(services.rembg, crop, background, ctx.signal);
+    const pixels: CutOut =
+      background === 'original'
+        ? { ...crop, channels: 3 }
+        : await replaceBackground(services.rembg, crop, background, { model: settings.backgroundModel, signal: ctx.signal });
     await ctx.progress(75);
     const encoded = await encodeCrop(pixels, format, preset.dpi);
     const output = await ctx.store(options.mode, encoded, { format, width: pixels.width, height: pixels.height });

@@ -49,6 +49,7 @@ export async function buildProcessors(config: WorkerConfig, _log: Logger, deps: 
     settings: {
       minHeadPx: { passport: config.FACE_MIN_HEAD_PX_PASSPORT, idcard: config.FACE_MIN_HEAD_PX_IDCARD },
       onlyIgnoreBelow: config.FACE_ONLY_IGNORE_BELOW,
+      backgroundModel: config.FACE_BACKGROUND_MODEL || null,
     },
   });
   // Face models load before a worker that may need them takes jobs (face
