@@ -85,6 +85,13 @@ t.test('passport and ID-card crops meet their presets; bad photos fail at once w
   s.images.route('/ann.jpg', serveBytes(await portrait(DEMO_FACES.ann), 'image/jpeg'));
   s.images.route('/ann-turned.jpg', serveBytes(await portrait(DEMO_FACES.ann, { rotate: 10 }), 'image/jpeg'));
   s.images.route('/bea.jpg', serveBytes(await portrait(DEMO_FACES.bea), 'image/jpeg'));
+  // a phone photo: stored sideways, with EXIF orientation 6 saying "turn me 90° clockwise"
+  const sideways = await sharp(await portrait(DEMO_FACES.ann))
+    .rotate(-90)
+    .withMetadata({ orientation: 6 })
+    .jpeg()
+    .toBuffer();
+  s.images.route('/ann-exif.jpg', serveBytes(sideways, 'image/jpeg'));
   s.images.route('/ann-tiny.jpg', serveBytes(await portrait(DEMO_FACES.ann, { scale: 0.35 }), 'image/jpeg'));
   s.images.route('/car.jpg', serveBytes(await readFixture('rembg/car-1.jpg'), 'image/jpeg'));
   s.images.route('/group.jpg', serveBytes(await readFile(demoPhotoPath(1)), 'image/jpeg'));
@@ -94,6 +101,7 @@ t.test('passport and ID-card crops meet their presets; bad photos fail at once w
     passport: await s.enqueue('ann', '/ann.jpg', { mode: 'passport' }),
     turned: await s.enqueue('ann-turned', '/ann-turned.jpg', { mode: 'passport', face: 'only' }),
     idcard: await s.enqueue('bea', '/bea.jpg', { mode: 'idcard', format: 'png' }),
+    exif: await s.enqueue('ann-exif', '/ann-exif.jpg', { mode: 'passport', format: 'webp' }),
     car: await s.enqueue('car', '/car.jpg', { mode: 'passport' }),
     group: await s.enqueue('group', '/group.jpg', { mode: 'passport', face: 'only' }),
     tiny: await s.enqueue('tiny', '/ann-tiny.jpg', { mode: 'passport' }),
@@ -150,6 +158,15 @@ t.test('passport and ID-card crops meet their presets; bad photos fail at once w
     const ratio = face.headHeight / preset.height;
     t.ok(ratio >= preset.headRatio.min && ratio <= preset.headRatio.max, `head is ${(ratio * 100).toFixed(1)} % of the height`);
     t.ok(preset.height - face.eyeMid.y >= 207, 'eye line at least 207 px above the bottom (GA 461-2004)');
+  });
+
+  t.test('EXIF orientation is applied before the face is looked for', async (t) => {
+    const job = await s.settle(jobs.exif);
+    t.equal(job.state, 'completed', JSON.stringify(job.error));
+    t.match(job.result, { width: 827, height: 1063, format: 'webp', source: { width: Number, height: Number } });
+    t.ok(Math.abs((job.result as CropResult).checks.eyeTilt.before) < 10, 'the face was found upright, not at 90°');
+    const measured = await measureCrop(await s.file((job.result as CropResult).photoUrl));
+    t.ok(Math.abs(measured.face!.tiltDeg) <= 2, `eye line level (measured ${measured.face!.tiltDeg.toFixed(2)}°)`);
   });
 
   t.test('failures that cannot succeed on retry end the job at once', async (t) => {
