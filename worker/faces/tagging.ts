@@ -1,10 +1,10 @@
-import sharp from 'sharp';
+import type { Sharp } from 'sharp';
 import type { Db } from '../../db/connect.js';
 import { tagFaces, type TaggedFace } from '../../db/repos/faces.js';
 import { AppError } from '../../jobs/errors.js';
 import type { FacesOp } from '../../jobs/operations.js';
 import type { JobContext } from '../context.js';
-import type { Pixels } from '../processors/pixels.js';
+import { runSharp } from '../../platform/images.js';
 import type { DetectedFace, DetectorName, FaceEngine, RgbImage } from './engine.js';
 import { preciseLandmarks } from './locate.js';
 
@@ -65,24 +65,23 @@ export function createFaceTagger(db: Db, engine: FaceEngine, settings: FaceTagge
   };
 }
 
-/** The `faces` step of a processing pipeline: tags the faces of the image as it is at that step. */
-export async function tagPipelineFaces(tagger: FaceTagger | null, pixels: Pixels, op: FacesOp, ctx: JobContext<'process'>): Promise<FacesSummary> {
+/**
+ * The `faces` step of a processing pipeline: tags the faces of the image as
+ * it is at that step, given as a sharp pipeline that reads it (oriented).
+ */
+export async function tagPipelineFaces(tagger: FaceTagger | null, image: Sharp, op: FacesOp, ctx: JobContext<'process'>): Promise<FacesSummary> {
   if (!tagger) throw new AppError('SERVICE_UNAVAILABLE', 'face tagging is not available in this worker');
   const { payload } = ctx;
-  const image = await toRgb(pixels);
+  const rgb = await toRgb(image);
   return tagger.tag(
-    image,
+    rgb,
     { vendorId: payload.vendorId, jobId: payload.jobId, projectId: payload.projectId, recordId: payload.recordId },
     { detector: op.detector, signal: ctx.signal },
   );
 }
 
-async function toRgb(p: Pixels): Promise<RgbImage> {
-  if (p.channels === 3) return { data: p.data, width: p.width, height: p.height };
-  const data = await sharp(p.data, { raw: { width: p.width, height: p.height, channels: p.channels } })
-    .flatten({ background: '#ffffff' })
-    .toColourspace('srgb')
-    .raw()
-    .toBuffer();
-  return { data, width: p.width, height: p.height };
+async function toRgb(image: Sharp): Promise<RgbImage> {
+  const { data, info } = await runSharp(() => image.flatten({ background: '#ffffff' }).toColourspace('srgb').raw().toBuffer({ resolveWithObject: true }));
+  if (info.channels !== 3) throw new AppError('BAD_IMAGE', `expected an RGB image, got ${info.channels} channels`);
+  return { data, width: info.width, height: info.height };
 }

@@ -37,7 +37,7 @@ const STEPS: { [K in Operation['op']]: Step<Extract<Operation, { op: K }>> } = {
     ),
   }),
   faces: async (state, op, job) => {
-    job.facts['faces'] = await tagPipelineFaces(job.faces, state.pixels, op, job.ctx);
+    job.facts['faces'] = await tagPipelineFaces(job.faces, fromPixels(state.pixels), op, job.ctx);
     return state;
   },
 };
