@@ -12,7 +12,7 @@ import { listPersonsSchema, personRecordsSchema, type PersonRecord, type PersonS
 const routes: FastifyPluginAsyncTypebox = async (app) => {
   app.addHook('preHandler', app.authenticate);
 
-  app.get('/', { schema: listPersonsSchema }, async (request) => {
+  app.get('', { schema: listPersonsSchema }, async (request) => {
     const page = await listPersons(app.db, request.vendor.id, { limit: request.query.limit, cursor: request.query.cursor });
     const persons: PersonSummary[] = page.items.map(({ person, recordCount, sample }) => ({
       personId: person.id,
