@@ -12,6 +12,7 @@ import docs from './plugins/docs.js';
 import authRoutes from './routes/auth/index.js';
 import imageQueueRoutes from './routes/image-queue/index.js';
 import adminQueueRoutes from './routes/admin/queues.js';
+import personsRoutes from './routes/persons/index.js';
 
 export interface BuildOptions {
   /** Replace the logger (tests collect lines; `false` silences). */
@@ -56,5 +57,6 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
     allowPrivateSourceUrls: config.ALLOW_PRIVATE_SOURCE_URLS,
   });
   await app.register(adminQueueRoutes, { prefix: '/api/admin', attempts: config.JOB_ATTEMPTS });
+  await app.register(personsRoutes, { prefix: '/api/persons' });
   return app;
 }

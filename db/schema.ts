@@ -14,6 +14,8 @@ export interface Database {
   data_records: DataRecordsTable;
   record_fields: ResultFieldsTable<'record_pk', number>;
   dead_letters: DeadLettersTable;
+  persons: PersonsTable;
+  faces: FacesTable;
 }
 
 type CreatedAt = ColumnType<Date, Date | string | undefined, never>;
@@ -119,6 +121,42 @@ export interface DataRecordsTable {
   updated_at: UpdatedAt;
 }
 
+/** A person a vendor's faces were grouped into (face tagging). */
+export interface PersonsTable {
+  id: string;
+  vendor_id: string;
+  face_count: number;
+  /** sum of the member faces' descriptors: 128 float64, little-endian */
+  descriptor_sum: Buffer;
+  created_at: CreatedAt;
+  updated_at: UpdatedAt;
+}
+
+/** One face found in a vendor's photo by a tagging job. */
+export interface FacesTable {
+  id: string;
+  vendor_id: string;
+  person_id: string;
+  job_id: string;
+  project_id: string;
+  record_id: string;
+  /** position of the face in the job's detection order */
+  face_index: number;
+  /** size of the image the box refers to */
+  image_width: number;
+  image_height: number;
+  box_x: number;
+  box_y: number;
+  box_width: number;
+  box_height: number;
+  score: number;
+  /** distance to the person's mean when the face joined it; null when it founded the person */
+  distance: number | null;
+  /** 128 float32, little-endian */
+  descriptor: Buffer;
+  created_at: CreatedAt;
+}
+
 export type Vendor = Selectable<VendorsTable>;
 export type NewVendor = Insertable<VendorsTable>;
 export type Job = Selectable<JobsTable>;
@@ -126,3 +164,5 @@ export type NewJob = Insertable<JobsTable>;
 export type JobUpdate = Updateable<JobsTable>;
 export type Batch = Selectable<BatchesTable>;
 export type DataRecord = Selectable<DataRecordsTable>;
+export type Person = Selectable<PersonsTable>;
+export type Face = Selectable<FacesTable>;

@@ -1,6 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { env, loadConfig, type LoadOptions } from '../platform/config.js';
 import { LogSection, MysqlSection, RedisSection, SourceSection, StorageSection } from '../platform/config-sections.js';
+import { FaceSection } from './faces/config-section.js';
 
 export const WorkerConfigSchema = Type.Object({
   ...LogSection,
@@ -26,6 +27,7 @@ export const WorkerConfigSchema = Type.Object({
   QUEUE_KEEP_COMPLETED: env.int(1000, 'completed jobs Bull keeps in Redis (the ledger keeps all)', { minimum: 0 }),
   QUEUE_KEEP_FAILED: env.int(5000, 'failed jobs Bull keeps in Redis (the ledger keeps all)', { minimum: 0 }),
   READY_RETRY_MS: env.int(5_000, 'while MySQL, Redis or storage is not ready, how often the worker checks again', { minimum: 100 }),
+  ...FaceSection,
 });
 
 export type WorkerConfig = Static<typeof WorkerConfigSchema>;

@@ -182,7 +182,7 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
     log,
     active: () => ({ ...activeJobs }),
     async start() {
-      const built = await buildProcessors(config, log);
+      const built = await buildProcessors(config, log, { db });
       resources = built.resources;
       const processors: ProcessorMap = { ...built.processors, ...options.processors };
       for (const queue of queuesServed) {

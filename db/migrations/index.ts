@@ -1,5 +1,6 @@
 import type { Migration } from 'kysely';
 import * as initial from './20261123_0001_initial.js';
+import * as facesPersons from './20261125_0008_faces_persons.js';
 import * as deadLetters from './20261126_0006_dead_letters.js';
 
 /**
@@ -8,5 +9,6 @@ import * as deadLetters from './20261126_0006_dead_letters.js';
  */
 export const migrations: Record<string, Migration> = {
   '20261123_0001_initial': initial,
+  '20261125_0008_faces_persons': facesPersons,
   '20261126_0006_dead_letters': deadLetters,
 };
