@@ -54,7 +54,9 @@ t.test('SIGKILL with jobs in flight: another worker picks them up and each compl
   for (let i = 0; i < 6; i++) ids.push(await queueResize(app, vendor, `${images.url}/p.jpg`, `rec-${i}`));
 
   const a = await spawnWorker(t, env, 'worker-a');
-  await waitFor(async () => (await statuses(app.db, ids)).filter((j) => j.status === 'active').length === 3, 30_000);
+  // Kill A only once its three fetches reached the server: on a loaded machine
+  // a job can be active in the ledger before its fetch is sent.
+  await waitFor(async () => fetches >= 3 && (await statuses(app.db, ids)).filter((j) => j.status === 'active').length === 3, 30_000);
   a.child.kill('SIGKILL');
   t.equal(await a.exited, null, 'worker A was killed');
   const inFlight = (await statuses(app.db, ids)).filter((j) => j.status === 'active').map((j) => j.id);
