@@ -7,6 +7,8 @@ import { QUEUE_NAMES, type JobKind, type QueueName } from '../jobs/queues.js';
  * (jobs/heartbeat.ts). A worker is live while its key exists and its last
  * beat is recent; `estimatedTime` and `/api/worker/health` both read this.
  */
+const STALE_AFTER_MS = 2 * HEARTBEAT_TTL_MS;
+
 export const DEFAULT_CONCURRENCY: Record<JobKind, number> = { 'remove-bg': 3, 'face-crop': 3, process: 5 };
 
 export async function readHeartbeats(redis: Redis, prefix: string, now = Date.now()): Promise<WorkerHeartbeat[]> {
@@ -19,7 +21,9 @@ export async function readHeartbeats(redis: Redis, prefix: string, now = Date.no
   } while (cursor !== '0');
   if (keys.length === 0) return [];
   const values = await redis.mget(...keys);
-  return values.map((v) => parseHeartbeat(v)).filter((hb): hb is WorkerHeartbeat => hb !== null && now - Date.parse(hb.lastBeat) <= HEARTBEAT_TTL_MS);
+  // The key's TTL is what retires a dead worker; the age check only guards
+  // against a key written without one.
+  return values.map((v) => parseHeartbeat(v)).filter((hb): hb is WorkerHeartbeat => hb !== null && now - Date.parse(hb.lastBeat) <= STALE_AFTER_MS);
 }
 
 /** A heartbeat as written by a worker, or null for anything malformed. */

@@ -4,6 +4,9 @@
  * machine: they measure this machine, not the code alone.
  */
 const BENCHMARKS: Record<string, { file: string; what: string }> = {
+  'worker-throughput': { file: 'worker-throughput.ts', what: 'no-op jobs through the full ledger path vs raw Bull, same run' },
+  'worker-memory': { file: 'worker-memory.ts', what: 'worker process RSS over many real processing jobs (≤ 10 % growth after warm-up)' },
+  'face-crop': { file: 'face-crop.ts', what: 'passport crops per minute end to end through the API; face detection latency per detector' },
   enqueue: { file: 'enqueue.ts', what: 'enqueue req/s and p99 vs a bare and a minimal durable route; bulk 100/1000 latency' },
 };
 

@@ -13,6 +13,9 @@ export interface Database {
   job_result_fields: ResultFieldsTable<'job_id', string>;
   data_records: DataRecordsTable;
   record_fields: ResultFieldsTable<'record_pk', number>;
+  dead_letters: DeadLettersTable;
+  persons: PersonsTable;
+  faces: FacesTable;
   idempotency_keys: IdempotencyKeysTable;
 }
 
@@ -87,6 +90,14 @@ export interface JobAttemptsTable {
   error_message: string | null;
 }
 
+/** Dead jobs an operator has not retried or purged yet (the dead-letter queue). */
+export interface DeadLettersTable {
+  job_id: string;
+  vendor_id: string;
+  queue: string;
+  dead_at: UpdatedAt;
+}
+
 export type ResultFieldsTable<K extends string, V> = {
   [key in K]: V;
 } & {
@@ -113,6 +124,42 @@ export interface DataRecordsTable {
   updated_at: UpdatedAt;
 }
 
+/** A person a vendor's faces were grouped into (face tagging). */
+export interface PersonsTable {
+  id: string;
+  vendor_id: string;
+  face_count: number;
+  /** sum of the member faces' descriptors: 128 float64, little-endian */
+  descriptor_sum: Buffer;
+  created_at: CreatedAt;
+  updated_at: UpdatedAt;
+}
+
+/** One face found in a vendor's photo by a tagging job. */
+export interface FacesTable {
+  id: string;
+  vendor_id: string;
+  person_id: string;
+  job_id: string;
+  project_id: string;
+  record_id: string;
+  /** position of the face in the job's detection order */
+  face_index: number;
+  /** size of the image the box refers to */
+  image_width: number;
+  image_height: number;
+  box_x: number;
+  box_y: number;
+  box_width: number;
+  box_height: number;
+  score: number;
+  /** distance to the person's mean when the face joined it; null when it founded the person */
+  distance: number | null;
+  /** 128 float32, little-endian */
+  descriptor: Buffer;
+  created_at: CreatedAt;
+}
+
 /** A remembered Idempotency-Key and the response first given for it. */
 export interface IdempotencyKeysTable {
   vendor_id: string;
@@ -133,6 +180,8 @@ export type NewJob = Insertable<JobsTable>;
 export type JobUpdate = Updateable<JobsTable>;
 export type Batch = Selectable<BatchesTable>;
 export type DataRecord = Selectable<DataRecordsTable>;
+export type Person = Selectable<PersonsTable>;
+export type Face = Selectable<FacesTable>;
 export type NewBatch = Insertable<BatchesTable>;
 export type IdempotencyKey = Selectable<IdempotencyKeysTable>;
 export type NewIdempotencyKey = Insertable<IdempotencyKeysTable>;

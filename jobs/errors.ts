@@ -43,6 +43,8 @@ export const ERROR_CODES = {
   RESULT_TOO_LARGE: { status: 500, retryable: false },
   JOB_TIMEOUT: { status: 504, retryable: true },
   WORKER_SHUTDOWN: { status: 503, retryable: true },
+  /** the worker running the job died mid-attempt more often than Bull's stalled limit allows */
+  JOB_STALLED: { status: 500, retryable: true },
 } as const satisfies Record<string, { status: number; retryable: boolean }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

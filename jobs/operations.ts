@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type { FieldProblem } from './errors.js';
+import { FaceDetector } from './face-presets.js';
 
 /**
  * Processing operations (image-processing queue). Each operation is a tagged
@@ -30,15 +31,25 @@ export const ResizeOp = Type.Object(
 );
 export type ResizeOp = Static<typeof ResizeOp>;
 
+export const FacesOp = Type.Object(
+  { op: Type.Literal('faces'), detector: Type.Optional(FaceDetector) },
+  {
+    additionalProperties: false,
+    description:
+      "Tag faces: detect every face, store a 128-d descriptor per face and group them into the vendor's persons (GET /api/persons). The image passes through unchanged.",
+  },
+);
+export type FacesOp = Static<typeof FacesOp>;
+
 /**
  * `discriminator` lets Ajv (and OpenAPI readers) pick the branch by `op`, so a
  * bad option is reported against its own operation, not as "no branch matched".
  */
-const OPERATIONS = [ResizeOp] as const;
+const OPERATIONS = [ResizeOp, FacesOp] as const;
 export type Operation = Static<(typeof OPERATIONS)[number]>;
 export const Operation = Type.Unsafe<Operation>({ type: 'object', oneOf: [...OPERATIONS], discriminator: { propertyName: 'op' } });
 
-export const OPERATION_NAMES = ['resize'] as const;
+export const OPERATION_NAMES = ['resize', 'faces'] as const;
 export type OperationName = (typeof OPERATION_NAMES)[number];
 
 export const Operations = Type.Array(Operation, { minItems: 1, maxItems: 20 });

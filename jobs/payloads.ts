@@ -1,6 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { type JOB_KINDS } from './queues.js';
 import { Operations } from './operations.js';
+import { FaceDetector } from './face-presets.js';
 
 /**
  * What a Bull job carries: ids, where the source is, and options. Never image
@@ -32,10 +33,26 @@ export type RemoveBgOptions = Static<typeof RemoveBgOptions>;
 
 export const FaceCropOptions = Type.Object(
   {
-    mode: Type.Union([Type.Literal('passport'), Type.Literal('idcard')]),
-    format: Type.Optional(Type.Union([Type.Literal('jpeg'), Type.Literal('png'), Type.Literal('webp')], { default: 'jpeg' })),
-    background: Type.Optional(Type.Union([Type.Literal('original'), Type.Literal('white'), Type.Literal('transparent')], { default: 'original' })),
-    face: Type.Optional(Type.Union([Type.Literal('only'), Type.Literal('largest')], { default: 'largest' })),
+    mode: Type.Union([Type.Literal('passport'), Type.Literal('idcard')], { description: 'photo standard (jobs/face-presets.ts, docs/face-crop.md)' }),
+    format: Type.Optional(
+      Type.Union([Type.Literal('jpeg'), Type.Literal('png'), Type.Literal('webp')], {
+        description: 'output format; jpeg by default, png when background is transparent (jpeg cannot be transparent)',
+      }),
+    ),
+    background: Type.Optional(
+      Type.Union([Type.Literal('original'), Type.Literal('white'), Type.Literal('transparent')], {
+        default: 'original',
+        description: 'original keeps the photo (padding takes the colour of its edge); white and transparent cut the person out',
+      }),
+    ),
+    face: Type.Optional(
+      Type.Union([Type.Literal('only'), Type.Literal('largest')], {
+        default: 'largest',
+        description: 'only: fail with MULTIPLE_FACES when the photo shows more than one face; largest: crop the largest',
+      }),
+    ),
+    tagFaces: Type.Optional(Type.Boolean({ default: false, description: "also tag every face of the photo into the vendor's persons (GET /api/persons)" })),
+    detector: Type.Optional(FaceDetector),
   },
   { additionalProperties: false },
 );

@@ -30,6 +30,43 @@ export interface UrlPolicy {
   allowPrivate: boolean;
   /** what the URL is for, used in error messages ("source", "webhook") */
   purpose: string;
+  /**
+   * `host:port` pairs (from parseHostAllowlist) that may be fetched even
+   * though they are private: an internal image host, say. Only the exact
+   * host and port pass; a redirect from one to anywhere else is checked as
+   * usual.
+   */
+  allowedPrivateHosts?: readonly string[];
+}
+
+/**
+ * Normalizes a comma-separated list of `host:port` entries (`images.internal:8080`,
+ * `10.0.0.5:80`, `[fd00::5]:443`); throws naming a bad entry.
+ */
+export function parseHostAllowlist(raw: string): string[] {
+  return raw
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter(Boolean)
+    .map((entry) => {
+      let url: URL;
+      try {
+        url = new URL(`http://${entry}`);
+      } catch {
+        throw new Error(`"${entry}" is not a host:port pair`);
+      }
+      if (url.username || url.password || url.pathname !== '/' || url.search || !/:\d+$/.test(entry)) {
+        throw new Error(`"${entry}" is not a host:port pair (the port is required)`);
+      }
+      return `${url.hostname}:${url.port || '80'}`;
+    });
+}
+
+/** Whether the URL's exact host and port are on the policy's private allowlist. */
+export function isAllowlisted(url: URL, policy: UrlPolicy): boolean {
+  if (!policy.allowedPrivateHosts?.length) return false;
+  const port = url.port || (url.protocol === 'https:' ? '443' : '80');
+  return policy.allowedPrivateHosts.includes(`${url.hostname}:${port}`);
 }
 
 /** Checks scheme, credentials and literal addresses of a URL before any connection. */
@@ -46,11 +83,12 @@ export function checkUrl(raw: string, policy: UrlPolicy): URL {
   if (url.username || url.password) {
     throw new AppError('SOURCE_URL_FORBIDDEN', `${policy.purpose} URL must not carry credentials`);
   }
+  if (policy.allowPrivate || isAllowlisted(url, policy)) return url;
   const host = bareHost(url.hostname);
-  if (!policy.allowPrivate && isAddressLiteral(host) && !isPublicAddress(host)) {
+  if (isAddressLiteral(host) && !isPublicAddress(host)) {
     throw new AppError('SOURCE_URL_FORBIDDEN', `${policy.purpose} URL points to a private or reserved address (${host})`);
   }
-  if (!policy.allowPrivate && (host === 'localhost' || host.endsWith('.localhost'))) {
+  if (host === 'localhost' || host.endsWith('.localhost')) {
     throw new AppError('SOURCE_URL_FORBIDDEN', `${policy.purpose} URL points to localhost`);
   }
   return url;

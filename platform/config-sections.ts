@@ -35,6 +35,10 @@ export const StorageSection = {
 
 export const SourceSection = {
   ALLOW_PRIVATE_SOURCE_URLS: env.bool(false, 'allow source URLs that resolve to loopback/private/link-local addresses (never in production)'),
+  SOURCE_ALLOWED_PRIVATE_HOSTS: env.string(
+    '',
+    'comma-separated host:port pairs that may be fetched although private (an internal image host); redirects from them are still checked',
+  ),
   SOURCE_MAX_BYTES: env.int(25 * 1024 * 1024, 'largest source image accepted, in bytes', { minimum: 1024 }),
   SOURCE_TIMEOUT_MS: env.int(20_000, 'time limit for fetching one source image', { minimum: 100 }),
   SOURCE_MAX_REDIRECTS: env.int(3, 'redirects followed when fetching a source (each re-checked)', { minimum: 0, maximum: 10 }),

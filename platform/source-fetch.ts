@@ -1,6 +1,6 @@
 import { Agent, request, type Dispatcher } from 'undici';
 import { AppError } from '../jobs/errors.js';
-import { checkUrl, guardedLookup, type UrlPolicy } from './address-guard.js';
+import { checkUrl, guardedLookup, isAllowlisted, type UrlPolicy } from './address-guard.js';
 
 /**
  * The one way this system fetches a URL a vendor gave it: http/https only,
@@ -10,6 +10,8 @@ import { checkUrl, guardedLookup, type UrlPolicy } from './address-guard.js';
  */
 export interface FetchLimits {
   allowPrivate: boolean;
+  /** private `host:port` pairs that may be fetched anyway (parseHostAllowlist) */
+  allowedPrivateHosts?: readonly string[];
   maxBytes: number;
   timeoutMs: number;
   maxRedirects: number;
@@ -23,8 +25,9 @@ export interface FetchedSource {
 
 const agents = new Map<string, Dispatcher>();
 
+/** One connection pool per (private allowed?, purpose): the purpose only names the URL in errors. */
 function agentFor(policy: UrlPolicy): Dispatcher {
-  const key = `${policy.allowPrivate}`;
+  const key = `${policy.allowPrivate}:${policy.purpose}`;
   let agent = agents.get(key);
   if (!agent) {
     agent = new Agent({ connect: { lookup: guardedLookup(policy), timeout: 10_000 }, keepAliveTimeout: 4_000, connections: 64 });
@@ -34,7 +37,11 @@ function agentFor(policy: UrlPolicy): Dispatcher {
 }
 
 export async function fetchSource(rawUrl: string, limits: FetchLimits, signal?: AbortSignal, purpose = 'source'): Promise<FetchedSource> {
-  const policy: UrlPolicy = { allowPrivate: limits.allowPrivate, purpose };
+  const policy: UrlPolicy = {
+    allowPrivate: limits.allowPrivate,
+    purpose,
+    ...(limits.allowedPrivateHosts ? { allowedPrivateHosts: limits.allowedPrivateHosts } : {}),
+  };
   const timeout = AbortSignal.timeout(limits.timeoutMs);
   const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
   let url = checkUrl(rawUrl, policy);
@@ -43,7 +50,9 @@ export async function fetchSource(rawUrl: string, limits: FetchLimits, signal?: 
     try {
       response = await request(url, {
         method: 'GET',
-        dispatcher: agentFor(policy),
+        // An allowlisted host:port may resolve to a private address; every
+        // other hop (a redirect from it included) goes through the guard.
+        dispatcher: agentFor(isAllowlisted(url, policy) ? { allowPrivate: true, purpose } : policy),
         signal: combined,
         headers: { accept: 'image/*,*/*;q=0.5', 'user-agent': 'imagequeue-fetch/1' },
         headersTimeout: limits.timeoutMs,
@@ -66,7 +75,7 @@ export async function fetchSource(rawUrl: string, limits: FetchLimits, signal?: 
     }
     const declared = Number(headers['content-length']);
     if (Number.isFinite(declared) && declared > limits.maxBytes) {
-      body.destroy();
+      abandon(body);
       throw new AppError('SOURCE_TOO_LARGE', `${purpose} is ${declared} bytes; the limit is ${limits.maxBytes}`);
     }
     const chunks: Buffer[] = [];
@@ -75,7 +84,7 @@ export async function fetchSource(rawUrl: string, limits: FetchLimits, signal?: 
       for await (const chunk of body) {
         size += (chunk as Buffer).length;
         if (size > limits.maxBytes) {
-          body.destroy();
+          abandon(body);
           throw new AppError('SOURCE_TOO_LARGE', `${purpose} is larger than the limit of ${limits.maxBytes} bytes`);
         }
         chunks.push(chunk as Buffer);
@@ -87,6 +96,16 @@ export async function fetchSource(rawUrl: string, limits: FetchLimits, signal?: 
     const contentType = headers['content-type'];
     return { bytes: Buffer.concat(chunks, size), contentType: typeof contentType === 'string' ? contentType : null, finalUrl: url.toString() };
   }
+}
+
+/**
+ * Stops a response body we will not read. undici's body emits a "Request
+ * aborted" error when destroyed before its end; nobody listens any more, so
+ * without a listener that error would crash the process.
+ */
+function abandon(body: Dispatcher.ResponseData['body']): void {
+  body.on('error', () => undefined);
+  body.destroy();
 }
 
 function statusError(status: number, purpose: string): AppError {

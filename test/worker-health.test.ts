@@ -2,12 +2,15 @@ import t from 'tap';
 import { Redis } from 'ioredis';
 import { isolatedEnv, REDIS_URL } from './helpers/env.js';
 import { testApp, testVendor } from './helpers/app.js';
+import { testWorker } from './helpers/worker.js';
+import { waitFor } from './helpers/wait.js';
 import { HEARTBEAT_TTL_MS, heartbeatKey, type RembgInstanceState, type WorkerHeartbeat } from '../jobs/heartbeat.js';
 
 /**
- * GET /api/worker/health and estimatedTime from worker heartbeats. The
- * heartbeat writer is the worker's (issue 6); until it lands this test writes
- * heartbeat keys itself, exactly as jobs/heartbeat.ts defines them.
+ * GET /api/worker/health and estimatedTime from worker heartbeats. To reach
+ * each state (stale, degraded rembg, several workers) most subtests write
+ * heartbeat keys themselves, exactly as jobs/heartbeat.ts defines them; the
+ * last one runs a real worker and reads what worker/heartbeat.ts writes.
  */
 type Queues = WorkerHeartbeat['queues'];
 const ALL: Queues = {
@@ -124,8 +127,8 @@ t.test('worker health', async (t) => {
     t.match(body.reasons, ['image-processing has 5 waiting jobs (more than 3)']);
   });
 
-  t.test('a heartbeat older than its TTL is a dead worker', async (t) => {
-    await beat(prefix, 'w1', ALL, [], new Date(Date.now() - 2 * HEARTBEAT_TTL_MS));
+  t.test('a heartbeat key left without its TTL, long stale, is a dead worker', async (t) => {
+    await beat(prefix, 'w1', ALL, [], new Date(Date.now() - 3 * HEARTBEAT_TTL_MS));
     const { code, body } = await health();
     t.equal(code, 503);
     t.equal(body.workers.length, 0);
@@ -158,5 +161,20 @@ t.test('worker health', async (t) => {
     // 100 jobs of ~300 ms (no history yet): 100 at once take one round, 5 at once take 20.
     t.equal(await bulk('x', true), '1-2 seconds', 'two workers beating 60 + 40');
     t.equal(await bulk('y', false), '4-9 seconds', 'no heartbeat: the seed default of 5');
+  });
+
+  t.test("a real worker's heartbeat (worker/heartbeat.ts) is read the same way", async (t) => {
+    const workerEnv = { ...env, BULL_PREFIX: `${prefix}w`, WORKER_QUEUES: 'image-processing', CONCURRENCY_IMAGE_PROCESSING: '4' };
+    const api = await testApp(t, workerEnv);
+    const worker = await testWorker(t, workerEnv);
+    const body = await waitFor(async () => {
+      const res = await api.inject({ method: 'GET', url: '/api/worker/health' });
+      const json = res.json();
+      return json.workers.length === 1 ? json : null;
+    }, 10_000);
+    t.equal(body.workers[0].workerId, worker.id);
+    t.match(body.queues.imageProcessing, { workers: 1, concurrency: 4 });
+    t.equal(body.status, 'degraded', 'the other two queues have no worker');
+    t.match(body.reasons, ['no live worker serves background-removal', 'no live worker serves face-crop']);
   });
 });

@@ -1,6 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { env, loadConfig, type LoadOptions } from '../platform/config.js';
 import { LogSection, MysqlSection, RedisSection, SourceSection, StorageSection } from '../platform/config-sections.js';
+import { FaceSection } from './faces/config-section.js';
 
 export const WorkerConfigSchema = Type.Object({
   ...LogSection,
@@ -22,7 +23,11 @@ export const WorkerConfigSchema = Type.Object({
   RECONCILE_INTERVAL_MS: env.int(60_000, 'how often the ledger is compared with Redis to re-queue lost jobs (0 = only at start)', { minimum: 0 }),
   RECONCILE_GRACE_MS: env.int(30_000, 'a ledger job must be this old before the reconciler may re-queue it', { minimum: 0 }),
   SHUTDOWN_GRACE_MS: env.int(25_000, 'on SIGTERM, time active jobs get to finish before they are aborted (and retried elsewhere)', { minimum: 0 }),
+  JOB_BACKOFF_MS: env.int(2000, 'first retry delay; doubles each retry (2 s, 4 s, 8 s)', { minimum: 0 }),
+  QUEUE_KEEP_COMPLETED: env.int(1000, 'completed jobs Bull keeps in Redis (the ledger keeps all)', { minimum: 0 }),
+  QUEUE_KEEP_FAILED: env.int(5000, 'failed jobs Bull keeps in Redis (the ledger keeps all)', { minimum: 0 }),
   READY_RETRY_MS: env.int(5_000, 'while MySQL, Redis or storage is not ready, how often the worker checks again', { minimum: 100 }),
+  ...FaceSection,
 });
 
 export type WorkerConfig = Static<typeof WorkerConfigSchema>;

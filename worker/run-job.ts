@@ -2,7 +2,6 @@ import type Bull from 'bull';
 import type { Redis } from 'ioredis';
 import type { Db } from '../db/connect.js';
 import { completeJob, failAttempt, setProgress, startAttempt } from '../db/repos/jobs.js';
-import { markRecordProcessing } from '../db/repos/records.js';
 import { AppError } from '../jobs/errors.js';
 import type { JobKind } from '../jobs/queues.js';
 import type { JobOutput, JobPayload, PayloadOf } from '../jobs/payloads.js';
@@ -21,6 +20,11 @@ import { loadSource } from './source.js';
  * with the completion, and errors that cannot succeed on retry end the job at
  * once. The ledger, not Bull, decides whether a job may run: a copy of a job
  * that already finished is skipped.
+ *
+ * Attempts: the ledger counts them and decides `dead` against the job's
+ * `max_attempts`; Bull is given BULL_ATTEMPT_SLACK more, so that attempts cut
+ * short by a worker shutdown (refunded here, never counted) cannot exhaust
+ * Bull first. Bull only supplies the retry and its exponential backoff.
  */
 export interface RunnerDeps {
   db: Db;
@@ -40,6 +44,14 @@ export interface RunnerDeps {
 
 export type JobHandler = (job: Bull.Job<JobPayload>) => Promise<{ jobId: string; status: string }>;
 
+/**
+ * After an abort, how long the runner waits for the processor to actually
+ * stop before it lets the concurrency slot go. Everything a processor does
+ * through its context stops at once; only a CPU step already running (one
+ * sharp or model call) can take this long.
+ */
+const ABORT_SETTLE_MS = 10_000;
+
 export function jobHandler<K extends JobKind>(deps: RunnerDeps, queue: string, processor: Processor<K>): JobHandler {
   return async (job) => {
     const payload = job.data as PayloadOf<K>;
@@ -55,15 +67,16 @@ export function jobHandler<K extends JobKind>(deps: RunnerDeps, queue: string, p
     const { attempt, maxAttempts } = started;
     const attemptLog = log.child({ attempt });
     attemptLog.info('job started');
-    publishJobEvent(deps.redis, deps.bullPrefix, { ...event, type: 'active' });
-    await markRecordProcessing(deps.db, vendorId, payload.projectId, payload.recordId, jobId).catch(() => undefined);
+    publishJobEvent(deps.redis, deps.bullPrefix, { ...event, type: 'active', progress: 0 });
 
     const timeout = AbortSignal.timeout(deps.timeoutMs);
     const signal = AbortSignal.any([timeout, deps.shutdown]);
     const ctx = jobContext(deps, job, payload, attempt, signal, attemptLog);
     const startedAt = performance.now();
+    let processed = false;
     try {
-      const output = await raceAbort(processor(ctx), signal, () => abortError(timeout, deps.timeoutMs));
+      const output = await untilAborted(processor(ctx), signal, () => abortError(timeout, deps.timeoutMs), attemptLog);
+      processed = true;
       const completed = await retryDb(
         () =>
           completeJob(
@@ -91,15 +104,16 @@ export function jobHandler<K extends JobKind>(deps: RunnerDeps, queue: string, p
       publishJobEvent(deps.redis, deps.bullPrefix, { ...event, type: 'completed', progress: 100 });
       return { jobId, status: 'completed' };
     } catch (raw) {
-      const error = asAppError(raw, timeout, deps.timeoutMs);
-      // The ledger counts attempts; Bull's own count has slack for attempts
-      // cut short by shutdowns, which are refunded here and never count.
+      // While the processor ran, an abort is the cause of whatever it threw.
+      const error = !processed && signal.aborted ? abortError(timeout, deps.timeoutMs) : asAppError(raw, timeout, deps.timeoutMs);
+      // A shutdown is not the job's fault: the attempt is refunded and the
+      // job goes back in line, whatever its count.
       const refund = error.code === 'WORKER_SHUTDOWN';
       const retrying = refund || (error.retryable && attempt < maxAttempts);
       const status = retrying ? 'queued' : error.retryable ? 'dead' : 'failed';
       attemptLog[status === 'queued' ? 'warn' : 'error']({ code: error.code, err: error.cause ?? error, status }, `attempt failed: ${error.message}`);
       await retryDb(() => failAttempt(deps.db, { jobId, attempt, status, code: error.code, message: error.message, refund }), deps.dbWriteRetryMs).catch(
-        (e: unknown) => attemptLog.error({ err: e }, 'could not record the failure in the ledger'),
+        (e: unknown) => attemptLog.error({ err: e }, 'could not record the failure in the ledger; the reconciler will queue the job again'),
       );
       if (!retrying) await job.discard();
       publishJobEvent(deps.redis, deps.bullPrefix, { ...event, type: status, error: { code: error.code, message: error.message } });
@@ -116,12 +130,15 @@ function jobContext<K extends JobKind>(
   signal: AbortSignal,
   log: Logger,
 ): JobContext<K> {
+  // Every step checks the signal first: an aborted attempt that is still
+  // running (a CPU step finishing late) can neither write nor start new work.
   return {
     payload,
     attempt,
     signal,
     log,
     async progress(percent) {
+      signal.throwIfAborted();
       const value = Math.max(0, Math.min(99, Math.round(percent)));
       await job.progress(value).catch(() => undefined);
       await setProgress(deps.db, payload.jobId, value).catch(() => undefined);
@@ -134,8 +151,12 @@ function jobContext<K extends JobKind>(
         progress: value,
       });
     },
-    loadSource: () => loadSource(payload.source, { storage: deps.storage, limits: deps.fetchLimits, maxPixels: deps.maxPixels }, signal),
+    async loadSource() {
+      signal.throwIfAborted();
+      return loadSource(payload.source, { storage: deps.storage, limits: deps.fetchLimits, maxPixels: deps.maxPixels }, signal);
+    },
     async store(name, bytes, meta): Promise<JobOutput> {
+      signal.throwIfAborted();
       const ext = meta.format === 'jpeg' ? 'jpg' : meta.format;
       const key = `${payload.outputPrefix}/${name}.${ext}`;
       const stored = await deps.storage.put(key, bytes, CONTENT_TYPES[meta.format] ?? 'application/octet-stream', signal);
@@ -144,20 +165,33 @@ function jobContext<K extends JobKind>(
   };
 }
 
-/** Resolves with the work, or rejects as soon as the signal aborts. */
-async function raceAbort<T>(work: Promise<T>, signal: AbortSignal, reason: () => unknown): Promise<T> {
-  if (signal.aborted) throw reason();
+/**
+ * The work's result; when the signal aborts first, waits (a bounded time) for
+ * the work to stop, then rejects with the abort reason. The slot is not given
+ * back to Bull while the aborted work may still be running.
+ */
+async function untilAborted<T>(work: Promise<T>, signal: AbortSignal, reason: () => unknown, log: Logger): Promise<T> {
   let onAbort: () => void = () => {};
-  const aborted = new Promise<never>((_, reject) => {
-    onAbort = () => reject(reason());
-    signal.addEventListener('abort', onAbort, { once: true });
+  const aborted = new Promise<'aborted'>((resolve) => {
+    onAbort = () => resolve('aborted');
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
   });
   try {
-    return await Promise.race([work, aborted]);
+    const first = await Promise.race([work, aborted]);
+    if (first !== 'aborted' || !signal.aborted) return first as T;
   } finally {
     signal.removeEventListener('abort', onAbort);
-    work.catch(() => undefined);
   }
+  const settled = await Promise.race([
+    work.then(
+      () => true,
+      () => true,
+    ),
+    new Promise<false>((resolve) => setTimeout(resolve, ABORT_SETTLE_MS, false).unref()),
+  ]);
+  if (!settled) log.error({ settleMs: ABORT_SETTLE_MS }, 'the aborted processor is still running; releasing its slot anyway');
+  throw reason();
 }
 
 function abortError(timeout: AbortSignal, timeoutMs: number): AppError {

@@ -1,30 +1,40 @@
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type Bull from 'bull';
 import { sql } from 'kysely';
 import { Redis } from 'ioredis';
 import { connectDb, type Db } from '../db/connect.js';
+import { failStalledJob, findJob } from '../db/repos/jobs.js';
+import type { RembgInstanceState, WorkerHeartbeat } from '../jobs/heartbeat.js';
+import type { JobPayload } from '../jobs/payloads.js';
 import { ALL_QUEUES, kindOfQueue, type JobKind, type QueueName } from '../jobs/queues.js';
+import { parseHostAllowlist } from '../platform/address-guard.js';
 import { createLogger, type Logger } from '../platform/logger.js';
 import { openQueues, type QueueSet } from '../platform/queues.js';
+import { requeueJob } from '../platform/requeue.js';
 import { createStorage, type Storage } from '../platform/storage/index.js';
 import type { WorkerConfig } from './config.js';
 import type { Processor } from './context.js';
+import { publishJobEvent } from './events.js';
+import { startHeartbeat, type Heartbeat } from './heartbeat.js';
 import { buildProcessors, type ProcessorMap, type WorkerResource } from './processors/index.js';
-import { reconcile } from './reconciler.js';
+import { reconcile, reconcileLockKey } from './reconciler.js';
 import { jobHandler, type RunnerDeps } from './run-job.js';
 
 /**
  * A worker process: serves the configured queues once MySQL, Redis and
  * storage all answer (the play/pause idea of seed 000: no job starts against
  * a half-ready system), reconciles the ledger with Redis at start and
- * periodically, and on close stops taking jobs, lets active ones finish
- * within the grace period, aborts the rest (they are retried), then closes
- * queues before connections.
+ * periodically, beats a heartbeat into Redis, and on close stops taking jobs,
+ * lets active ones finish within the grace period, aborts the rest (they are
+ * retried, the attempt refunded), then closes queues before connections.
  */
 export interface Worker {
   readonly id: string;
   start(): Promise<void>;
   close(): Promise<void>;
+  /** jobs running now, per served queue */
+  active(): Record<string, number>;
   readonly log: Logger;
 }
 
@@ -32,7 +42,12 @@ export interface WorkerOptions {
   logger?: Logger;
   /** processors by kind, replacing the built ones (tests swap one in) */
   processors?: ProcessorMap;
+  /** heartbeat period (tests shorten it) */
+  heartbeatIntervalMs?: number;
 }
+
+/** Bull's own message for a job whose workers kept dying (queue.js, moveUnlockedJobsToWait). */
+const STALLED_LIMIT_MESSAGE = 'job stalled more than allowable limit';
 
 export function servedQueues(config: WorkerConfig): QueueName[] {
   const names = config.WORKER_QUEUES.split(',')
@@ -59,6 +74,7 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
   const id = config.WORKER_ID || `${hostname()}:${process.pid}`;
   const log = options.logger ?? createLogger(config.LOG_LEVEL, 'worker');
   const queuesServed = servedQueues(config);
+  const allowedPrivateHosts = allowlistOf(config);
 
   const db: Db = connectDb({ url: config.MYSQL_URL, poolSize: config.MYSQL_POOL_SIZE });
   const redis = new Redis(config.REDIS_URL, { connectionName: `imagequeue-worker:${id}`, maxRetriesPerRequest: null });
@@ -67,25 +83,34 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
     redisUrl: config.REDIS_URL,
     prefix: config.BULL_PREFIX,
     connectionName: `imagequeue-worker:${id}`,
+    // Jobs this worker adds (the reconciler's) carry their own attempts.
     attempts: 3,
-    backoffMs: 2000,
-    keepCompleted: 1000,
-    keepFailed: 5000,
+    backoffMs: config.JOB_BACKOFF_MS,
+    keepCompleted: config.QUEUE_KEEP_COMPLETED,
+    keepFailed: config.QUEUE_KEEP_FAILED,
     lockDurationMs: config.LOCK_DURATION_MS,
     stalledIntervalMs: config.STALLED_INTERVAL_MS,
     maxStalledCount: config.MAX_STALLED_COUNT,
   });
+  for (const queue of Object.values(queueSet.queues)) queue.on('error', (error) => log.warn({ err: error, queue: queue.name }, 'queue error'));
   const shutdown = new AbortController();
+  const stopWaiting = new AbortController();
+  const activeJobs = Object.fromEntries(queuesServed.map((q) => [q, 0])) as Record<QueueName, number>;
   let storage: Storage | undefined;
   let resources: WorkerResource[] = [];
   let reconcileTimer: NodeJS.Timeout | undefined;
+  let heartbeat: Heartbeat | undefined;
   let stopping = false;
+  let closing: Promise<void> | undefined;
 
   async function waitUntilReady(): Promise<Storage> {
     for (;;) {
       const problems: string[] = [];
       await sql`SELECT 1`.execute(db).catch((e: Error) => problems.push(`MySQL at ${redactUrl(config.MYSQL_URL)}: ${e.message}`));
-      await redis.ping().catch((e: Error) => problems.push(`Redis at ${redactUrl(config.REDIS_URL)}: ${e.message}`));
+      // The worker's connection queues commands while Redis is away; a ping that does not answer soon is a problem too.
+      await Promise.race([redis.ping(), sleep(2000).then(() => Promise.reject(new Error('no answer within 2 s')))]).catch((e: Error) =>
+        problems.push(`Redis at ${redactUrl(config.REDIS_URL)}: ${e.message}`),
+      );
       const s = storage ?? (await createStorage(config).catch((e: Error) => (problems.push(`storage: ${e.message}`), undefined)));
       if (s) await s.check().catch((e: Error) => problems.push(`storage (${s.driver}): ${e.message}`));
       for (const resource of resources) await resource.check?.().catch((e: Error) => problems.push(`${resource.name}: ${e.message}`));
@@ -93,23 +118,71 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
       storage = s;
       log.warn({ problems }, `worker waiting for its dependencies; checking again in ${config.READY_RETRY_MS} ms`);
       if (stopping) throw new Error('worker closed before it was ready');
-      await sleep(config.READY_RETRY_MS);
+      await sleep(config.READY_RETRY_MS, undefined, { signal: stopWaiting.signal }).catch(() => undefined);
+      if (stopping) throw new Error('worker closed before it was ready');
     }
   }
 
   async function runReconciler() {
     try {
-      await reconcile(db, queueSet.queues, log, config.RECONCILE_GRACE_MS);
+      await reconcile(db, queueSet.queues, log, config.RECONCILE_GRACE_MS, {
+        redis,
+        key: reconcileLockKey(config.BULL_PREFIX),
+        ttlMs: Math.max(30_000, config.RECONCILE_INTERVAL_MS),
+      });
     } catch (error) {
       log.warn({ err: error }, 'reconciler run failed; will try again');
     }
   }
 
+  /**
+   * Bull gives up on a job whose workers died mid-attempt MAX_STALLED_COUNT
+   * times (a job that crashes its worker, say). The ledger counts that as a
+   * failed attempt and either queues it again or dead-letters it, so a poison
+   * job cannot cycle forever.
+   */
+  async function onStalledLimit(queue: QueueName, job: Bull.Job<JobPayload> | null) {
+    if (!job) return;
+    const jobId = String(job.id);
+    try {
+      const status = await failStalledJob(db, jobId, 'JOB_STALLED', 'the worker running this job stopped mid-attempt too many times');
+      if (!status) return;
+      log.error({ jobId, queue, status }, 'job stalled more than the allowed number of times');
+      publishJobEvent(redis, config.BULL_PREFIX, {
+        jobId,
+        vendorId: job.data.vendorId,
+        batchId: job.data.batchId,
+        kind: job.data.kind,
+        type: status,
+        error: { code: 'JOB_STALLED', message: 'the worker running this job stopped mid-attempt too many times' },
+      });
+      const row = status === 'queued' ? await findJob(db, jobId) : undefined;
+      if (row) await requeueJob(queueSet.queues, row);
+    } catch (error) {
+      log.warn({ err: error, jobId }, 'could not record a stalled job; the reconciler will pick it up');
+    }
+  }
+
+  async function queueStates(): Promise<WorkerHeartbeat['queues']> {
+    const entries = await Promise.all(
+      queuesServed.map(async (queue) => {
+        const globallyPaused = await queueSet.queues[queue].isPaused().catch(() => false);
+        return [queue, { concurrency: concurrencyOf(config, queue), active: activeJobs[queue], paused: stopping || globallyPaused }] as const;
+      }),
+    );
+    return Object.fromEntries(entries);
+  }
+
+  function rembgStates(): RembgInstanceState[] {
+    return resources.flatMap((r) => r.rembgInstances?.() ?? []);
+  }
+
   return {
     id,
     log,
+    active: () => ({ ...activeJobs }),
     async start() {
-      const built = await buildProcessors(config, log);
+      const built = await buildProcessors(config, log, { db });
       resources = built.resources;
       const processors: ProcessorMap = { ...built.processors, ...options.processors };
       for (const queue of queuesServed) {
@@ -125,6 +198,7 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
         bullPrefix: config.BULL_PREFIX,
         fetchLimits: {
           allowPrivate: config.ALLOW_PRIVATE_SOURCE_URLS,
+          allowedPrivateHosts,
           maxBytes: config.SOURCE_MAX_BYTES,
           timeoutMs: config.SOURCE_TIMEOUT_MS,
           maxRedirects: config.SOURCE_MAX_REDIRECTS,
@@ -142,29 +216,61 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
       }
       for (const queue of queuesServed) {
         const processor = processors[kindOfQueue(queue)] as unknown as Processor<JobKind>;
-        void queueSet.queues[queue].process(concurrencyOf(config, queue), jobHandler(deps, queue, processor));
+        const handle = jobHandler(deps, queue, processor);
+        const bullQueue = queueSet.queues[queue];
+        bullQueue.on('failed', (job: Bull.Job<JobPayload> | null, error: Error) => {
+          if (error?.message === STALLED_LIMIT_MESSAGE) void onStalledLimit(queue, job);
+        });
+        void bullQueue
+          .process(concurrencyOf(config, queue), async (job: Bull.Job<JobPayload>) => {
+            activeJobs[queue]++;
+            try {
+              return await handle(job);
+            } finally {
+              activeJobs[queue]--;
+            }
+          })
+          .catch((error: unknown) => log.error({ err: error, queue }, 'queue stopped processing'));
       }
+      heartbeat = startHeartbeat(redis, config.BULL_PREFIX, id, { queues: queueStates, rembg: rembgStates }, log, options.heartbeatIntervalMs);
+      await heartbeat.beat();
       log.info({ workerId: id, queues: queuesServed.map((q) => `${q}×${concurrencyOf(config, q)}`) }, 'worker started');
     },
-    async close() {
-      stopping = true;
-      if (reconcileTimer) clearInterval(reconcileTimer);
-      const queues = Object.values(queueSet.queues);
-      // Stop taking jobs; wait for the active ones, up to the grace period.
-      const drained = Promise.all(queues.map((q) => q.pause(true).catch(() => undefined)));
-      const inTime = await Promise.race([drained.then(() => true), sleep(config.SHUTDOWN_GRACE_MS, false, { ref: false })]);
-      if (!inTime) {
-        log.warn({ graceMs: config.SHUTDOWN_GRACE_MS }, 'active jobs did not finish in time; aborting them (they will be retried)');
-        shutdown.abort();
-        await Promise.race([drained, sleep(5000, undefined, { ref: false })]);
-      }
-      await queueSet.close();
-      await Promise.all(resources.map((r) => r.close().catch((e: unknown) => log.warn({ err: e }, `closing ${r.name} failed`))));
-      await redis.quit().catch(() => redis.disconnect());
-      await db.destroy();
-      log.info('worker closed');
+    close() {
+      closing ??= closeNow();
+      return closing;
     },
   };
+
+  async function closeNow(): Promise<void> {
+    stopping = true;
+    stopWaiting.abort();
+    if (reconcileTimer) clearInterval(reconcileTimer);
+    const queues = Object.values(queueSet.queues);
+    // Stop taking jobs; wait for the active ones, up to the grace period.
+    void heartbeat?.beat();
+    const drained = Promise.all(queues.map((q) => q.pause(true).catch(() => undefined)));
+    const inTime = await Promise.race([drained.then(() => true), sleep(config.SHUTDOWN_GRACE_MS, false, { ref: false })]);
+    if (!inTime) {
+      log.warn({ graceMs: config.SHUTDOWN_GRACE_MS, active: activeJobs }, 'active jobs did not finish in time; aborting them (they will be retried)');
+      shutdown.abort();
+      await Promise.race([drained, sleep(15_000, undefined, { ref: false })]);
+    }
+    await heartbeat?.stop();
+    await queueSet.close();
+    await Promise.all(resources.map((r) => r.close().catch((e: unknown) => log.warn({ err: e }, `closing ${r.name} failed`))));
+    await redis.quit().catch(() => redis.disconnect());
+    await db.destroy();
+    log.info('worker closed');
+  }
+}
+
+function allowlistOf(config: WorkerConfig): string[] {
+  try {
+    return parseHostAllowlist(config.SOURCE_ALLOWED_PRIVATE_HOSTS);
+  } catch (error) {
+    throw new Error(`SOURCE_ALLOWED_PRIVATE_HOSTS: ${(error as Error).message}`, { cause: error });
+  }
 }
 
 function redactUrl(url: string): string {

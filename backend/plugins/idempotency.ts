@@ -95,8 +95,8 @@ export default fp<IdempotencyOptions>(
       },
     });
 
-    app.addHook('preHandler', async (request, reply) => {
-      if (request.method !== 'POST' || !request.vendor) return;
+    const check = async (request: FastifyRequest, reply: FastifyReply) => {
+      if (!request.vendor) return;
       const raw = request.headers[IDEMPOTENCY_HEADER];
       if (raw === undefined) return;
       const key = Array.isArray(raw) ? raw[0] : raw;
@@ -108,6 +108,12 @@ export default fp<IdempotencyOptions>(
       const replayed = await replayStored(request, reply, context);
       if (replayed) return replayed;
       request.idempotency = context;
+    };
+    // A route-level preHandler runs after every hook of the route's own
+    // plugin, so routes that authenticate in their preHandler have a vendor by then.
+    app.addHook('onRoute', (route) => {
+      if (![route.method].flat().includes('POST')) return;
+      route.preHandler = [...(route.preHandler ? [route.preHandler].flat() : []), check];
     });
 
     app.addHook('onSend', async (request, reply, payload) => {

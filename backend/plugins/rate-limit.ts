@@ -1,18 +1,19 @@
 import fp from 'fastify-plugin';
 import rateLimit, { type RateLimitOptions } from '@fastify/rate-limit';
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Redis } from 'ioredis';
 import { AppError } from '../../jobs/errors.js';
+import type { AuthVendor } from './auth.js';
 import { effectiveLimits, globalLimit, type EffectiveLimits, type Limit, type PlanConfig, type Tier } from '../plans.js';
 
 /**
  * Per-vendor rate limits (seed 003, "Rate Limiting") with @fastify/rate-limit
- * on Redis. A route names its tier in `config.rateLimitTier`; /api routes that
- * name none fall in `polling` when they only read (GET) and in the per-IP
- * `global` tier otherwise (token exchange). Vendor tiers are keyed by the
- * vendor of the token (the route authenticates in onRequest, before this
- * hook), so every route of a tier shares one counter per vendor and vendors
- * never share one. Counting is one atomic Lua INCR per request: exact under
+ * on Redis. A route names its tier in `config.rateLimitTier`; on /api routes
+ * that name none, anonymous requests count in the per-IP `global` tier (token
+ * exchange) and authenticated ones in their vendor's `polling` tier. Vendor
+ * tiers are keyed by the vendor of the token (identified in onRequest, before
+ * the body is read), so every route of a tier shares one counter per vendor
+ * and vendors never share one. Counting is one atomic Lua INCR per request: exact under
  * concurrency, across API processes.
  *
  * Redis down: enqueue tiers fail closed (503 SERVICE_UNAVAILABLE at once: the
@@ -57,13 +58,28 @@ export default fp<RateLimitPluginOptions>(
       return app.vendorLimits(request.vendor).tiers[tier];
     };
 
+    /**
+     * Routes of other areas may authenticate later (preHandler); a request
+     * that carries a token is identified here already so that it is counted
+     * per vendor, not per IP. A bad token counts per IP and is refused by the
+     * route's own check.
+     */
+    const identify = async (request: FastifyRequest): Promise<void> => {
+      if (request.vendor || !request.headers.authorization) return;
+      try {
+        // authenticate reads only the request.
+        await app.authenticate(request, undefined as unknown as FastifyReply);
+      } catch {
+        request.vendor = null as unknown as AuthVendor;
+      }
+    };
+
     // Runs before @fastify/rate-limit's own onRoute hook (registered below),
     // which turns `config.rateLimit` into the route's limiter.
     app.addHook('onRoute', (route) => {
-      if (route.config?.rateLimit !== undefined) return;
-      const tier = route.config?.rateLimitTier ?? defaultTier(route.method, route.url);
-      if (!tier) return;
-      route.config = { ...route.config, rateLimitTier: tier, rateLimit: tierOptions(tier, limitOf) };
+      if (route.config?.rateLimit !== undefined || !route.url.startsWith('/api/')) return;
+      const choice: TierChoice = route.config?.rateLimitTier ?? 'auto';
+      route.config = { ...route.config, rateLimit: tierOptions(choice, limitOf, identify) };
     });
 
     await app.register(rateLimit, {
@@ -72,7 +88,7 @@ export default fp<RateLimitPluginOptions>(
       hook: 'onRequest',
       store: tierStore(app.redis, `${opts.prefix}:rl:`),
       errorResponseBuilder: (request, context) => {
-        const tier = request.routeOptions.config.rateLimitTier ?? 'global';
+        const tier = resolveTier(request.routeOptions.config.rateLimitTier ?? 'auto', request);
         return new AppError(
           'RATE_LIMITED',
           `rate limit reached: ${context.max} requests per ${describeWindow(request, tier, limitOf)} in the ${tier} tier; retry in ${context.after}`,
@@ -83,20 +99,35 @@ export default fp<RateLimitPluginOptions>(
   { name: 'rate-limit', dependencies: ['redis', 'auth'] },
 );
 
-function defaultTier(method: string | string[], url: string): Tier | undefined {
-  if (!url.startsWith('/api/')) return undefined;
-  const methods = [method].flat();
-  return methods.every((m) => m === 'GET' || m === 'HEAD') ? 'polling' : 'global';
+/**
+ * A route names its tier, or leaves it to the request: 'auto' counts an
+ * anonymous request in the per-IP global tier (token exchange) and an
+ * authenticated one in its vendor's polling tier (admin and other areas' routes).
+ */
+type TierChoice = Tier | 'auto';
+
+function resolveTier(choice: TierChoice, request: FastifyRequest): Tier {
+  if (choice !== 'auto') return choice;
+  return request.vendor ? 'polling' : 'global';
 }
 
-function tierOptions(tier: Tier, limitOf: (request: FastifyRequest, tier: Tier) => Limit | null): RateLimitOptions {
+function tierOptions(
+  choice: TierChoice,
+  limitOf: (request: FastifyRequest, tier: Tier) => Limit | null,
+  identify: (request: FastifyRequest) => Promise<void>,
+): RateLimitOptions {
+  const tierOf = (request: FastifyRequest) => resolveTier(choice, request);
   return {
     hook: 'onRequest',
-    skipOnError: FAIL_OPEN.has(tier),
-    keyGenerator: (request) => (tier !== 'global' && request.vendor ? `${tier}:v:${request.vendor.id}` : `${tier}:ip:${request.ip}`),
-    allowList: (request) => limitOf(request, tier) === null,
-    max: (request) => limitOf(request, tier)?.max ?? 0,
-    timeWindow: (request) => limitOf(request, tier)?.windowMs ?? 1000,
+    skipOnError: choice === 'auto' || FAIL_OPEN.has(choice),
+    keyGenerator: async (request) => {
+      await identify(request);
+      const tier = tierOf(request);
+      return tier !== 'global' && request.vendor ? `${tier}:v:${request.vendor.id}` : `${tier}:ip:${request.ip}`;
+    },
+    allowList: (request) => limitOf(request, tierOf(request)) === null,
+    max: (request) => limitOf(request, tierOf(request))?.max ?? 0,
+    timeWindow: (request) => limitOf(request, tierOf(request))?.windowMs ?? 1000,
   };
 }
 

@@ -1,9 +1,9 @@
 import { sql, type Transaction } from 'kysely';
 import type { Db } from '../connect.js';
 import type { Database, Job, NewJob } from '../schema.js';
-import type { JobKind, JobState } from '../../jobs/queues.js';
+import { QUEUE_NAMES, type JobKind, type JobState } from '../../jobs/queues.js';
 import type { JobPayload, JobSource } from '../../jobs/payloads.js';
-import { readFields, toFieldRows, withChunkHalving, writeFieldRows, type FieldRow } from './result-fields.js';
+import { readFields, toFieldRows, withChunkHalving, writeFieldRows } from './result-fields.js';
 
 /**
  * The job ledger. Every state change goes through one of these functions,
@@ -63,11 +63,25 @@ export async function startAttempt(db: Db, jobId: string, workerId: string): Pro
       .where('status', 'in', ['queued', 'active'])
       .executeTakeFirst();
     if (Number(result.numUpdatedRows) === 0) return null;
-    const { attempts, max_attempts } = await trx.selectFrom('jobs').select(['attempts', 'max_attempts']).where('id', '=', jobId).executeTakeFirstOrThrow();
+    const job = await trx
+      .selectFrom('jobs')
+      .select(['attempts', 'max_attempts', 'vendor_id', 'project_id', 'record_id'])
+      .where('id', '=', jobId)
+      .executeTakeFirstOrThrow();
+    const { attempts, max_attempts } = job;
     await sql`INSERT INTO job_attempts (job_id, attempt, worker_id, started_at, outcome) VALUES (${jobId}, ${attempts}, ${workerId}, NOW(3), 'running')
               ON DUPLICATE KEY UPDATE worker_id = VALUES(worker_id), started_at = VALUES(started_at), outcome = 'running', finished_at = NULL, error_code = NULL, error_message = NULL`.execute(
       trx,
     );
+    // The record shows the work has started, in the same commit (one fsync less per job).
+    await trx
+      .updateTable('data_records')
+      .set({ processing_status: 'processing', updated_at: sql<Date>`NOW(3)` })
+      .where('vendor_id', '=', job.vendor_id)
+      .where('project_id', '=', job.project_id)
+      .where('record_id', '=', job.record_id)
+      .where('last_job_id', '=', jobId)
+      .execute();
     return { attempt: attempts, maxAttempts: max_attempts };
   });
 }
@@ -100,7 +114,7 @@ export interface Completion {
  * already completed it, nothing is written and false comes back.
  */
 export async function completeJob(db: Db, c: Completion, chunkSize: number): Promise<boolean> {
-  return withChunkHalving(chunkSize, (plan) =>
+  return withChunkHalving(db, chunkSize, (plan) =>
     db.transaction().execute(async (trx) => {
       const done = await trx
         .updateTable('jobs')
@@ -120,8 +134,7 @@ export async function completeJob(db: Db, c: Completion, chunkSize: number): Pro
       if (Number(done.numUpdatedRows) === 0) return false;
       await finishAttemptRow(trx, c.jobId, c.attempt, 'completed', null, null);
       const recordPk = await updateRecord(trx, c);
-      const rows: FieldRow[] = toFieldRows(c.jobId, c.result);
-      await writeFieldRows(trx, 'job_result_fields', rows, plan);
+      await writeFieldRows(trx, 'job_result_fields', toFieldRows(c.jobId, c.result), plan);
       if (recordPk !== undefined) await writeFieldRows(trx, 'record_fields', toFieldRows(recordPk, c.recordFields), plan);
       return true;
     }),
@@ -165,37 +178,67 @@ export interface AttemptFailure {
   refund?: boolean;
 }
 
+/**
+ * Ends an attempt as failed. `queued` puts the job back in line for its next
+ * attempt; `failed` and `dead` end it, mark its record failed, and a dead job
+ * is listed in the dead-letter queue, all in one transaction.
+ */
 export async function failAttempt(db: Db, f: AttemptFailure): Promise<boolean> {
-  return db.transaction().execute(async (trx) => {
-    const final = f.status !== 'queued';
-    const result = await trx
-      .updateTable('jobs')
-      .set({
-        status: f.status,
-        ...(f.refund ? { attempts: sql<number>`GREATEST(attempts - 1, 0)` } : {}),
-        error_code: f.code,
-        error_message: f.message.slice(0, 1024),
-        updated_at: sql<Date>`NOW(3)`,
-        ...(final ? { finished_at: sql<Date>`NOW(3)`, duration_ms: sql<number>`GREATEST(0, TIMESTAMPDIFF(MICROSECOND, started_at, NOW(3)) DIV 1000)` } : {}),
-      })
-      .where('id', '=', f.jobId)
-      .where('status', '=', 'active')
-      .where('attempts', '=', f.attempt)
-      .executeTakeFirst();
-    if (Number(result.numUpdatedRows) === 0) return false;
-    await finishAttemptRow(trx, f.jobId, f.attempt, 'failed', f.code, f.message);
-    if (final) {
-      const job = await trx.selectFrom('jobs').select(['vendor_id', 'project_id', 'record_id']).where('id', '=', f.jobId).executeTakeFirstOrThrow();
+  return db.transaction().execute((trx) => failAttemptIn(trx, f));
+}
+
+async function failAttemptIn(trx: Transaction<Database>, f: AttemptFailure): Promise<boolean> {
+  const final = f.status !== 'queued';
+  const result = await trx
+    .updateTable('jobs')
+    .set({
+      status: f.status,
+      ...(f.refund ? { attempts: sql<number>`GREATEST(attempts - 1, 0)` } : {}),
+      error_code: f.code,
+      error_message: f.message.slice(0, 1024),
+      updated_at: sql<Date>`NOW(3)`,
+      ...(final ? { finished_at: sql<Date>`NOW(3)`, duration_ms: sql<number>`GREATEST(0, TIMESTAMPDIFF(MICROSECOND, started_at, NOW(3)) DIV 1000)` } : {}),
+    })
+    .where('id', '=', f.jobId)
+    .where('status', '=', 'active')
+    .where('attempts', '=', f.attempt)
+    .executeTakeFirst();
+  if (Number(result.numUpdatedRows) === 0) return false;
+  await finishAttemptRow(trx, f.jobId, f.attempt, 'failed', f.code, f.message);
+  if (final) {
+    const job = await trx.selectFrom('jobs').select(['vendor_id', 'project_id', 'record_id', 'kind']).where('id', '=', f.jobId).executeTakeFirstOrThrow();
+    await trx
+      .updateTable('data_records')
+      .set({ processing_status: 'failed', error_code: f.code, updated_at: sql<Date>`NOW(3)` })
+      .where('vendor_id', '=', job.vendor_id)
+      .where('project_id', '=', job.project_id)
+      .where('record_id', '=', job.record_id)
+      .where('last_job_id', '=', f.jobId)
+      .execute();
+    if (f.status === 'dead') {
       await trx
-        .updateTable('data_records')
-        .set({ processing_status: 'failed', error_code: f.code, updated_at: sql<Date>`NOW(3)` })
-        .where('vendor_id', '=', job.vendor_id)
-        .where('project_id', '=', job.project_id)
-        .where('record_id', '=', job.record_id)
-        .where('last_job_id', '=', f.jobId)
+        .insertInto('dead_letters')
+        .values({ job_id: f.jobId, vendor_id: job.vendor_id, queue: QUEUE_NAMES[job.kind] })
+        .onDuplicateKeyUpdate({ dead_at: sql<Date>`NOW(3)` })
         .execute();
     }
-    return true;
+  }
+  return true;
+}
+
+/**
+ * A job Bull gave up on because its workers kept dying mid-attempt (stalled
+ * more than MAX_STALLED_COUNT times): the running attempt counts as failed,
+ * and the job is queued again or, out of attempts, dead. Null when the ledger
+ * no longer has it active (another copy finished it).
+ */
+export async function failStalledJob(db: Db, jobId: string, code: string, message: string): Promise<JobState | null> {
+  return db.transaction().execute(async (trx) => {
+    const job = await trx.selectFrom('jobs').select(['status', 'attempts', 'max_attempts']).where('id', '=', jobId).forUpdate().executeTakeFirst();
+    if (!job || job.status !== 'active') return null;
+    const status = job.attempts >= job.max_attempts ? 'dead' : 'queued';
+    const done = await failAttemptIn(trx, { jobId, attempt: job.attempts, status, code, message });
+    return done ? status : null;
   });
 }
 

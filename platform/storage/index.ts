@@ -1,3 +1,4 @@
+import { cloudinaryStorage, parseCloudinaryUrl } from './cloudinary.js';
 import { localStorage } from './local.js';
 import type { Storage } from './storage.js';
 
@@ -18,10 +19,17 @@ export function storageDriver(config: StorageConfig): 'local' | 'cloudinary' {
   return config.STORAGE_DRIVER;
 }
 
+/** The configured storage; throws naming the variable when its settings are unusable. */
 export async function createStorage(config: StorageConfig): Promise<Storage> {
   const driver = storageDriver(config);
   if (driver === 'cloudinary') {
-    throw new Error('STORAGE_DRIVER=cloudinary is not available yet; unset CLOUDINARY_URL or set STORAGE_DRIVER=local');
+    if (!config.CLOUDINARY_URL) throw new Error('STORAGE_DRIVER=cloudinary needs CLOUDINARY_URL (cloudinary://<api_key>:<api_secret>@<cloud_name>)');
+    return cloudinaryStorage({
+      credentials: parseCloudinaryUrl(config.CLOUDINARY_URL),
+      folder: config.CLOUDINARY_FOLDER,
+      timeoutMs: config.STORAGE_TIMEOUT_MS,
+      retries: config.STORAGE_RETRIES,
+    });
   }
   return localStorage(config.STORAGE_LOCAL_DIR, config.PUBLIC_BASE_URL);
 }

@@ -1,8 +1,14 @@
+import type { RembgInstanceState } from '../../jobs/heartbeat.js';
+import type { Db } from '../../db/connect.js';
 import type { JobKind } from '../../jobs/queues.js';
 import type { Logger } from '../../platform/logger.js';
 import type { WorkerConfig } from '../config.js';
 import type { Processor } from '../context.js';
-import { processImage } from './process-image.js';
+import { tinyInputSizes } from '../faces/config-section.js';
+import { faceEngineResource } from '../faces/engine.js';
+import { createFaceTagger } from '../faces/tagging.js';
+import { createFaceCropProcessor } from './face-crop.js';
+import { createImageProcessor } from './process-image.js';
 
 /**
  * The processors of each job kind, and the long-lived resources they need
@@ -16,6 +22,8 @@ export interface WorkerResource {
   /** throws while the resource cannot serve jobs (checked before queues start) */
   check?(): Promise<void>;
   close(): Promise<void>;
+  /** the rembg instances this resource balances over, as the worker heartbeat reports them */
+  rembgInstances?(): RembgInstanceState[];
 }
 
 export interface ProcessorSet {
@@ -23,6 +31,37 @@ export interface ProcessorSet {
   resources: WorkerResource[];
 }
 
-export async function buildProcessors(_config: WorkerConfig, _log: Logger): Promise<ProcessorSet> {
-  return { processors: { process: processImage }, resources: [] };
+/** What processors may share with the worker around them. */
+export interface ProcessorDeps {
+  db: Db;
+}
+
+export async function buildProcessors(config: WorkerConfig, _log: Logger, deps: ProcessorDeps): Promise<ProcessorSet> {
+  const faces = faceEngineResource({
+    detector: config.FACE_DETECTOR,
+    maxSide: config.FACE_DETECT_MAX_SIDE,
+    minScore: config.FACE_MIN_SCORE,
+    tinyInputSizes: tinyInputSizes(config.FACE_TINY_INPUT_SIZES),
+  });
+  const tagger = createFaceTagger(deps.db, faces.engine, { maxDistance: config.FACE_PERSON_MAX_DISTANCE, minFacePx: config.FACE_TAG_MIN_FACE_PX });
+  const faceCrop = createFaceCropProcessor({
+    engine: faces.engine,
+    // White/transparent backgrounds take the rembg pool's client here once it exists (issue 7).
+    rembg: null,
+    tagger,
+    settings: {
+      minHeadPx: { passport: config.FACE_MIN_HEAD_PX_PASSPORT, idcard: config.FACE_MIN_HEAD_PX_IDCARD },
+      onlyIgnoreBelow: config.FACE_ONLY_IGNORE_BELOW,
+      backgroundModel: config.FACE_BACKGROUND_MODEL || null,
+    },
+  });
+  // Face models load before a worker that may need them takes jobs (face
+  // crops, and the `faces` processing operation); a background-removal-only
+  // worker does not load them.
+  const served = config.WORKER_QUEUES.split(',').map((q) => q.trim());
+  const needsFaces = served.includes('face-crop') || served.includes('image-processing');
+  return {
+    processors: { process: createImageProcessor({ faces: tagger }), 'face-crop': faceCrop },
+    resources: needsFaces ? [faces.resource] : [],
+  };
 }

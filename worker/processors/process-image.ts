@@ -1,6 +1,7 @@
 import type { JobOutput } from '../../jobs/payloads.js';
 import type { Operation } from '../../jobs/operations.js';
-import type { JobContext, ProcessorOutput } from '../context.js';
+import type { JobContext, Processor, ProcessorOutput } from '../context.js';
+import { tagPipelineFaces, type FaceTagger } from '../faces/tagging.js';
 import { decodePixels, encode, fromPixels, naturalFormat, toPixels, type OutputFormat, type Pixels } from './pixels.js';
 
 /**
@@ -13,7 +14,14 @@ export interface PipelineState {
   format: OutputFormat;
 }
 
-type Step<O extends Operation> = (state: PipelineState, op: O) => Promise<PipelineState>;
+/** What a step may use beyond the image: the job, services, and `facts` it adds to the job's result. */
+export interface StepJob {
+  ctx: JobContext<'process'>;
+  faces: FaceTagger | null;
+  facts: Record<string, unknown>;
+}
+
+type Step<O extends Operation> = (state: PipelineState, op: O, job: StepJob) => Promise<PipelineState>;
 
 const STEPS: { [K in Operation['op']]: Step<Extract<Operation, { op: K }>> } = {
   resize: async (state, op) => ({
@@ -28,16 +36,25 @@ const STEPS: { [K in Operation['op']]: Step<Extract<Operation, { op: K }>> } = {
       }),
     ),
   }),
+  faces: async (state, op, job) => {
+    job.facts['faces'] = await tagPipelineFaces(job.faces, fromPixels(state.pixels), op, job.ctx);
+    return state;
+  },
 };
 
-export async function processImage(ctx: JobContext<'process'>): Promise<ProcessorOutput> {
+export function createImageProcessor(services: { faces: FaceTagger | null }): Processor<'process'> {
+  return (ctx) => processImage(ctx, services);
+}
+
+export async function processImage(ctx: JobContext<'process'>, services: { faces: FaceTagger | null } = { faces: null }): Promise<ProcessorOutput> {
   const { bytes, info } = await ctx.loadSource();
   await ctx.progress(20);
   let state: PipelineState = { pixels: await decodePixels(bytes, info.width * info.height), format: naturalFormat(info.format) };
   const operations = ctx.payload.options.operations;
   const outputs: JobOutput[] = [];
+  const job: StepJob = { ctx, faces: services.faces, facts: {} };
   for (const [i, op] of operations.entries()) {
-    state = await (STEPS[op.op] as Step<Operation>)(state, op);
+    state = await (STEPS[op.op] as Step<Operation>)(state, op, job);
     const encoded = await encode(state.pixels, state.format);
     outputs.push(await ctx.store(`${i}-${op.op}`, encoded, { format: state.format, width: state.pixels.width, height: state.pixels.height }));
     await ctx.progress(20 + (75 * (i + 1)) / operations.length);
@@ -51,6 +68,7 @@ export async function processImage(ctx: JobContext<'process'>): Promise<Processo
       height: last?.height ?? null,
       outputs,
       source: { format: info.format, width: info.width, height: info.height, bytes: info.bytes },
+      ...job.facts,
     },
     record: { processedPhotoUrl: last?.url ?? null, width: last?.width ?? null, height: last?.height ?? null },
     recordFields: { 'process.outputs': outputs },

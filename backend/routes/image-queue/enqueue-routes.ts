@@ -59,7 +59,7 @@ const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) =
         const body = request.body as SingleBody;
         assertBodyVendor(request, body.vendorId);
         const options = jobOptions(route.kind, body, opts.maxOutputDimension);
-        if (body.photoUrl !== undefined) checkSourceUrl(body.photoUrl, 'body/photoUrl', opts.allowPrivateSourceUrls);
+        if (body.photoUrl !== undefined) checkSourceUrl(body.photoUrl, 'body/photoUrl', opts);
         assertQueueable(app);
         const source: JobSource = body.photo
           ? ((await storeUploads(app, request.vendor.id, body.projectId, request.uploads))[0] as JobSource)
@@ -94,8 +94,7 @@ const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) =
         const options = jobOptions(route.kind, body, opts.maxOutputDimension);
         const items = bulkItems(body, app.vendorLimits(request.vendor).bulkMaxItems);
         items.forEach((item, i) => {
-          if (item.photoUrl !== undefined)
-            checkSourceUrl(item.photoUrl, body.items ? `body/items/${i}/photoUrl` : `body/photoUrls/${i}`, opts.allowPrivateSourceUrls);
+          if (item.photoUrl !== undefined) checkSourceUrl(item.photoUrl, body.items ? `body/items/${i}/photoUrl` : `body/photoUrls/${i}`, opts);
         });
         assertQueueable(app);
         const stored = body.photos ? await storeUploads(app, request.vendor.id, body.projectId, request.uploads) : [];
@@ -204,9 +203,9 @@ function bulkItems(body: BulkBody, maxItems: number): BulkItem[] {
 }
 
 /** The SSRF guard's refusal, naming the field. */
-function checkSourceUrl(url: string, path: string, allowPrivate: boolean): void {
+function checkSourceUrl(url: string, path: string, opts: Pick<ImageQueueOptions, 'allowPrivateSourceUrls' | 'allowedPrivateHosts'>): void {
   try {
-    checkUrl(url, { allowPrivate, purpose: 'source' });
+    checkUrl(url, { allowPrivate: opts.allowPrivateSourceUrls, allowedPrivateHosts: opts.allowedPrivateHosts, purpose: 'source' });
   } catch (error) {
     if (error instanceof AppError) throw new AppError(error.code, `${path}: ${error.message}`, { details: { fields: [{ path, message: error.message }] } });
     throw error;

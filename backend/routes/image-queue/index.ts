@@ -15,6 +15,8 @@ export interface ImageQueueOptions {
   attempts: number;
   maxOutputDimension: number;
   allowPrivateSourceUrls: boolean;
+  /** host:port pairs that may be fetched although private (SOURCE_ALLOWED_PRIVATE_HOSTS) */
+  allowedPrivateHosts: readonly string[];
   bullPrefix: string;
   statsCacheMs: number;
   bulkBodyLimit: number;

@@ -1,0 +1,90 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { withErrors } from '../../schemas/common.js';
+
+/** Request and response bodies of /api/persons: the persons face tagging grouped a vendor's faces into. */
+export const PageQuery = Type.Object(
+  {
+    limit: Type.Integer({ minimum: 1, maximum: 200, default: 50, description: 'items per page' }),
+    cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'nextCursor of the previous page' })),
+  },
+  { additionalProperties: false },
+);
+
+export const PersonRecordsQuery = Type.Object(
+  {
+    ...PageQuery.properties,
+    projectId: Type.Optional(Type.String({ minLength: 1, maxLength: 191, description: 'only records of this project' })),
+  },
+  { additionalProperties: false },
+);
+
+export const PersonParams = Type.Object({ personId: Type.String({ minLength: 1, maxLength: 64 }) });
+
+const FaceBox = Type.Object(
+  { x: Type.Integer(), y: Type.Integer(), width: Type.Integer(), height: Type.Integer() },
+  { description: 'pixels, in the image the face was found in (imageWidth × imageHeight)' },
+);
+
+const FaceView = Type.Object({
+  faceId: Type.String(),
+  box: FaceBox,
+  imageWidth: Type.Integer(),
+  imageHeight: Type.Integer(),
+  score: Type.Number({ description: 'detector confidence' }),
+  distance: Type.Union([Type.Number(), Type.Null()], {
+    description: "descriptor distance to the person's mean when the face joined; null when it founded the person",
+  }),
+});
+
+export const PersonSummary = Type.Object({
+  personId: Type.String(),
+  faceCount: Type.Integer(),
+  recordCount: Type.Integer({ description: 'records (photos) the person appears in' }),
+  createdAt: Type.String({ format: 'date-time' }),
+  updatedAt: Type.String({ format: 'date-time' }),
+  sample: Type.Union(
+    [Type.Object({ projectId: Type.String(), recordId: Type.String(), photoUrl: Type.Union([Type.String(), Type.Null()]), face: FaceView }), Type.Null()],
+    { description: 'the most recently tagged face of the person, to show as its picture' },
+  ),
+});
+export type PersonSummary = Static<typeof PersonSummary>;
+
+export const PersonsPage = Type.Object({
+  persons: Type.Array(PersonSummary),
+  nextCursor: Type.Union([Type.String(), Type.Null()], { description: 'pass as cursor for the next page; null on the last page' }),
+});
+
+export const PersonRecord = Type.Object({
+  projectId: Type.String(),
+  recordId: Type.String(),
+  photoUrl: Type.Union([Type.String(), Type.Null()], { description: 'the source photo of the record' }),
+  processedPhotoUrl: Type.Union([Type.String(), Type.Null()], { description: "the record's latest result" }),
+  status: Type.Union([Type.String(), Type.Null()], { description: "the record's processing status" }),
+  jobId: Type.String({ description: 'the job that tagged the face' }),
+  taggedAt: Type.String({ format: 'date-time' }),
+  face: FaceView,
+});
+export type PersonRecord = Static<typeof PersonRecord>;
+
+export const PersonRecordsPage = Type.Object({
+  personId: Type.String(),
+  records: Type.Array(PersonRecord),
+  nextCursor: Type.Union([Type.String(), Type.Null()]),
+});
+
+export const listPersonsSchema = {
+  tags: ['persons'],
+  summary: 'The persons your tagged faces were grouped into, oldest first',
+  security: [{ bearerAuth: [] }],
+  querystring: PageQuery,
+  response: withErrors({ 200: PersonsPage }, 429),
+};
+
+export const personRecordsSchema = {
+  tags: ['persons'],
+  summary: 'The records (photos) one of your persons appears in',
+  security: [{ bearerAuth: [] }],
+  params: PersonParams,
+  querystring: PersonRecordsQuery,
+  response: withErrors({ 200: PersonRecordsPage }, 404, 429),
+};

@@ -1,0 +1,345 @@
+import { sql, type Insertable, type Transaction } from 'kysely';
+import type { Db } from '../connect.js';
+import type { Database, Face, FacesTable, Person } from '../schema.js';
+import { newId } from '../../platform/ids.js';
+
+/**
+ * Face tagging storage: a vendor's faces and the persons they are grouped
+ * into. Grouping is greedy and incremental: each new face joins the person
+ * whose mean descriptor is nearest, when nearer than the threshold, and
+ * otherwise founds a new person. Faces of one photo never join the same
+ * person (one person appears once in a photo).
+ *
+ * A vendor's tagging runs one at a time across all workers (the vendor row is
+ * locked for the transaction), so two photos of a new person tagged at once
+ * cannot found two persons.
+ */
+export const DESCRIPTOR_LENGTH = 128;
+
+export interface FaceToTag {
+  box: { x: number; y: number; width: number; height: number };
+  score: number;
+  descriptor: Float32Array;
+}
+
+export interface TagRequest {
+  vendorId: string;
+  jobId: string;
+  projectId: string;
+  recordId: string;
+  imageWidth: number;
+  imageHeight: number;
+  faces: FaceToTag[];
+  /** euclidean distance below which a face joins a person */
+  maxDistance: number;
+}
+
+export interface TaggedFace {
+  faceId: string;
+  personId: string;
+  index: number;
+  box: { x: number; y: number; width: number; height: number };
+  score: number;
+  /** distance to the person's mean when the face joined; null when it founded the person */
+  distance: number | null;
+  newPerson: boolean;
+}
+
+export interface TagOutcome {
+  faces: TaggedFace[];
+  /** the record's faces came from a newer job; this one's were not stored */
+  superseded: boolean;
+}
+
+interface PersonState {
+  id: string;
+  count: number;
+  sum: Float64Array;
+  isNew: boolean;
+  changed: boolean;
+}
+
+export async function tagFaces(db: Db, request: TagRequest): Promise<TagOutcome> {
+  return db.transaction().execute(async (trx) => {
+    await trx.selectFrom('vendors').select('id').where('id', '=', request.vendorId).forUpdate().execute();
+
+    // A retried attempt finds its faces already tagged.
+    const mine = await trx.selectFrom('faces').selectAll().where('job_id', '=', request.jobId).orderBy('face_index').execute();
+    if (mine.length > 0) return { faces: mine.map(toTagged), superseded: false };
+
+    // The record's faces from earlier jobs are replaced; a newer job's are kept.
+    const previous = await trx
+      .selectFrom('faces')
+      .selectAll()
+      .where('vendor_id', '=', request.vendorId)
+      .where('project_id', '=', request.projectId)
+      .where('record_id', '=', request.recordId)
+      .execute();
+    if (previous.some((f) => f.job_id > request.jobId)) return { faces: [], superseded: true };
+
+    const persons = await loadPersons(trx, request.vendorId);
+    for (const face of previous) leave(persons, face);
+    if (previous.length > 0) {
+      await trx
+        .deleteFrom('faces')
+        .where(
+          'id',
+          'in',
+          previous.map((f) => f.id),
+        )
+        .execute();
+    }
+
+    const tagged: TaggedFace[] = [];
+    const rows: Insertable<FacesTable>[] = [];
+    const taken = new Set<string>();
+    for (const [index, face] of request.faces.entries()) {
+      const match = nearest(persons, face.descriptor, taken);
+      let person: PersonState;
+      let distance: number | null = null;
+      if (match && match.distance < request.maxDistance) {
+        person = match.person;
+        distance = match.distance;
+      } else {
+        person = { id: newId(), count: 0, sum: new Float64Array(DESCRIPTOR_LENGTH), isNew: true, changed: true };
+        persons.set(person.id, person);
+      }
+      join(person, face.descriptor);
+      taken.add(person.id);
+      const box = roundBox(face.box);
+      const faceId = newId();
+      rows.push({
+        id: faceId,
+        vendor_id: request.vendorId,
+        person_id: person.id,
+        job_id: request.jobId,
+        project_id: request.projectId,
+        record_id: request.recordId,
+        face_index: index,
+        image_width: request.imageWidth,
+        image_height: request.imageHeight,
+        box_x: box.x,
+        box_y: box.y,
+        box_width: box.width,
+        box_height: box.height,
+        score: face.score,
+        distance,
+        descriptor: encodeDescriptor(face.descriptor),
+      });
+      tagged.push({ faceId, personId: person.id, index, box, score: face.score, distance, newPerson: person.isNew && person.count === 1 });
+    }
+
+    await savePersons(trx, request.vendorId, persons);
+    if (rows.length > 0) await trx.insertInto('faces').values(rows).execute();
+    return { faces: tagged, superseded: false };
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Reading, for the persons API. Pages are keyset-paginated by id (ULIDs sort
+// by creation time); `cursor` is the last id of the previous page.
+
+export interface Page<T> {
+  items: T[];
+  nextCursor: string | null;
+}
+
+export interface PersonSummary {
+  person: Person;
+  recordCount: number;
+  /** the person's most recently tagged face, with its record */
+  sample: (Face & { photo_url: string | null }) | null;
+}
+
+export async function listPersons(db: Db, vendorId: string, page: { limit: number; cursor?: string | undefined }): Promise<Page<PersonSummary>> {
+  let q = db.selectFrom('persons').selectAll().where('vendor_id', '=', vendorId).where('face_count', '>', 0);
+  if (page.cursor) q = q.where('id', '>', page.cursor);
+  const rows = await q
+    .orderBy('id')
+    .limit(page.limit + 1)
+    .execute();
+  const persons = rows.slice(0, page.limit);
+  if (persons.length === 0) return { items: [], nextCursor: null };
+  const ids = persons.map((p) => p.id);
+
+  const counts = await db
+    .selectFrom('faces')
+    .select(['person_id', sql<number>`COUNT(DISTINCT project_id, record_id)`.as('records')])
+    .where('vendor_id', '=', vendorId)
+    .where('person_id', 'in', ids)
+    .groupBy('person_id')
+    .execute();
+  const latest = await db
+    .selectFrom('faces')
+    .select(['person_id', (eb) => eb.fn.max('id').as('face_id')])
+    .where('vendor_id', '=', vendorId)
+    .where('person_id', 'in', ids)
+    .groupBy('person_id')
+    .execute();
+  const samples = latest.length
+    ? await db
+        .selectFrom('faces as f')
+        .leftJoin('data_records as d', (join) =>
+          join.onRef('d.vendor_id', '=', 'f.vendor_id').onRef('d.project_id', '=', 'f.project_id').onRef('d.record_id', '=', 'f.record_id'),
+        )
+        .selectAll('f')
+        .select('d.photo_url')
+        .where('f.vendor_id', '=', vendorId)
+        .where(
+          'f.id',
+          'in',
+          latest.map((l) => l.face_id),
+        )
+        .execute()
+    : [];
+  const recordsBy = new Map(counts.map((c) => [c.person_id, Number(c.records)]));
+  const sampleBy = new Map(samples.map((s) => [s.person_id, s]));
+  return {
+    items: persons.map((person) => ({ person, recordCount: recordsBy.get(person.id) ?? 0, sample: sampleBy.get(person.id) ?? null })),
+    nextCursor: rows.length > page.limit ? (persons[persons.length - 1]?.id ?? null) : null,
+  };
+}
+
+export async function findPerson(db: Db, vendorId: string, personId: string): Promise<Person | undefined> {
+  return db.selectFrom('persons').selectAll().where('id', '=', personId).where('vendor_id', '=', vendorId).where('face_count', '>', 0).executeTakeFirst();
+}
+
+export interface PersonRecord {
+  face: Face;
+  photo_url: string | null;
+  processed_photo_url: string | null;
+  processing_status: string | null;
+}
+
+/** The records a person appears in: one entry per face (a person appears once per photo). */
+export async function listPersonRecords(
+  db: Db,
+  vendorId: string,
+  personId: string,
+  page: { limit: number; cursor?: string | undefined; projectId?: string | undefined },
+): Promise<Page<PersonRecord>> {
+  let q = db
+    .selectFrom('faces as f')
+    .leftJoin('data_records as d', (join) =>
+      join.onRef('d.vendor_id', '=', 'f.vendor_id').onRef('d.project_id', '=', 'f.project_id').onRef('d.record_id', '=', 'f.record_id'),
+    )
+    .selectAll('f')
+    .select(['d.photo_url', 'd.processed_photo_url', 'd.processing_status'])
+    .where('f.vendor_id', '=', vendorId)
+    .where('f.person_id', '=', personId);
+  if (page.projectId !== undefined) q = q.where('f.project_id', '=', page.projectId);
+  if (page.cursor) q = q.where('f.id', '>', page.cursor);
+  const rows = await q
+    .orderBy('f.id')
+    .limit(page.limit + 1)
+    .execute();
+  const items = rows.slice(0, page.limit).map(({ photo_url, processed_photo_url, processing_status, ...face }) => ({
+    face: face as Face,
+    photo_url,
+    processed_photo_url,
+    processing_status,
+  }));
+  return { items, nextCursor: rows.length > page.limit ? (items[items.length - 1]?.face.id ?? null) : null };
+}
+
+// ---------------------------------------------------------------------------
+
+async function loadPersons(trx: Transaction<Database>, vendorId: string): Promise<Map<string, PersonState>> {
+  const rows = await trx.selectFrom('persons').select(['id', 'face_count', 'descriptor_sum']).where('vendor_id', '=', vendorId).execute();
+  return new Map(rows.map((r) => [r.id, { id: r.id, count: r.face_count, sum: decodeSum(r.descriptor_sum), isNew: false, changed: false }]));
+}
+
+async function savePersons(trx: Transaction<Database>, vendorId: string, persons: Map<string, PersonState>): Promise<void> {
+  const created = [...persons.values()].filter((p) => p.isNew && p.count > 0);
+  if (created.length > 0) {
+    await trx
+      .insertInto('persons')
+      .values(created.map((p) => ({ id: p.id, vendor_id: vendorId, face_count: p.count, descriptor_sum: encodeSum(p.sum) })))
+      .execute();
+  }
+  for (const p of persons.values()) {
+    if (p.isNew || !p.changed) continue;
+    if (p.count === 0) {
+      await trx.deleteFrom('persons').where('id', '=', p.id).where('vendor_id', '=', vendorId).execute();
+    } else {
+      await trx
+        .updateTable('persons')
+        .set({ face_count: p.count, descriptor_sum: encodeSum(p.sum), updated_at: sql<Date>`NOW(3)` })
+        .where('id', '=', p.id)
+        .where('vendor_id', '=', vendorId)
+        .execute();
+    }
+  }
+}
+
+function nearest(persons: Map<string, PersonState>, descriptor: Float32Array, exclude: Set<string>): { person: PersonState; distance: number } | null {
+  let best: { person: PersonState; distance: number } | null = null;
+  for (const person of persons.values()) {
+    if (person.count === 0 || exclude.has(person.id)) continue;
+    let squared = 0;
+    for (let i = 0; i < DESCRIPTOR_LENGTH; i++) {
+      const d = (person.sum[i] as number) / person.count - (descriptor[i] as number);
+      squared += d * d;
+    }
+    const distance = Math.sqrt(squared);
+    if (!best || distance < best.distance) best = { person, distance };
+  }
+  return best;
+}
+
+function join(person: PersonState, descriptor: Float32Array): void {
+  for (let i = 0; i < DESCRIPTOR_LENGTH; i++) person.sum[i] = (person.sum[i] as number) + (descriptor[i] as number);
+  person.count += 1;
+  person.changed = true;
+}
+
+function leave(persons: Map<string, PersonState>, face: Face): void {
+  const person = persons.get(face.person_id);
+  if (!person) return;
+  const descriptor = decodeDescriptor(face.descriptor);
+  for (let i = 0; i < DESCRIPTOR_LENGTH; i++) person.sum[i] = (person.sum[i] as number) - (descriptor[i] as number);
+  person.count = Math.max(0, person.count - 1);
+  if (person.count === 0) person.sum.fill(0);
+  person.changed = true;
+}
+
+function toTagged(f: Face): TaggedFace {
+  return {
+    faceId: f.id,
+    personId: f.person_id,
+    index: f.face_index,
+    box: { x: f.box_x, y: f.box_y, width: f.box_width, height: f.box_height },
+    score: f.score,
+    distance: f.distance,
+    newPerson: f.distance === null,
+  };
+}
+
+function roundBox(box: FaceToTag['box']): TaggedFace['box'] {
+  return { x: Math.round(box.x), y: Math.round(box.y), width: Math.max(1, Math.round(box.width)), height: Math.max(1, Math.round(box.height)) };
+}
+
+export function encodeDescriptor(descriptor: Float32Array): Buffer {
+  if (descriptor.length !== DESCRIPTOR_LENGTH) throw new Error(`a face descriptor has ${DESCRIPTOR_LENGTH} values, not ${descriptor.length}`);
+  const buffer = Buffer.alloc(DESCRIPTOR_LENGTH * 4);
+  descriptor.forEach((v, i) => buffer.writeFloatLE(v, i * 4));
+  return buffer;
+}
+
+export function decodeDescriptor(buffer: Buffer): Float32Array {
+  const out = new Float32Array(DESCRIPTOR_LENGTH);
+  for (let i = 0; i < DESCRIPTOR_LENGTH; i++) out[i] = buffer.readFloatLE(i * 4);
+  return out;
+}
+
+function encodeSum(sum: Float64Array): Buffer {
+  const buffer = Buffer.alloc(DESCRIPTOR_LENGTH * 8);
+  sum.forEach((v, i) => buffer.writeDoubleLE(v, i * 8));
+  return buffer;
+}
+
+function decodeSum(buffer: Buffer): Float64Array {
+  const out = new Float64Array(DESCRIPTOR_LENGTH);
+  for (let i = 0; i < DESCRIPTOR_LENGTH; i++) out[i] = buffer.readDoubleLE(i * 8);
+  return out;
+}

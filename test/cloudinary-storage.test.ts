@@ -1,0 +1,171 @@
+import t, { type Test } from 'tap';
+import { createHash } from 'node:crypto';
+import sharp from 'sharp';
+import { cloudinaryStorage, parseCloudinaryUrl, type CloudinarySettings } from '../platform/storage/cloudinary.js';
+import { createStorage } from '../platform/storage/index.js';
+import { AppError } from '../jobs/errors.js';
+import { isolatedEnv } from './helpers/env.js';
+import { testApp, testVendor } from './helpers/app.js';
+import { testWorker } from './helpers/worker.js';
+import { serveBytes, testServer, type TestServer } from './helpers/http.js';
+import { makeJpeg } from './helpers/fixtures.js';
+import { queueResize, waitForFinal } from './helpers/jobs.js';
+
+/**
+ * The Cloudinary adapter through the official SDK, against a real local HTTP
+ * server standing in for Cloudinary's API (the SDK's `upload_prefix`). The
+ * stand-in checks the request signature the way Cloudinary documents it
+ * (SHA-1 of the sorted parameters and the API secret) and keeps the bytes.
+ */
+const CLOUD = 'demo-cloud';
+const KEY = '123456789012345';
+const SECRET = 'a-very-secret-api-secret';
+
+interface Upload {
+  params: Record<string, string>;
+  bytes: Buffer;
+}
+
+function signatureOf(params: Record<string, string>, secret: string): string {
+  const toSign = Object.entries(params)
+    .filter(([k, v]) => !['file', 'api_key', 'signature', 'resource_type', 'cloud_name'].includes(k) && v !== '')
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([k, v]) => `${k}=${v.replace(/&/g, '%26')}`)
+    .join('&');
+  return createHash('sha1')
+    .update(toSign + secret)
+    .digest('hex');
+}
+
+/** The stand-in: upload, delivery and ping endpoints, plus knobs to make it fail. */
+async function fakeCloudinary(t: Test) {
+  const server: TestServer = await testServer(t);
+  const uploads: Upload[] = [];
+  const stored = new Map<string, Buffer>();
+  const state = { failNext: 0, failStatus: 500, hang: false, closedWhileHanging: 0 };
+  server.route(`/v1_1/${CLOUD}/image/upload`, async (req, res, body) => {
+    if (state.hang) {
+      req.socket.on('close', () => state.closedWhileHanging++);
+      return;
+    }
+    if (state.failNext > 0) {
+      state.failNext--;
+      res.writeHead(state.failStatus, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: 'try later' } }));
+      return;
+    }
+    const form = await new Response(new Uint8Array(body), { headers: { 'content-type': String(req.headers['content-type']) } }).formData();
+    const params: Record<string, string> = {};
+    let bytes = Buffer.alloc(0);
+    for (const [k, v] of form as unknown as Iterable<[string, string | Blob]>) {
+      if (typeof v === 'string') params[k] = v;
+      else bytes = Buffer.from(await v.arrayBuffer());
+    }
+    if (params['api_key'] !== KEY || params['signature'] !== signatureOf(params, SECRET)) {
+      res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: 'Invalid Signature' } }));
+      return;
+    }
+    uploads.push({ params, bytes });
+    const meta = await sharp(bytes).metadata();
+    const path = `/res/${CLOUD}/image/upload/v1/${params['public_id']}.${meta.format === 'jpeg' ? 'jpg' : meta.format}`;
+    stored.set(path, bytes);
+    server.route(path, serveBytes(bytes, `image/${meta.format}`));
+    res
+      .writeHead(200, { 'content-type': 'application/json' })
+      .end(JSON.stringify({ public_id: params['public_id'], version: 1, format: meta.format, bytes: bytes.length, secure_url: `${server.url}${path}` }));
+  });
+  server.route(`/v1_1/${CLOUD}/ping`, (req, res) => {
+    const ok = req.headers.authorization === `Basic ${Buffer.from(`${KEY}:${SECRET}`).toString('base64')}`;
+    res
+      .writeHead(ok ? 200 : 401, { 'content-type': 'application/json' })
+      .end(JSON.stringify(ok ? { status: 'ok' } : { error: { message: 'Invalid credentials' } }));
+  });
+  const url = `cloudinary://${KEY}:${SECRET}@${CLOUD}?upload_prefix=${server.url}`;
+  return { server, uploads, stored, state, url };
+}
+
+function settings(url: string, extra: Partial<CloudinarySettings> = {}): CloudinarySettings {
+  return { credentials: parseCloudinaryUrl(url), folder: 'imagequeue', timeoutMs: 1500, retries: 2, ...extra };
+}
+
+t.test('uploads are signed, land in the vendor/project folder and come back byte for byte', async (t) => {
+  const fake = await fakeCloudinary(t);
+  const storage = cloudinaryStorage(settings(fake.url));
+  await storage.check();
+  const jpeg = await makeJpeg(20, 10);
+  const stored = await storage.put('VENDOR1/proj-1/JOB1-abc/0-resize.jpg', jpeg, 'image/jpeg');
+  t.equal(fake.uploads.length, 1);
+  const [upload] = fake.uploads;
+  t.same(upload?.bytes, jpeg, 'the uploaded bytes are the image');
+  t.equal(upload?.params['public_id'], 'imagequeue/VENDOR1/proj-1/JOB1-abc/0-resize');
+  t.equal(upload?.params['asset_folder'], 'imagequeue/VENDOR1/proj-1');
+  t.equal(upload?.params['overwrite'], '1');
+  t.match(upload?.params['timestamp'], /^\d{10}$/);
+  t.notOk(Object.values(upload?.params ?? {}).includes(SECRET), 'the secret itself is never sent');
+  t.match(stored.url, /\/res\/demo-cloud\/image\/upload\/v1\/imagequeue\/VENDOR1\/proj-1\/JOB1-abc\/0-resize\.jpg$/);
+  t.equal(stored.bytes, jpeg.length);
+  t.same(await storage.get(stored), jpeg, 'read back through its URL');
+
+  const wrong = cloudinaryStorage(settings(`cloudinary://${KEY}:wrong-secret@${CLOUD}?upload_prefix=${fake.server.url}`));
+  await t.rejects(wrong.check(), /Cloudinary ping failed: .*401/);
+  const refused = await wrong.put('V/p/J/x.jpg', jpeg, 'image/jpeg').catch((e: unknown) => e);
+  t.ok(refused instanceof AppError && refused.code === 'STORAGE_FAILED' && !refused.retryable, 'a bad signature fails without retrying');
+  t.equal(fake.uploads.length, 1);
+});
+
+t.test('failed uploads are retried; a hung upload is abandoned when the job is aborted', async (t) => {
+  const fake = await fakeCloudinary(t);
+  const storage = cloudinaryStorage(settings(fake.url));
+  const jpeg = await makeJpeg(20, 10);
+
+  fake.state.failNext = 2;
+  await storage.put('V/p/J/a.jpg', jpeg, 'image/jpeg');
+  t.equal(fake.server.hits.get(`/v1_1/${CLOUD}/image/upload`), 3, 'two 500s, then success');
+
+  fake.state.failNext = 5;
+  const exhausted = await storage.put('V/p/J/b.jpg', jpeg, 'image/jpeg').catch((e: unknown) => e);
+  t.ok(exhausted instanceof AppError && exhausted.code === 'STORAGE_FAILED' && exhausted.retryable, 'out of retries: retryable STORAGE_FAILED');
+  fake.state.failNext = 0;
+
+  fake.state.hang = true;
+  const started = Date.now();
+  const timedOut = await storage.put('V/p/J/c.jpg', jpeg, 'image/jpeg').catch((e: unknown) => e);
+  t.ok(timedOut instanceof AppError && /no answer within 1500 ms/.test(timedOut.message), String(timedOut));
+  t.ok(Date.now() - started >= 3 * 1500, 'each of the three tries waited for its own timeout');
+
+  const job = new AbortController();
+  const put = storage.put('V/p/J/d.jpg', jpeg, 'image/jpeg', job.signal).catch((e: unknown) => e);
+  await new Promise((r) => setTimeout(r, 300));
+  const closedBefore = fake.state.closedWhileHanging;
+  job.abort(new Error('job timed out'));
+  const aborted = await put;
+  t.match(String(aborted), /job timed out/, 'the abort reason comes back at once');
+  await new Promise((r) => setTimeout(r, 200));
+  t.ok(fake.state.closedWhileHanging > closedBefore, 'the upload connection was closed, not left running');
+});
+
+t.test('CLOUDINARY_URL is validated and selects the driver', async (t) => {
+  t.throws(() => parseCloudinaryUrl('https://example.com'), /cloudinary:\/\//);
+  t.throws(() => parseCloudinaryUrl('cloudinary://onlykey@cloud'), /cloudinary:\/\//);
+  t.same(parseCloudinaryUrl('cloudinary://k:s%2Fx@my-cloud'), { cloudName: 'my-cloud', apiKey: 'k', apiSecret: 's/x', uploadPrefix: undefined });
+  const base = { STORAGE_LOCAL_DIR: '/tmp/x', PUBLIC_BASE_URL: 'http://localhost', CLOUDINARY_FOLDER: 'f', STORAGE_TIMEOUT_MS: 1000, STORAGE_RETRIES: 0 };
+  t.equal((await createStorage({ ...base, STORAGE_DRIVER: 'auto', CLOUDINARY_URL: 'cloudinary://k:s@c' })).driver, 'cloudinary');
+  t.equal((await createStorage({ ...base, STORAGE_DRIVER: 'auto', CLOUDINARY_URL: '' })).driver, 'local');
+  await t.rejects(createStorage({ ...base, STORAGE_DRIVER: 'cloudinary', CLOUDINARY_URL: '' }), /needs CLOUDINARY_URL/);
+});
+
+t.test('a worker stores its results in Cloudinary', async (t) => {
+  const fake = await fakeCloudinary(t);
+  const env = await isolatedEnv(t, { WORKER_QUEUES: 'image-processing', LOG_LEVEL: 'silent', STORAGE_DRIVER: 'auto', CLOUDINARY_URL: fake.url });
+  const app = await testApp(t, { ...env, CLOUDINARY_URL: '' });
+  await testWorker(t, env);
+  const images = await testServer(t);
+  images.route('/p.jpg', serveBytes(await makeJpeg(300, 200), 'image/jpeg'));
+  const vendor = await testVendor(app);
+  const job = await waitForFinal(app.db, await queueResize(app, vendor, `${images.url}/p.jpg`, 'rec-c'));
+  t.equal(job.status, 'completed', `${job.error_code} ${job.error_message}`);
+  const status = (await app.inject({ method: 'GET', url: `/api/image-queue/job/${job.id}`, headers: vendor.auth })).json();
+  t.ok(String(status.result.photoUrl).startsWith(`${fake.server.url}/res/${CLOUD}/image/upload/`), status.result.photoUrl);
+  const [upload] = fake.uploads;
+  t.equal(upload?.params['asset_folder'], `imagequeue/${vendor.vendorId}/proj`);
+  t.equal((await sharp(upload?.bytes).metadata()).width, 8, 'the uploaded file is the resized image');
+});
