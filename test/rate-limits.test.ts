@@ -126,6 +126,17 @@ t.test('rate limits per tier and vendor', async (t) => {
     t.equal(other.statusCode, 200, 'another client IP has its own counter');
   });
 
+  t.test("another area's route that names no tier: per vendor in polling, per IP in global when anonymous", async (t) => {
+    const a = await vendor(app);
+    const b = await vendor(app);
+    const responses = await burst(2 * LIMITS.polling, () => app.inject({ method: 'GET', url: '/api/persons', headers: a.auth }));
+    t.same(tally(responses), { 200: LIMITS.polling, 429: LIMITS.polling });
+    t.equal((await app.inject({ method: 'GET', url: '/api/persons', headers: b.auth })).statusCode, 200, 'vendor B has its own counter');
+    const anonymous = await app.inject({ method: 'GET', url: '/api/persons', remoteAddress: '198.51.100.9' });
+    t.equal(anonymous.statusCode, 401);
+    t.equal(anonymous.headers['ratelimit-limit'], String(LIMITS.global), 'counted in the global tier');
+  });
+
   t.test('the unlimited plan is not limited and carries no limit headers', async (t) => {
     const u = await vendor(app, 'unlimited');
     const responses = await burst(3 * LIMITS.processing, (i) => post(u, 'process-queue', bodies.process(i)));

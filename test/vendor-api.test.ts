@@ -344,6 +344,20 @@ t.test('vendor API', async (t) => {
     t.equal((await post(f, 'remove-bg-queue', { recordId: 'fix', projectId: 'p', photoUrl: URL_A }, { 'idempotency-key': 'key-fix' })).statusCode, 202);
   });
 
+  t.test("Idempotency-Key also covers other areas' POST routes (remembered after the response)", async (t) => {
+    const pause = () => app.inject({ method: 'POST', url: '/api/admin/queues/face-crop/pause', headers: { ...admin.auth, 'idempotency-key': 'pause-1' } });
+    const first = await pause();
+    t.equal(first.statusCode, 200, first.body);
+    t.notOk(first.headers['idempotent-replayed']);
+    const again = await pause();
+    t.equal(again.statusCode, 200);
+    t.equal(again.headers['idempotent-replayed'], 'true');
+    t.same(again.json(), first.json());
+    const other = await app.inject({ method: 'POST', url: '/api/admin/queues/face-crop/resume', headers: { ...admin.auth, 'idempotency-key': 'pause-1' } });
+    t.equal(other.statusCode, 422, 'the same key on another route');
+    t.equal((await app.inject({ method: 'POST', url: '/api/admin/queues/face-crop/resume', headers: admin.auth })).statusCode, 200);
+  });
+
   t.test('uploads: an image is stored before queueing; anything else is 415', async (t) => {
     const u = await testVendor(app, { name: 'Studio U' });
     const jpeg = await makeJpeg(64, 48);
