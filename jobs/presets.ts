@@ -82,7 +82,7 @@ export function resolvePipeline(request: PipelineRequest, limits: PipelineLimits
     if (!OPTIONS_OF[preset].includes(key)) problems.push({ path: `presetOptions/${key}`, message: `is not an option of preset ${preset}` });
   }
   const available = limits.available ?? OPERATION_NAMES;
-  if (options.faces && !available.includes('faces')) {
+  if (preset === 'nextgallery' && options.faces && !available.includes('faces')) {
     problems.push({ path: 'presetOptions/faces', message: 'face tagging is not available on this server' });
   }
   for (const [name, width] of Object.entries(options.sizes ?? {})) {

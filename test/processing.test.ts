@@ -9,6 +9,7 @@ import { makeJpeg } from './helpers/fixtures.js';
 import { waitFor } from './helpers/wait.js';
 import { findVendorRecord } from '../db/repos/records.js';
 import { hashDistance } from '../worker/processors/image-facts.js';
+import { presetOperations } from '../jobs/presets.js';
 import type { FastifyInstance } from 'fastify';
 
 /**
@@ -123,6 +124,8 @@ t.test('processing operations and pipelines', async (t) => {
     metaOther: await submit(app, vendor, '/other.jpg', [{ op: 'metadata' }]),
     strip: await submit(app, vendor, '/sideways.jpg', [{ op: 'strip' }]),
     stripThenMeta: await submit(app, vendor, '/sideways.jpg', [{ op: 'strip' }, { op: 'metadata' }]),
+    nextgallery: await submit(app, vendor, '/sideways.jpg', presetOperations('nextgallery')),
+    galleryVariants: await submit(app, vendor, '/photo.jpg', presetOperations('gallery-variants', { sizes: { sm: 120, lg: 480 } })),
     pipeline: await submit(app, vendor, '/sideways.jpg', [
       { op: 'rotate', angle: 90 },
       { op: 'resize', width: 150 },
@@ -324,6 +327,27 @@ t.test('processing operations and pipelines', async (t) => {
     const record = await findVendorRecord(app.db, vendor.vendorId, 'proj', recordOf(jobs.pipeline));
     t.equal(record?.processed_photo_url, last.url);
     t.equal((record?.fields['process.outputs'] as unknown[]).length, 4);
+  });
+
+  t.test('presets run as pipelines: nextgallery and gallery-variants', async (t) => {
+    const gallery = done.nextgallery;
+    t.equal(gallery.state, 'completed', JSON.stringify(gallery.error));
+    t.same(
+      gallery.result.outputs.map((o) => `${o.name} ${o.width}x${o.height}`),
+      ['0-strip 200x300', '1-placeholder 11x16'],
+    );
+    t.equal(gallery.result.photoUrl, gallery.result.outputs[0]?.url, 'the stored copy is the photo');
+    t.match(gallery.result['placeholder'], { blurhash: String, dataUrl: /^data:image\/webp;base64,/ });
+    const variants = done.galleryVariants;
+    t.equal(variants.state, 'completed', JSON.stringify(variants.error));
+    t.match(variants.result['metadata'], { width: 600, height: 400, format: 'jpeg' });
+    t.same(
+      (variants.result['variants'] as { name: string; format: string; width: number }[]).map((v) => `${v.name}:${v.format}:${v.width}`),
+      ['sm:webp:120', 'sm:avif:120', 'lg:webp:480', 'lg:avif:480'],
+    );
+    const record = await findVendorRecord(app.db, vendor.vendorId, 'proj', recordOf(jobs.galleryVariants));
+    t.equal((record?.fields['process.variants'] as unknown[]).length, 4, 'variants reach the data record as their own field');
+    t.ok(record?.fields['process.metadata'], 'and so does the metadata');
   });
 });
 
