@@ -3,7 +3,9 @@
  * them. Each writes its section of bench/RESULTS.md. Run them on a quiet
  * machine: they measure this machine, not the code alone.
  */
-const BENCHMARKS: Record<string, { file: string; what: string }> = {};
+const BENCHMARKS: Record<string, { file: string; what: string }> = {
+  processing: { file: 'processing.ts', what: 'seed-001 load table: mixed processing jobs through API + worker vs a bare sharp loop' },
+};
 
 const [name, ...rest] = process.argv.slice(2);
 if (!name || !BENCHMARKS[name]) {
