@@ -422,16 +422,21 @@ async function pool<T>(items: T[], size: number, work: (item: T, index: number) 
  * the encoder settings the defaults were chosen from.
  */
 async function stageProfile(imgs: BenchImage[]): Promise<string> {
-  const img = [...imgs].sort((a, b) => b.width * b.height - a.width * a.height)[0]!;
+  // the largest photo with an embedded profile, as most camera JPEGs have
+  const withProfile = await Promise.all(imgs.map(async (i) => ((await sharp(i.bytes).metadata()).icc ? i : undefined)));
+  const candidates = withProfile.filter((i) => i !== undefined);
+  const img = [...(candidates.length ? candidates : imgs)].sort((a, b) => b.width * b.height - a.width * a.height)[0]!;
   const open = () => sharp(img.bytes).autoOrient();
   const { data, info } = await open().raw().toBuffer({ resolveWithObject: true });
   const raw = () => sharp(data, { raw: { width: info.width, height: info.height, channels: info.channels } });
   const stages: [string, () => Promise<unknown>][] = [
     ['header only (metadata)', () => sharp(img.bytes).metadata()],
     ['decode to raw pixels', () => open().raw().toBuffer()],
+    ['decode to raw, embedded sRGB profile not applied (ignoreIcc)', () => sharp(img.bytes, { ignoreIcc: true }).autoOrient().raw().toBuffer()],
     ['rotate 90 → jpeg, streamed from the file', () => open().rotate(90).jpeg().toBuffer()],
     ['rotate 90 → jpeg, from raw pixels in memory', () => raw().rotate(90).jpeg().toBuffer()],
     ['resize 320 → jpeg, streamed (shrink-on-load)', () => open().resize(320).jpeg().toBuffer()],
+    ['resize 320 → jpeg, streamed, sRGB profile not applied', () => sharp(img.bytes, { ignoreIcc: true }).autoOrient().resize(320).jpeg().toBuffer()],
     ['resize 320 → jpeg, from raw pixels', () => raw().resize(320).jpeg().toBuffer()],
     ['encode jpeg q80 (default: libjpeg-turbo)', () => raw().jpeg({ quality: 80 }).toBuffer()],
     ['encode jpeg q80 mozjpeg', () => raw().jpeg({ quality: 80, mozjpeg: true }).toBuffer()],

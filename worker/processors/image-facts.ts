@@ -78,42 +78,6 @@ function exifDate(value: string | null, offset: string | null): string | null {
   return `${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6]}${zone}`;
 }
 
-/** The description of an ICC profile (`desc` tag, ICC v2 `desc` or v4 `mluc`), e.g. "Display P3". */
-export function iccDescription(icc: Buffer | undefined): string | null {
-  if (!icc || icc.length < 132) return null;
-  const count = icc.readUInt32BE(128);
-  for (let i = 0; i < count && 144 + i * 12 <= icc.length; i++) {
-    const at = 132 + i * 12;
-    if (icc.toString('latin1', at, at + 4) !== 'desc') continue;
-    const offset = icc.readUInt32BE(at + 4);
-    const size = icc.readUInt32BE(at + 8);
-    if (size < 12 || offset + size > icc.length) return null;
-    const type = icc.toString('latin1', offset, offset + 4);
-    if (type === 'desc') {
-      const length = icc.readUInt32BE(offset + 8);
-      return clean(icc.toString('latin1', offset + 12, Math.min(offset + 12 + length, offset + size)));
-    }
-    if (type === 'mluc' && size >= 28) {
-      const stringLength = icc.readUInt32BE(offset + 20);
-      const stringOffset = icc.readUInt32BE(offset + 24);
-      const start = offset + stringOffset;
-      if (start + stringLength > offset + size) return null;
-      return clean(
-        Buffer.from(icc.subarray(start, start + stringLength))
-          .swap16()
-          .toString('utf16le'),
-      );
-    }
-    return null;
-  }
-  return null;
-}
-
-function clean(s: string): string | null {
-  const text = s.replace(/\0[\s\S]*$/, '').trim();
-  return text === '' ? null : text;
-}
-
 export interface DominantColor {
   /** #rrggbb */
   color: string;

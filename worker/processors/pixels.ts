@@ -21,13 +21,22 @@ export interface Pixels {
   channels: 1 | 2 | 3 | 4;
 }
 
-export type Frame = { kind: 'encoded'; bytes: Buffer; info: ImageInfo } | { kind: 'pixels'; pixels: Pixels };
+export type Frame =
+  | {
+      kind: 'encoded';
+      bytes: Buffer;
+      info: ImageInfo;
+      /** the embedded profile is sRGB: converting from it would change nothing, at a third of a resize's cost */
+      srgbProfile: boolean;
+    }
+  | { kind: 'pixels'; pixels: Pixels };
 
 /** A sharp pipeline reading the frame: oriented, sRGB. */
 export function openFrame(frame: Frame): Sharp {
   // The source was checked against the configured pixel limit when it was
   // loaded; its own size is the limit now, in case the bytes lie.
-  return frame.kind === 'encoded' ? openImage(frame.bytes, frame.info.width * frame.info.height).toColourspace('srgb') : fromPixels(frame.pixels);
+  if (frame.kind === 'pixels') return fromPixels(frame.pixels);
+  return openImage(frame.bytes, frame.info.width * frame.info.height, { ignoreIcc: frame.srgbProfile }).toColourspace('srgb');
 }
 
 /** Width and height as the pipeline sees them (after EXIF orientation). */

@@ -1,4 +1,4 @@
-import sharp, { type ResizeOptions, type Sharp } from 'sharp';
+import sharp, { type Metadata, type ResizeOptions, type Sharp } from 'sharp';
 import { encode as blurhash } from 'blurhash';
 import { AppError } from '../../jobs/errors.js';
 import { DEFAULTS, type Operation, type OperationName, type OperationOf } from '../../jobs/operations.js';
@@ -6,7 +6,8 @@ import type { JobOutput } from '../../jobs/payloads.js';
 import { runSharp, type ImageInfo } from '../../platform/images.js';
 import { CONTENT_TYPES } from '../../platform/storage/index.js';
 import type { JobContext, Processor, ProcessorOutput } from '../context.js';
-import { dominantColors, iccDescription, NO_EXIF, perceptualHash, readExif, type DominantColor, type ExifFacts } from './image-facts.js';
+import { dominantColors, NO_EXIF, perceptualHash, readExif, type DominantColor, type ExifFacts } from './image-facts.js';
+import { iccDescription, isSrgbProfile } from './icc.js';
 import {
   decodeFrame,
   encode,
@@ -46,7 +47,7 @@ export interface Pipeline {
   frame: Frame;
   /** format and encoder settings of image outputs: the source's format until a `convert` */
   encoding: Encoding;
-  source: { bytes: Buffer; info: ImageInfo };
+  source: { bytes: Buffer; info: ImageInfo; header: Pick<Metadata, 'exif' | 'icc'> };
   /** a `strip` ran: the source's EXIF and profile no longer describe the image */
   stripped: boolean;
 }
@@ -92,9 +93,11 @@ const CHANGES_PIXELS: ReadonlySet<string> = new Set(['rotate', 'resize', 'force_
 export function createProcessImage(deps: ProcessImageDeps = {}): Processor<'process'> {
   return async (ctx) => {
     const operations = ctx.payload.options.operations;
-    const source = await ctx.loadSource();
+    const loaded = await ctx.loadSource();
+    const { exif, icc } = await runSharp(() => sharp(loaded.bytes).metadata());
+    const source = { ...loaded, header: { exif, icc } };
     let pipeline: Pipeline = {
-      frame: { kind: 'encoded', bytes: source.bytes, info: source.info },
+      frame: { kind: 'encoded', bytes: source.bytes, info: source.info, srgbProfile: isSrgbProfile(icc) },
       encoding: { format: naturalFormat(source.info.format) },
       source,
       stripped: false,
@@ -119,7 +122,7 @@ export function createProcessImage(deps: ProcessImageDeps = {}): Processor<'proc
       if (index < operations.length - 1) await ctx.progress(10 + (85 * (index + 1)) / operations.length);
     }
 
-    const { width, height } = frameSize({ kind: 'encoded', bytes: source.bytes, info: source.info });
+    const { width, height } = frameSize({ kind: 'encoded', bytes: source.bytes, info: source.info, srgbProfile: false });
     return {
       result: {
         success: true,
@@ -306,10 +309,8 @@ export interface MetadataResult extends ExifFacts {
 /** `metadata`: stores no file; one 64 × 64 decode serves the colours and the hash. */
 async function metadata(c: StepContext, op: OperationOf<'metadata'>): Promise<StepResult> {
   const { frame, source, stripped } = c.pipeline;
-  const [thumb, header] = await Promise.all([
-    toPixels(openFrame(frame).resize(64, 64, { fit: 'fill' })),
-    stripped ? undefined : runSharp(() => sharp(source.bytes).metadata()),
-  ]);
+  const thumb = await toPixels(openFrame(frame).resize(64, 64, { fit: 'fill' }));
+  const header = stripped ? undefined : source.header;
   const exif = header ? await readExif(header.exif) : NO_EXIF;
   const result: MetadataResult = {
     ...frameSize(frame),
