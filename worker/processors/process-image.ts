@@ -75,6 +75,13 @@ export interface StepResult {
 
 export type Step<N extends OperationName> = (c: StepContext, op: OperationOf<N>) => Promise<StepResult>;
 
+/**
+ * One line per operation. A new operation is its schema in the Operation
+ * union (jobs/operations.ts) and a line here; `openFrame(c.pipeline.frame)`
+ * reads the image, `c.store` keeps an image it makes, `fields` carries its
+ * data, `c.deps` the resources it was built with (createProcessImage).
+ * Steps that decode the full-size image belong in FULL_READS below.
+ */
 export const STEPS: { [N in OperationName]: Step<N> } = {
   rotate: (c, op) => transform(c, (s) => s.rotate(op.angle, { background: op.background ?? DEFAULTS.rotateBackground })),
   resize: (c, op) => transform(c, (s) => s.resize(resizeOptions(op))),
