@@ -86,7 +86,7 @@ for (const set of SETS) sets.set(set, await loadImages(set));
 const server = await imageServer(sets);
 const bench = await benchEnvironment();
 const tables: { set: ImageSet; rows: Row[] }[] = [];
-let fixedCost: FixedCost | undefined;
+const fixedCosts: FixedCost[] = [];
 const profile = await stageProfile([...sets.values()].flat());
 console.log(profile);
 try {
@@ -106,7 +106,7 @@ try {
           console.log(set, formatRow(row).join('  '));
         }
       }
-      if (concurrency === Math.max(...CONCURRENCIES)) fixedCost = await measureFixedCost(bench, server.url, worker.pid, concurrency);
+      fixedCosts.push(await measureFixedCost(bench, server.url, worker.pid, concurrency));
     } finally {
       await stopWorker(worker);
     }
@@ -116,7 +116,7 @@ try {
   server.close();
 }
 
-const body = report(tables, sets, fixedCost, profile);
+const body = report(tables, sets, fixedCosts, profile);
 console.log(`\n${body}`);
 if (!args['no-write']) await writeSection('processing', 'Processing: the seed-001 load table', body);
 
@@ -278,6 +278,7 @@ async function measured<T>(workerPid: number | undefined, jobs: number, work: ()
 }
 
 interface FixedCost {
+  concurrency: number;
   jobs: number;
   perSecond: number;
   cpu: CpuSplit;
@@ -286,9 +287,9 @@ interface FixedCost {
 /** What the job system itself costs: jobs on a 16 × 16 image, where sharp's share is next to nothing. */
 async function measureFixedCost(b: BenchEnv, host: string, workerPid: number | undefined, concurrency: number): Promise<FixedCost> {
   const list: BenchJob[] = Array.from({ length: 200 }, () => ({ path: '/tiny/0', image: 0, op: { op: 'resize', width: 8 } }));
-  await throughApi(b, host, list.slice(0, 20), 'tiny-warm');
+  await throughApi(b, host, list.slice(0, 20), `tiny-warm-c${concurrency}`);
   const run = await measured(workerPid, list.length, () => throughApi(b, host, list, `tiny-c${concurrency}`));
-  return { jobs: list.length, perSecond: run.result.perSecond, cpu: run.cpu };
+  return { concurrency, jobs: list.length, perSecond: run.result.perSecond, cpu: run.cpu };
 }
 
 async function throughApi(
@@ -479,7 +480,7 @@ function formatRow(r: Row): string[] {
   ];
 }
 
-function report(list: { set: ImageSet; rows: Row[] }[], all: Map<ImageSet, BenchImage[]>, fixed: FixedCost | undefined, stages: string): string {
+function report(list: { set: ImageSet; rows: Row[] }[], all: Map<ImageSet, BenchImage[]>, fixed: FixedCost[], stages: string): string {
   const header = [
     'jobs',
     'worker concurrency',
@@ -521,13 +522,20 @@ function report(list: { set: ImageSet; rows: Row[] }[], all: Map<ImageSet, Bench
         `worker / bare ≥ 0.8: ${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}.`,
     );
   }
-  if (fixed) {
-    const c = fixed.cpu;
+  if (fixed.length > 0) {
     lines.push(
       '',
-      `Fixed cost of the job system (${fixed.jobs} jobs resizing a 16×16 image, where sharp costs next to nothing, worker concurrency ${Math.max(...CONCURRENCIES)}): ${fixed.perSecond.toFixed(1)} jobs/s, ` +
-        `CPU per job ${(c.worker + c.api + c.mariadb + c.redis).toFixed(0)} ms = worker ${c.worker.toFixed(0)} + api ${c.api.toFixed(0)} + mariadb ${c.mariadb.toFixed(0)} + redis ${c.redis.toFixed(0)}. ` +
-        'Where the CPUs are the limit, worker / bare ≈ bare CPU ÷ (bare CPU + this).',
+      `Fixed cost of the job system: ${fixed[0]!.jobs} jobs resizing a 16×16 image, where sharp costs next to nothing. ` +
+        'Where the CPUs are the limit, worker / bare ≈ bare CPU ÷ (bare CPU + this CPU); at concurrency 1, each job also waits 1000 ÷ (jobs/s) ms for it.',
+      '',
+      table(
+        ['worker concurrency', 'jobs/s', 'CPU ms/job: worker + api + mariadb + redis'],
+        fixed.map((f) => [
+          f.concurrency,
+          f.perSecond.toFixed(1),
+          `${(f.cpu.worker + f.cpu.api + f.cpu.mariadb + f.cpu.redis).toFixed(0)} = ${f.cpu.worker.toFixed(0)} + ${f.cpu.api.toFixed(0)} + ${f.cpu.mariadb.toFixed(0)} + ${f.cpu.redis.toFixed(0)}`,
+        ]),
+      ),
     );
   }
   lines.push('', stages);
