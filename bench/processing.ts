@@ -16,7 +16,9 @@ import { ensureDatabase, migrateToLatest } from '../db/migrate.js';
 import { createVendor } from '../db/repos/vendors.js';
 import type { Operation } from '../jobs/operations.js';
 import { childEnv } from '../platform/config.js';
-import { naturalFormat, withEncoder } from '../worker/processors/pixels.js';
+import { fromPixels, naturalFormat, openFrame, toPixels, withEncoder, type Frame } from '../worker/processors/pixels.js';
+import { isSrgbProfile } from '../worker/processors/icc.js';
+import { inspectImage } from '../platform/images.js';
 import { percentile, table, writeSection } from './results.js';
 
 /**
@@ -427,18 +429,25 @@ async function stageProfile(imgs: BenchImage[]): Promise<string> {
   const withProfile = await Promise.all(imgs.map(async (i) => ((await sharp(i.bytes).metadata()).icc ? i : undefined)));
   const candidates = withProfile.filter((i) => i !== undefined);
   const img = [...(candidates.length ? candidates : imgs)].sort((a, b) => b.width * b.height - a.width * a.height)[0]!;
-  const open = () => sharp(img.bytes).autoOrient();
-  const { data, info } = await open().raw().toBuffer({ resolveWithObject: true });
+  const frame: Frame = {
+    kind: 'encoded',
+    bytes: img.bytes,
+    info: await inspectImage(img.bytes, 1e9),
+    srgbProfile: isSrgbProfile((await sharp(img.bytes).metadata()).icc),
+  };
+  // the worker's two ways to run one operation: streamed from the file, or decoded to memory first
+  const streamed = () => openFrame(frame);
+  const viaRaw = async () => fromPixels(await toPixels(openFrame(frame)));
+  const { data, info } = await streamed().raw().toBuffer({ resolveWithObject: true });
   const raw = () => sharp(data, { raw: { width: info.width, height: info.height, channels: info.channels } });
   const stages: [string, () => Promise<unknown>][] = [
     ['header only (metadata)', () => sharp(img.bytes).metadata()],
-    ['decode to raw pixels', () => open().raw().toBuffer()],
-    ['decode to raw, embedded sRGB profile not applied (ignoreIcc)', () => sharp(img.bytes, { ignoreIcc: true }).autoOrient().raw().toBuffer()],
-    ['rotate 90 → jpeg, streamed from the file', () => open().rotate(90).jpeg().toBuffer()],
-    ['rotate 90 → jpeg, from raw pixels in memory', () => raw().rotate(90).jpeg().toBuffer()],
-    ['resize 320 → jpeg, streamed (shrink-on-load)', () => open().resize(320).jpeg().toBuffer()],
-    ['resize 320 → jpeg, streamed, sRGB profile not applied', () => sharp(img.bytes, { ignoreIcc: true }).autoOrient().resize(320).jpeg().toBuffer()],
-    ['resize 320 → jpeg, from raw pixels', () => raw().resize(320).jpeg().toBuffer()],
+    ['decode to raw, embedded profile converted (plain sharp)', () => sharp(img.bytes).autoOrient().raw().toBuffer()],
+    [`decode to raw as the worker does (sRGB profile ${frame.srgbProfile ? 'skipped' : 'absent or not sRGB'})`, () => streamed().raw().toBuffer()],
+    ['rotate 90 → jpeg, streamed from the file', () => streamed().rotate(90).jpeg().toBuffer()],
+    ['rotate 90 → jpeg, decoded to memory first', async () => (await viaRaw()).rotate(90).jpeg().toBuffer()],
+    ['resize 320 → jpeg, streamed (shrink-on-load)', () => streamed().resize(320).jpeg().toBuffer()],
+    ['resize 320 → jpeg, decoded to memory first', async () => (await viaRaw()).resize(320).jpeg().toBuffer()],
     ['encode jpeg q80 (default: libjpeg-turbo)', () => raw().jpeg({ quality: 80 }).toBuffer()],
     ['encode jpeg q80 mozjpeg', () => raw().jpeg({ quality: 80, mozjpeg: true }).toBuffer()],
     ['encode png level 6', () => raw().png({ compressionLevel: 6 }).toBuffer()],
@@ -446,19 +455,21 @@ async function stageProfile(imgs: BenchImage[]): Promise<string> {
     ['encode webp effort 4 (sharp default)', () => raw().webp({ quality: 80, effort: 4 }).toBuffer()],
     ['encode avif effort 2 (default)', () => raw().avif({ quality: 50, effort: 2 }).toBuffer()],
   ];
-  const out: (string | number)[][] = [];
-  for (const [name, run] of stages) {
-    const bytes = ((await run()) as Buffer).length ?? 0;
-    const times: number[] = [];
-    for (let i = 0; i < 5; i++) {
+  // every stage once to warm up, then rounds over all stages, so machine noise spreads evenly
+  const sizes = await Promise.all(stages.map(async ([, run]) => ((await run()) as Buffer).length ?? 0));
+  const times: number[][] = stages.map(() => []);
+  for (let round = 0; round < 5; round++) {
+    for (const [i, [, run]] of stages.entries()) {
       const start = process.cpuUsage();
       await run();
       const used = process.cpuUsage(start);
-      times.push((used.user + used.system) / 1000);
+      times[i]!.push((used.user + used.system) / 1000);
     }
-    times.sort((a, b) => a - b);
-    out.push([name, (times[2] as number).toFixed(1), bytes ? `${Math.round(bytes / 1024)} KiB` : '']);
   }
+  const out = stages.map(([name], i) => {
+    const sorted = times[i]!.sort((a, b) => a - b);
+    return [name, (sorted[2] as number).toFixed(1), sizes[i] ? `${Math.round(sizes[i] / 1024)} KiB` : ''];
+  });
   return `Stage profile, ${img.name} (${img.width}×${img.height}), CPU ms (all threads; robust on a busy machine), median of 5:\n\n${table(['stage', 'CPU ms', 'output'], out)}`;
 }
 

@@ -47,7 +47,7 @@ function op<const N extends string, P extends Record<string, TSchema>>(name: N, 
 export const RotateOp = op(
   'rotate',
   {
-    angle: Type.Number({ minimum: -360, maximum: 360, description: 'degrees clockwise; any angle (multiples of 90 are lossless turns)' }),
+    angle: Type.Number({ minimum: -360, maximum: 360, description: 'degrees clockwise; any angle (multiples of 90 are exact turns, no resampling)' }),
     background: Type.Optional(colour(DEFAULTS.rotateBackground, 'fills the corners of a turn by an angle that is not a multiple of 90')),
   },
   'Rotate by any angle. The image grows to hold the rotated picture.',

@@ -45,8 +45,11 @@ export function frameHasAlpha(frame: Frame): boolean {
 }
 
 export function frameSize(frame: Frame): { width: number; height: number } {
-  if (frame.kind === 'pixels') return { width: frame.pixels.width, height: frame.pixels.height };
-  const { width, height, orientation } = frame.info;
+  return frame.kind === 'pixels' ? { width: frame.pixels.width, height: frame.pixels.height } : uprightSize(frame.info);
+}
+
+/** A source's size as shown: orientations 5–8 swap width and height. */
+export function uprightSize({ width, height, orientation }: ImageInfo): { width: number; height: number } {
   return orientation >= 5 ? { width: height, height: width } : { width, height };
 }
 

@@ -20,6 +20,7 @@ import {
   type Encoded,
   type Encoding,
   type Frame,
+  uprightSize,
 } from './pixels.js';
 
 /**
@@ -129,7 +130,7 @@ export function createProcessImage(deps: ProcessImageDeps = {}): Processor<'proc
       if (index < operations.length - 1) await ctx.progress(10 + (85 * (index + 1)) / operations.length);
     }
 
-    const { width, height } = frameSize({ kind: 'encoded', bytes: source.bytes, info: source.info, srgbProfile: false });
+    const { width, height } = uprightSize(source.info);
     return {
       result: {
         success: true,
