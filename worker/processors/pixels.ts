@@ -26,7 +26,7 @@ export type Frame =
       kind: 'encoded';
       bytes: Buffer;
       info: ImageInfo;
-      /** the embedded profile is sRGB: converting from it would change nothing, at a third of a resize's cost */
+      /** the embedded profile is sRGB: converting from it would change nothing (and costs more than the decode) */
       srgbProfile: boolean;
     }
   | { kind: 'pixels'; pixels: Pixels };
