@@ -47,9 +47,16 @@ export async function inspectImage(bytes: Buffer, maxPixels: number): Promise<Im
 /**
  * A sharp pipeline over the bytes, EXIF orientation already applied, that
  * refuses truncated or corrupt data instead of producing half an image.
+ * `ignoreIcc` skips converting from an embedded profile, for callers that
+ * know the profile is sRGB already.
  */
-export function openImage(bytes: Buffer, maxPixels: number): Sharp {
-  return sharp(bytes, { limitInputPixels: maxPixels, failOn: 'truncated', sequentialRead: true }).autoOrient();
+export function openImage(bytes: Buffer, maxPixels: number, options: { ignoreIcc?: boolean } = {}): Sharp {
+  return sharp(bytes, {
+    limitInputPixels: maxPixels,
+    failOn: 'truncated',
+    sequentialRead: true,
+    ...(options.ignoreIcc ? { ignoreIcc: true } : {}),
+  }).autoOrient();
 }
 
 /** Runs a sharp step and turns its failures into job error codes. */

@@ -8,7 +8,7 @@ import { tinyInputSizes } from '../faces/config-section.js';
 import { faceEngineResource } from '../faces/engine.js';
 import { createFaceTagger } from '../faces/tagging.js';
 import { createFaceCropProcessor } from './face-crop.js';
-import { createImageProcessor } from './process-image.js';
+import { createProcessImage } from './process-image.js';
 
 /**
  * The processors of each job kind, and the long-lived resources they need
@@ -61,7 +61,7 @@ export async function buildProcessors(config: WorkerConfig, _log: Logger, deps: 
   const served = config.WORKER_QUEUES.split(',').map((q) => q.trim());
   const needsFaces = served.includes('face-crop') || served.includes('image-processing');
   return {
-    processors: { process: createImageProcessor({ faces: tagger }), 'face-crop': faceCrop },
+    processors: { process: createProcessImage({ faces: tagger }), 'face-crop': faceCrop },
     resources: needsFaces ? [faces.resource] : [],
   };
 }

@@ -1,10 +1,18 @@
 import sharp, { type Sharp } from 'sharp';
-import { openImage, runSharp } from '../../platform/images.js';
+import type { OutputFormat } from '../../jobs/operations.js';
+import { openImage, runSharp, type ImageInfo } from '../../platform/images.js';
 
 /**
- * Decoded pixels kept in memory between pipeline steps, so a chain of
- * operations decodes once and never re-encodes a lossy intermediate.
- * Everything is sRGB with orientation applied.
+ * The image a pipeline step reads, and how images are written.
+ *
+ * A frame is either the source file, still encoded (nothing has changed its
+ * pixels yet), or decoded pixels kept in memory. Reading the encoded source
+ * lets libvips stream it and shrink JPEG/WebP while decoding, which is what a
+ * single-operation job wants; pixels let a chain of operations decode once and
+ * never re-encode a lossy intermediate. Either way every read is sRGB with
+ * EXIF orientation applied: embedded ICC profiles (Display P3, Adobe RGB,
+ * CMYK, …) are converted to sRGB and greyscale becomes RGB, so every step and
+ * every output sees the same colours.
  */
 export interface Pixels {
   data: Buffer;
@@ -13,11 +21,40 @@ export interface Pixels {
   channels: 1 | 2 | 3 | 4;
 }
 
-export async function decodePixels(bytes: Buffer, maxPixels: number): Promise<Pixels> {
-  return runSharp(async () => {
-    const { data, info } = await openImage(bytes, maxPixels).toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
-    return { data, width: info.width, height: info.height, channels: info.channels };
-  });
+export type Frame =
+  | {
+      kind: 'encoded';
+      bytes: Buffer;
+      info: ImageInfo;
+      /** the embedded profile is sRGB: converting from it would change nothing (and costs more than the decode) */
+      srgbProfile: boolean;
+    }
+  | { kind: 'pixels'; pixels: Pixels };
+
+/** A sharp pipeline reading the frame: oriented, sRGB. */
+export function openFrame(frame: Frame): Sharp {
+  // The source was checked against the configured pixel limit when it was
+  // loaded; its own size is the limit now, in case the bytes lie.
+  if (frame.kind === 'pixels') return fromPixels(frame.pixels);
+  return openImage(frame.bytes, frame.info.width * frame.info.height, { ignoreIcc: frame.srgbProfile }).toColourspace('srgb');
+}
+
+/** Width and height as the pipeline sees them (after EXIF orientation). */
+export function frameHasAlpha(frame: Frame): boolean {
+  return frame.kind === 'encoded' ? frame.info.hasAlpha : frame.pixels.channels === 2 || frame.pixels.channels === 4;
+}
+
+export function frameSize(frame: Frame): { width: number; height: number } {
+  return frame.kind === 'pixels' ? { width: frame.pixels.width, height: frame.pixels.height } : uprightSize(frame.info);
+}
+
+/** A source's size as shown: orientations 5–8 swap width and height. */
+export function uprightSize({ width, height, orientation }: ImageInfo): { width: number; height: number } {
+  return orientation >= 5 ? { width: height, height: width } : { width, height };
+}
+
+export async function decodeFrame(frame: Frame): Promise<Frame> {
+  return frame.kind === 'pixels' ? frame : { kind: 'pixels', pixels: await toPixels(openFrame(frame)) };
 }
 
 export function fromPixels(p: Pixels): Sharp {
@@ -26,30 +63,72 @@ export function fromPixels(p: Pixels): Sharp {
 
 export async function toPixels(image: Sharp): Promise<Pixels> {
   return runSharp(async () => {
-    const { data, info } = await image.raw().toBuffer({ resolveWithObject: true });
+    const { data, info } = await image.toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
     return { data, width: info.width, height: info.height, channels: info.channels };
   });
 }
 
-export type OutputFormat = 'jpeg' | 'png' | 'webp' | 'avif';
+/** How an image output is written. Options left out take ENCODER_DEFAULTS. */
+export interface Encoding {
+  format: OutputFormat;
+  quality?: number | undefined;
+  lossless?: boolean | undefined;
+  effort?: number | undefined;
+}
 
-export async function encode(p: Pixels, format: OutputFormat, quality?: number): Promise<Buffer> {
-  return runSharp(() => {
-    const image = fromPixels(p);
-    const q = quality === undefined ? {} : { quality };
-    switch (format) {
-      case 'jpeg':
-        return image
-          .flatten({ background: '#ffffff' })
-          .jpeg({ mozjpeg: true, ...q })
-          .toBuffer();
-      case 'png':
-        return image.png({ compressionLevel: 6 }).toBuffer();
-      case 'webp':
-        return image.webp(q).toBuffer();
-      case 'avif':
-        return image.avif({ effort: 2, ...q }).toBuffer();
-    }
+/**
+ * Chosen for throughput (bench/processing.ts measures them): plain
+ * libjpeg-turbo with optimised Huffman tables instead of mozjpeg's trellis
+ * quantisation (about 3 % smaller files for 2.5–7× the time), WebP effort 2
+ * instead of 4 (about 6 % larger for half the time), AVIF effort 2 (effort 4
+ * takes ten times longer on a 2.5 MP photo). A request that wants smaller
+ * files asks for `effort`.
+ */
+export const ENCODER_DEFAULTS = {
+  jpeg: { quality: 80 },
+  png: { compressionLevel: 6 },
+  webp: { quality: 80, effort: 2 },
+  avif: { quality: 50, effort: 2 },
+} as const;
+
+/**
+ * Adds the encoder to a pipeline. Outputs carry no metadata (sharp's default):
+ * no EXIF or GPS, no XMP/IPTC, no ICC profile, since the pixels are sRGB,
+ * which is what an untagged image means. JPEG has no alpha: transparent
+ * areas are flattened onto white.
+ */
+export function withEncoder(image: Sharp, e: Encoding): Sharp {
+  switch (e.format) {
+    case 'jpeg':
+      return image.flatten({ background: '#ffffff' }).jpeg({ quality: e.quality ?? ENCODER_DEFAULTS.jpeg.quality, mozjpeg: false });
+    case 'png':
+      return image.png({ compressionLevel: ENCODER_DEFAULTS.png.compressionLevel });
+    case 'webp':
+      return image.webp({
+        quality: e.quality ?? ENCODER_DEFAULTS.webp.quality,
+        effort: e.effort ?? ENCODER_DEFAULTS.webp.effort,
+        ...(e.lossless ? { lossless: true } : {}),
+      });
+    case 'avif':
+      return image.avif({
+        quality: e.quality ?? ENCODER_DEFAULTS.avif.quality,
+        effort: e.effort ?? ENCODER_DEFAULTS.avif.effort,
+        ...(e.lossless ? { lossless: true } : {}),
+      });
+  }
+}
+
+export interface Encoded {
+  data: Buffer;
+  format: OutputFormat;
+  width: number;
+  height: number;
+}
+
+export async function encode(image: Sharp, e: Encoding): Promise<Encoded> {
+  return runSharp(async () => {
+    const { data, info } = await withEncoder(image, e).toBuffer({ resolveWithObject: true });
+    return { data, format: e.format, width: info.width, height: info.height };
   });
 }
 
