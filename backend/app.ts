@@ -1,6 +1,7 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { loggerOptions } from '../platform/logger.js';
+import { parseHostAllowlist } from '../platform/address-guard.js';
 import type { ApiConfig } from './config.js';
 import errors from './plugins/errors.js';
 import mysql from './plugins/mysql.js';
@@ -9,10 +10,15 @@ import queues from './plugins/queues.js';
 import storage from './plugins/storage.js';
 import auth from './plugins/auth.js';
 import docs from './plugins/docs.js';
+import rateLimit from './plugins/rate-limit.js';
+import idempotency from './plugins/idempotency.js';
+import enqueue from './enqueue.js';
 import authRoutes from './routes/auth/index.js';
 import imageQueueRoutes from './routes/image-queue/index.js';
 import adminQueueRoutes from './routes/admin/queues.js';
 import personsRoutes from './routes/persons/index.js';
+import workerRoutes from './routes/worker/index.js';
+import adminVendorRoutes from './routes/admin/vendors.js';
 
 export interface BuildOptions {
   /** Replace the logger (tests collect lines; `false` silences). */
@@ -48,6 +54,14 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
   });
   await app.register(storage, config);
   await app.register(auth, { secret: config.JWT_SECRET, expires: config.JWT_EXPIRES, vendorCacheMs: config.VENDOR_CACHE_MS });
+  await app.register(rateLimit, { plans: config, prefix: config.BULL_PREFIX });
+  await app.register(idempotency, { ttlMs: config.IDEMPOTENCY_TTL_MS });
+  await app.register(enqueue, {
+    mysqlUrl: config.MYSQL_URL,
+    maxRows: config.ENQUEUE_GROUP_MAX_ROWS,
+    concurrency: config.ENQUEUE_GROUP_CONCURRENCY,
+    idempotencyTtlMs: config.IDEMPOTENCY_TTL_MS,
+  });
 
   await app.register(authRoutes, { prefix: '/api/auth' });
   await app.register(imageQueueRoutes, {
@@ -55,8 +69,29 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
     attempts: config.JOB_ATTEMPTS,
     maxOutputDimension: config.MAX_OUTPUT_DIMENSION,
     allowPrivateSourceUrls: config.ALLOW_PRIVATE_SOURCE_URLS,
+    allowedPrivateHosts: sourceAllowlist(config.SOURCE_ALLOWED_PRIVATE_HOSTS),
+    bullPrefix: config.BULL_PREFIX,
+    statsCacheMs: config.STATS_CACHE_MS,
+    bulkBodyLimit: config.BULK_BODY_LIMIT_BYTES,
+    uploads: {
+      maxFileBytes: config.UPLOAD_MAX_FILE_BYTES,
+      maxFiles: config.UPLOAD_MAX_FILES,
+      maxTotalBytes: config.UPLOAD_MAX_TOTAL_BYTES,
+      maxPixels: config.MAX_INPUT_PIXELS,
+    },
   });
   await app.register(adminQueueRoutes, { prefix: '/api/admin', attempts: config.JOB_ATTEMPTS });
   await app.register(personsRoutes, { prefix: '/api/persons' });
+  await app.register(workerRoutes, { prefix: '/api/worker', bullPrefix: config.BULL_PREFIX, backlogMax: config.HEALTH_BACKLOG_MAX });
+  await app.register(adminVendorRoutes, { prefix: '/api/admin/vendors' });
   return app;
+}
+
+/** The same private-host allowlist the worker fetches with, so the API does not refuse what the worker would fetch. */
+function sourceAllowlist(raw: string): string[] {
+  try {
+    return parseHostAllowlist(raw);
+  } catch (error) {
+    throw new Error(`SOURCE_ALLOWED_PRIVATE_HOSTS: ${(error as Error).message}`, { cause: error });
+  }
 }

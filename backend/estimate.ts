@@ -1,53 +1,125 @@
 import type { FastifyInstance } from 'fastify';
 import { sql } from 'kysely';
 import { QUEUE_NAMES, type JobKind } from '../jobs/queues.js';
+import { DEFAULT_CONCURRENCY, liveConcurrency, readHeartbeats } from './heartbeats.js';
 
 /**
  * `estimatedTime` for enqueue responses: how long until the new jobs are
- * done, from the jobs ahead of them, the worker concurrency and how long
- * recent jobs of the kind took. Recent durations are read from the ledger at
- * most every few seconds.
+ * done, from the jobs ahead of them (queue depth), how many run at once (the
+ * live workers' concurrency from their heartbeats, the seed's defaults when
+ * none beat) and how long recent jobs of the kind took (the ledger). Each
+ * input is cached briefly so that estimating costs an enqueue nothing on
+ * most requests; a failed read falls back instead of failing the request.
  */
-const DEFAULT_DURATION_MS: Record<JobKind, number> = { 'remove-bg': 1500, 'face-crop': 1000, process: 300 };
-const DEFAULT_CONCURRENCY: Record<JobKind, number> = { 'remove-bg': 3, 'face-crop': 3, process: 5 };
-const REFRESH_MS = 5000;
+export const DEFAULT_DURATION_MS: Record<JobKind, number> = { 'remove-bg': 1500, 'face-crop': 1000, process: 300 };
+const DURATION_REFRESH_MS = 5000;
+const CONCURRENCY_REFRESH_MS = 5000;
 
-interface Sample {
+export interface EstimateSettings {
+  bullPrefix: string;
+  /** how long a queue depth is reused */
+  depthCacheMs: number;
+}
+
+interface Cached<T> {
   at: number;
-  avgMs: number;
+  value: Promise<T>;
 }
 
-const samples = new WeakMap<FastifyInstance, Map<JobKind, Sample>>();
-
-export async function estimateTime(app: FastifyInstance, kind: JobKind, newJobs: number, concurrency = DEFAULT_CONCURRENCY[kind]): Promise<string> {
-  const [ahead, avgMs] = await Promise.all([jobsAhead(app, kind), averageDuration(app, kind)]);
-  const seconds = ((ahead + newJobs) / Math.max(1, concurrency)) * (avgMs / 1000) + avgMs / 1000;
-  return formatRange(seconds);
+interface EstimateState {
+  depth: Map<JobKind, Cached<number>>;
+  duration: Map<JobKind, Cached<number>>;
+  concurrency: Map<JobKind, Cached<number>>;
 }
 
-async function jobsAhead(app: FastifyInstance, kind: JobKind): Promise<number> {
-  const counts = await app.queues[QUEUE_NAMES[kind]].getJobCounts();
-  return (counts.waiting ?? 0) + (counts.active ?? 0) + (counts.delayed ?? 0);
+const states = new WeakMap<FastifyInstance, EstimateState>();
+
+export interface Estimate {
+  seconds: number;
+  text: string;
 }
 
-async function averageDuration(app: FastifyInstance, kind: JobKind): Promise<number> {
-  let perKind = samples.get(app);
-  if (!perKind) samples.set(app, (perKind = new Map()));
-  const cached = perKind.get(kind);
-  if (cached && Date.now() - cached.at < REFRESH_MS) return cached.avgMs;
-  const row = await sql<{ avg_ms: number | null }>`
-    SELECT AVG(duration_ms) AS avg_ms FROM (
-      SELECT duration_ms FROM jobs WHERE status = 'completed' AND kind = ${kind} AND finished_at > NOW(3) - INTERVAL 1 HOUR
-      ORDER BY finished_at DESC LIMIT 200) recent`.execute(app.db);
-  const avg = Number(row.rows[0]?.avg_ms ?? 0);
-  const avgMs = avg > 0 ? avg : DEFAULT_DURATION_MS[kind];
-  perKind.set(kind, { at: Date.now(), avgMs });
-  return avgMs;
+export async function estimate(app: FastifyInstance, settings: EstimateSettings, kind: JobKind, newJobs: number): Promise<Estimate> {
+  const [ahead, avgMs, concurrency] = await Promise.all([queueDepth(app, settings, kind), averageDuration(app, kind), workerConcurrency(app, settings, kind)]);
+  const seconds = estimateSeconds({ ahead, newJobs, concurrency, avgMs });
+  return { seconds, text: formatRange(seconds) };
 }
 
-function formatRange(seconds: number): string {
+export async function estimateTime(app: FastifyInstance, settings: EstimateSettings, kind: JobKind, newJobs: number): Promise<string> {
+  return (await estimate(app, settings, kind, newJobs)).text;
+}
+
+/** Jobs ahead and the new ones drain `concurrency` at a time; the last one still takes one job's time. */
+export function estimateSeconds(input: { ahead: number; newJobs: number; concurrency: number; avgMs: number }): number {
+  const perJob = input.avgMs / 1000;
+  const waves = Math.ceil((input.ahead + input.newJobs) / Math.max(1, input.concurrency));
+  return Math.max(1, waves) * perJob;
+}
+
+export function formatRange(seconds: number): string {
   const low = Math.max(1, Math.round(seconds * 0.7));
   const high = Math.max(low + 1, Math.round(seconds * 1.5));
   if (high < 120) return `${low}-${high} seconds`;
-  return `${Math.round(low / 60)}-${Math.max(Math.round(low / 60) + 1, Math.round(high / 60))} minutes`;
+  const lowMin = Math.max(1, Math.round(low / 60));
+  return `${lowMin}-${Math.max(lowMin + 1, Math.round(high / 60))} minutes`;
+}
+
+function stateOf(app: FastifyInstance): EstimateState {
+  let state = states.get(app);
+  if (!state) states.set(app, (state = { depth: new Map(), duration: new Map(), concurrency: new Map() }));
+  return state;
+}
+
+function cachedRead<T>(map: Map<JobKind, Cached<T>>, kind: JobKind, maxAgeMs: number, read: () => Promise<T>, fallback: T): Promise<T> {
+  const hit = map.get(kind);
+  if (hit && Date.now() - hit.at < maxAgeMs) return hit.value;
+  const value = read().catch(() => {
+    map.delete(kind);
+    return fallback;
+  });
+  map.set(kind, { at: Date.now(), value });
+  return value;
+}
+
+function queueDepth(app: FastifyInstance, settings: EstimateSettings, kind: JobKind): Promise<number> {
+  return cachedRead(
+    stateOf(app).depth,
+    kind,
+    settings.depthCacheMs,
+    async () => {
+      const counts = await app.queues[QUEUE_NAMES[kind]].getJobCounts();
+      return (counts.waiting ?? 0) + (counts.active ?? 0) + (counts.delayed ?? 0) + ((counts as { paused?: number }).paused ?? 0);
+    },
+    0,
+  );
+}
+
+function averageDuration(app: FastifyInstance, kind: JobKind): Promise<number> {
+  return cachedRead(
+    stateOf(app).duration,
+    kind,
+    DURATION_REFRESH_MS,
+    async () => {
+      const row = await sql<{ avg_ms: number | null }>`
+        SELECT AVG(duration_ms) AS avg_ms FROM (
+          SELECT duration_ms FROM jobs WHERE status = 'completed' AND updated_at > NOW(3) - INTERVAL 1 HOUR AND kind = ${kind} AND finished_at > NOW(3) - INTERVAL 1 HOUR
+          ORDER BY finished_at DESC LIMIT 200) recent`.execute(app.db);
+      const avg = Number(row.rows[0]?.avg_ms ?? 0);
+      return avg > 0 ? avg : DEFAULT_DURATION_MS[kind];
+    },
+    DEFAULT_DURATION_MS[kind],
+  );
+}
+
+function workerConcurrency(app: FastifyInstance, settings: EstimateSettings, kind: JobKind): Promise<number> {
+  return cachedRead(
+    stateOf(app).concurrency,
+    kind,
+    CONCURRENCY_REFRESH_MS,
+    async () => {
+      const live = liveConcurrency(await readHeartbeats(app.redis, settings.bullPrefix))[QUEUE_NAMES[kind]];
+      return live > 0 ? live : DEFAULT_CONCURRENCY[kind];
+    },
+    DEFAULT_CONCURRENCY[kind],
+  );
 }

@@ -16,6 +16,7 @@ export interface Database {
   dead_letters: DeadLettersTable;
   persons: PersonsTable;
   faces: FacesTable;
+  idempotency_keys: IdempotencyKeysTable;
 }
 
 type CreatedAt = ColumnType<Date, Date | string | undefined, never>;
@@ -54,6 +55,8 @@ export interface JobsTable {
   id: string;
   vendor_id: string;
   batch_id: string | null;
+  /** position in its batch (request order); null for single jobs */
+  batch_seq: ColumnType<number | null, number | null | undefined, number | null>;
   kind: JobKind;
   project_id: string;
   record_id: string;
@@ -157,6 +160,19 @@ export interface FacesTable {
   created_at: CreatedAt;
 }
 
+/** A remembered Idempotency-Key and the response first given for it. */
+export interface IdempotencyKeysTable {
+  vendor_id: string;
+  idem_key: string;
+  /** sha256 of method, route and body: the same key with another body is refused */
+  fingerprint: string;
+  route: string;
+  status_code: number;
+  /** JSON of the response body */
+  response: string;
+  created_at: CreatedAt;
+}
+
 export type Vendor = Selectable<VendorsTable>;
 export type NewVendor = Insertable<VendorsTable>;
 export type Job = Selectable<JobsTable>;
@@ -166,3 +182,6 @@ export type Batch = Selectable<BatchesTable>;
 export type DataRecord = Selectable<DataRecordsTable>;
 export type Person = Selectable<PersonsTable>;
 export type Face = Selectable<FacesTable>;
+export type NewBatch = Insertable<BatchesTable>;
+export type IdempotencyKey = Selectable<IdempotencyKeysTable>;
+export type NewIdempotencyKey = Insertable<IdempotencyKeysTable>;

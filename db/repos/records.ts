@@ -20,7 +20,12 @@ export interface RecordClaim {
  */
 export async function claimRecords(db: Conn, claims: RecordClaim[]): Promise<void> {
   if (claims.length === 0) return;
-  await db
+  await claimRecordsQuery(db, claims).execute();
+}
+
+/** The statement claimRecords runs, for callers that batch statements themselves. */
+export function claimRecordsQuery(db: Conn, claims: RecordClaim[]) {
+  return db
     .insertInto('data_records')
     .values(
       claims.map((c) => ({
@@ -42,8 +47,7 @@ export async function claimRecords(db: Conn, claims: RecordClaim[]): Promise<voi
       last_job_id: sql`VALUES(last_job_id)`,
       error_code: null,
       updated_at: sql`NOW(3)`,
-    })
-    .execute();
+    });
 }
 
 export async function markRecordProcessing(db: Db, vendorId: string, projectId: string, recordId: string, jobId: string): Promise<void> {

@@ -52,3 +52,19 @@ export async function rotateApiKey(db: Db, vendorId: string): Promise<string | u
     .executeTakeFirst();
   return Number(result.numUpdatedRows) > 0 ? apiKey : undefined;
 }
+
+/** Vendors for the admin listing, by id, keyset-paginated. */
+export async function listVendors(db: Db, afterId: string | null, limit: number): Promise<Vendor[]> {
+  let q = db.selectFrom('vendors').selectAll().where('deleted_at', 'is', null);
+  if (afterId) q = q.where('id', '>', afterId);
+  return q.orderBy('id').limit(limit).execute();
+}
+
+/** Sets a vendor's plan and/or its rate-limit overrides (JSON, null clears them); the row after, or undefined. */
+export async function updateVendorLimits(db: Db, vendorId: string, change: { plan?: string; rateLimits?: string | null }): Promise<Vendor | undefined> {
+  const set: { plan?: string; rate_limits?: string | null } = {};
+  if (change.plan !== undefined) set.plan = change.plan;
+  if (change.rateLimits !== undefined) set.rate_limits = change.rateLimits;
+  if (Object.keys(set).length > 0) await db.updateTable('vendors').set(set).where('id', '=', vendorId).where('deleted_at', 'is', null).execute();
+  return findVendor(db, vendorId);
+}

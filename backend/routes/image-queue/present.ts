@@ -1,7 +1,10 @@
-import type { Job } from '../../../db/schema.js';
-import type { JobStatusResponse } from './schemas.js';
+import type { Batch, Job } from '../../../db/schema.js';
+import type { LedgerCount } from '../../../db/repos/job-queries.js';
+import type { JobKind, JobState } from '../../../jobs/queues.js';
+import type { QueueDepthView } from '../../queue-depth.js';
+import type { BatchResponse, JobStatusResponse, LedgerQueueCounts, QueueStatsResponse } from './schemas.js';
 
-/** The public view of a ledger row: what `GET /job/:jobId` returns. */
+/** The public views of ledger rows: what the status routes return. */
 export function presentJob(job: Job, result: Record<string, unknown> | null, liveProgress: number | null): JobStatusResponse {
   return {
     id: job.id,
@@ -14,6 +17,7 @@ export function presentJob(job: Job, result: Record<string, unknown> | null, liv
       recordId: job.record_id,
       projectId: job.project_id,
       batchId: job.batch_id,
+      source: job.source_key ? 'upload' : 'url',
       photoUrl: job.source_key ? null : job.source_url,
       options: JSON.parse(job.options) as Record<string, unknown>,
     },
@@ -24,4 +28,107 @@ export function presentJob(job: Job, result: Record<string, unknown> | null, liv
     finishedAt: job.finished_at?.toISOString() ?? null,
     durationMs: job.duration_ms,
   };
+}
+
+export function presentBatch(batch: Batch, jobs: readonly Job[], results: Map<string, Record<string, unknown>>): BatchResponse {
+  const counts: Record<JobState, number> = { queued: 0, active: 0, completed: 0, failed: 0, dead: 0 };
+  let progress = 0;
+  let finishedAt: Date | null = null;
+  for (const job of jobs) {
+    counts[job.status] += 1;
+    progress += job.status === 'completed' ? 100 : job.progress;
+    if (job.finished_at && (!finishedAt || job.finished_at > finishedAt)) finishedAt = job.finished_at;
+  }
+  const open = counts.queued + counts.active;
+  const finished = jobs.length - open;
+  const state: BatchResponse['state'] =
+    open > 0
+      ? counts.queued === jobs.length
+        ? 'queued'
+        : 'active'
+      : counts.completed === jobs.length
+        ? 'completed'
+        : counts.completed > 0
+          ? 'partial'
+          : 'failed';
+  return {
+    id: batch.id,
+    kind: batch.kind,
+    projectId: batch.project_id,
+    total: batch.total,
+    state,
+    progress: jobs.length > 0 ? Math.floor(progress / jobs.length) : 0,
+    counts,
+    createdAt: batch.created_at.toISOString(),
+    finishedAt: open === 0 && finished > 0 ? ((batch.finished_at ?? finishedAt)?.toISOString() ?? null) : null,
+    items: jobs.map((job) => ({
+      jobId: job.id,
+      recordId: job.record_id,
+      state: job.status,
+      progress: job.status === 'completed' ? 100 : job.progress,
+      attempts: job.attempts,
+      result: results.get(job.id) ?? null,
+      error: job.error_code ? { code: job.error_code, message: job.error_message ?? '' } : null,
+      finishedAt: job.finished_at?.toISOString() ?? null,
+    })),
+  };
+}
+
+/**
+ * Seed 003's queue-stats shape from ledger counts (one vendor's, or every
+ * vendor's for an admin) and the live depth of each queue. A job waiting in a
+ * paused queue counts as paused, not waiting.
+ */
+export function presentQueueStats(
+  counts: readonly LedgerCount[],
+  depths: Record<JobKind, QueueDepthView | null>,
+  scope: 'vendor' | 'all',
+  now: Date,
+): QueueStatsResponse {
+  const totals = emptyByKind();
+  const byVendor = new Map<string, Record<JobKind, LedgerQueueCounts>>();
+  for (const c of counts) {
+    add(totals[c.kind], c, depths[c.kind]?.isPaused ?? false);
+    if (scope === 'all') {
+      let vendor = byVendor.get(c.vendorId);
+      if (!vendor) byVendor.set(c.vendorId, (vendor = emptyByKind()));
+      add(vendor[c.kind], c, depths[c.kind]?.isPaused ?? false);
+    }
+  }
+  const view = (kind: JobKind) => ({ ...totals[kind], queue: depths[kind] });
+  const response: QueueStatsResponse = {
+    scope,
+    backgroundRemoval: view('remove-bg'),
+    faceCrop: view('face-crop'),
+    imageProcessing: view('process'),
+    timestamp: now.toISOString(),
+  };
+  if (scope === 'all') {
+    response.vendors = [...byVendor].map(([vendorId, v]) => ({
+      vendorId,
+      backgroundRemoval: v['remove-bg'],
+      faceCrop: v['face-crop'],
+      imageProcessing: v.process,
+    }));
+  }
+  return response;
+}
+
+function emptyCounts(): LedgerQueueCounts {
+  return { waiting: 0, active: 0, completed: 0, failed: 0, delayed: 0, paused: 0, dead: 0 };
+}
+
+function emptyByKind(): Record<JobKind, LedgerQueueCounts> {
+  return { 'remove-bg': emptyCounts(), 'face-crop': emptyCounts(), process: emptyCounts() };
+}
+
+function add(target: LedgerQueueCounts, c: LedgerCount, queuePaused: boolean): void {
+  if (c.status === 'queued') {
+    const notRetrying = c.count - c.retrying;
+    target.delayed += c.retrying;
+    if (queuePaused) target.paused += notRetrying;
+    else target.waiting += notRetrying;
+    return;
+  }
+  target[c.status] += c.count;
 }

@@ -1,25 +1,103 @@
-import { Type, type Static } from '@sinclair/typebox';
+import { Type, type Static, type TProperties, type TSchema } from '@sinclair/typebox';
 import { Operations } from '../../../jobs/operations.js';
-import { JOB_STATES } from '../../../jobs/queues.js';
+import { FaceCropOptions, RemoveBgOptions } from '../../../jobs/payloads.js';
+import { JOB_KINDS, JOB_STATES } from '../../../jobs/queues.js';
 import { withErrors } from '../../schemas/common.js';
 
-/** Request and response bodies of /api/image-queue (seed 003, "API Endpoints"). */
+/**
+ * Request and response bodies of /api/image-queue (seed 003, "API Endpoints").
+ * Each enqueue route takes JSON (a `photoUrl`) or multipart/form-data (the
+ * photo itself); the job options come from the contracts in jobs/.
+ */
 export const RecordId = Type.String({ minLength: 1, maxLength: 191, description: 'your id for the record this photo belongs to' });
 export const ProjectId = Type.String({ minLength: 1, maxLength: 191, description: 'your project id' });
 export const PhotoUrl = Type.String({ minLength: 1, maxLength: 2048, description: 'http(s) URL of the source photo' });
 export const VendorIdField = Type.String({ maxLength: 64, description: "optional; must equal the token's vendor (403 otherwise)" });
+export const UploadedPhoto = Type.String({ format: 'binary', description: 'the photo (jpeg, png, webp, avif; heic where the server can read it)' });
 
-export const ProcessQueueBody = Type.Object(
-  {
-    recordId: RecordId,
-    projectId: ProjectId,
-    photoUrl: PhotoUrl,
-    operations: Operations,
-    vendorId: Type.Optional(VendorIdField),
-  },
-  { additionalProperties: false },
-);
-export type ProcessQueueBody = Static<typeof ProcessQueueBody>;
+/** Hard ceiling of a bulk request's items; the plan's cap (default 100) is checked in code. */
+export const BULK_HARD_MAX = 10_000;
+
+const Mode = FaceCropOptions.properties.mode;
+const FaceCropExtra = Type.Omit(FaceCropOptions, ['mode'], { description: 'face-crop options besides mode' });
+
+/** What each kind adds to a request body. */
+const KIND_FIELDS = {
+  'remove-bg': { options: Type.Optional(RemoveBgOptions) },
+  'face-crop': { mode: Mode, options: Type.Optional(FaceCropExtra) },
+  process: { operations: Operations },
+} satisfies Record<string, TProperties>;
+export type EnqueueKind = keyof typeof KIND_FIELDS;
+
+function singleBodies<K extends EnqueueKind>(kind: K) {
+  const json = Type.Object(
+    { recordId: RecordId, projectId: ProjectId, photoUrl: PhotoUrl, ...KIND_FIELDS[kind], vendorId: Type.Optional(VendorIdField) },
+    { additionalProperties: false },
+  );
+  const multipart = Type.Object(
+    { recordId: RecordId, projectId: ProjectId, photo: UploadedPhoto, ...KIND_FIELDS[kind], vendorId: Type.Optional(VendorIdField) },
+    { additionalProperties: false, description: 'multipart/form-data: the photo as file field `photo`; operations/options as JSON text' },
+  );
+  return { json, multipart };
+}
+
+const BulkItem = Type.Object({ recordId: RecordId, photoUrl: PhotoUrl }, { additionalProperties: false });
+
+function bulkBodies<K extends EnqueueKind>(kind: K) {
+  const json = Type.Object(
+    {
+      projectId: ProjectId,
+      recordIds: Type.Optional(Type.Array(RecordId, { minItems: 1, maxItems: BULK_HARD_MAX, description: 'with photoUrls, same length and order' })),
+      photoUrls: Type.Optional(Type.Array(PhotoUrl, { minItems: 1, maxItems: BULK_HARD_MAX })),
+      items: Type.Optional(Type.Array(BulkItem, { minItems: 1, maxItems: BULK_HARD_MAX, description: 'instead of recordIds + photoUrls' })),
+      ...KIND_FIELDS[kind],
+      vendorId: Type.Optional(VendorIdField),
+    },
+    { additionalProperties: false },
+  );
+  const multipart = Type.Object(
+    {
+      projectId: ProjectId,
+      recordIds: Type.Array(RecordId, { minItems: 1, maxItems: BULK_HARD_MAX, description: 'one per photo, in the same order' }),
+      photos: Type.Array(UploadedPhoto, { minItems: 1, maxItems: BULK_HARD_MAX, description: 'file fields `photos`, in the order of recordIds' }),
+      ...KIND_FIELDS[kind],
+      vendorId: Type.Optional(VendorIdField),
+    },
+    { additionalProperties: false, description: 'multipart/form-data: repeated `recordIds` fields and `photos` files, in the same order' },
+  );
+  return { json, multipart };
+}
+
+export const RemoveBgBodies = singleBodies('remove-bg');
+export const CropFaceBodies = singleBodies('face-crop');
+export const ProcessBodies = singleBodies('process');
+export const BulkRemoveBgBodies = bulkBodies('remove-bg');
+export const BulkCropFaceBodies = bulkBodies('face-crop');
+export const BulkProcessBodies = bulkBodies('process');
+
+/** Either body of a single-photo route, as the handler sees it after validation. */
+export interface SingleBody {
+  recordId: string;
+  projectId: string;
+  photoUrl?: string;
+  photo?: string;
+  vendorId?: string;
+  mode?: Static<typeof Mode>;
+  options?: Record<string, unknown>;
+  operations?: Static<typeof Operations>;
+}
+
+export interface BulkBody {
+  projectId: string;
+  recordIds?: string[];
+  photoUrls?: string[];
+  photos?: string[];
+  items?: Static<typeof BulkItem>[];
+  vendorId?: string;
+  mode?: Static<typeof Mode>;
+  options?: Record<string, unknown>;
+  operations?: Static<typeof Operations>;
+}
 
 export const QueuedResponse = Type.Object({
   success: Type.Literal(true),
@@ -27,14 +105,29 @@ export const QueuedResponse = Type.Object({
   recordId: Type.String(),
   statusUrl: Type.String({ description: 'GET this (with your token) to follow the job' }),
   message: Type.String(),
-  estimatedTime: Type.String({ description: 'from the current queue depth and recent job durations' }),
+  estimatedTime: Type.String({ description: 'from the current queue depth, worker concurrency and recent job durations' }),
 });
+export type QueuedResponse = Static<typeof QueuedResponse>;
+
+export const BulkQueuedResponse = Type.Object({
+  success: Type.Literal(true),
+  jobIds: Type.Array(Type.String(), { description: 'in request order' }),
+  count: Type.Integer(),
+  batchId: Type.String(),
+  statusUrl: Type.String({ description: 'GET this (with your token) for the batch: counts by state and each item' }),
+  message: Type.String(),
+  estimatedTime: Type.String({ description: 'until the whole batch is done' }),
+});
+export type BulkQueuedResponse = Static<typeof BulkQueuedResponse>;
 
 export const JobParams = Type.Object({ jobId: Type.String({ minLength: 1, maxLength: 64 }) });
+export const BatchParams = Type.Object({ batchId: Type.String({ minLength: 1, maxLength: 64 }) });
 
 export const JobState = Type.Unsafe<(typeof JOB_STATES)[number]>({ type: 'string', enum: [...JOB_STATES] });
+export const JobKindSchema = Type.Unsafe<(typeof JOB_KINDS)[number]>({ type: 'string', enum: [...JOB_KINDS] });
 
 export const JobError = Type.Object({ code: Type.String(), message: Type.String() });
+const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
 
 export const JobStatusResponse = Type.Object({
   id: Type.String(),
@@ -46,31 +139,166 @@ export const JobStatusResponse = Type.Object({
     kind: Type.String(),
     recordId: Type.String(),
     projectId: Type.String(),
-    batchId: Type.Union([Type.String(), Type.Null()]),
-    photoUrl: Type.Union([Type.String(), Type.Null()]),
+    batchId: Nullable(Type.String()),
+    source: Type.Union([Type.Literal('url'), Type.Literal('upload')]),
+    photoUrl: Nullable(Type.String({ description: 'the source URL you sent (null for uploads)' })),
     options: Type.Record(Type.String(), Type.Unknown()),
   }),
-  result: Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Null()]),
-  error: Type.Union([JobError, Type.Null()]),
+  result: Nullable(Type.Record(Type.String(), Type.Unknown())),
+  error: Nullable(JobError),
   createdAt: Type.String({ format: 'date-time' }),
-  startedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
-  finishedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
-  durationMs: Type.Union([Type.Integer(), Type.Null()]),
+  startedAt: Nullable(Type.String({ format: 'date-time' })),
+  finishedAt: Nullable(Type.String({ format: 'date-time' })),
+  durationMs: Nullable(Type.Integer()),
 });
 export type JobStatusResponse = Static<typeof JobStatusResponse>;
 
-export const processQueueSchema = {
-  tags: ['image-queue'],
-  summary: 'Queue one photo for processing (an ordered list of operations)',
-  security: [{ bearerAuth: [] }],
-  body: ProcessQueueBody,
-  response: withErrors({ 202: QueuedResponse }, 403, 429),
-};
+export const JobListQuery = Type.Object(
+  {
+    status: Type.Optional(Type.Array(JobState, { description: 'one or more states (repeat the parameter)' })),
+    kind: Type.Optional(JobKindSchema),
+    batchId: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    cursor: Type.Optional(Type.String({ pattern: '^[0-9A-HJKMNP-TV-Z]{26}$', description: 'nextCursor of the previous page' })),
+    limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
+  },
+  { additionalProperties: false },
+);
+
+export const JobListResponse = Type.Object({
+  jobs: Type.Array(JobStatusResponse, { description: 'newest first' }),
+  nextCursor: Nullable(Type.String({ description: 'pass as cursor for the next page; null on the last page' })),
+});
+
+const StateCounts = Type.Object({
+  queued: Type.Integer(),
+  active: Type.Integer(),
+  completed: Type.Integer(),
+  failed: Type.Integer(),
+  dead: Type.Integer(),
+});
+
+export const BatchResponse = Type.Object({
+  id: Type.String(),
+  kind: Type.String(),
+  projectId: Type.String(),
+  total: Type.Integer(),
+  state: Type.Union(
+    ['queued', 'active', 'completed', 'partial', 'failed'].map((s) => Type.Literal(s)),
+    {
+      description: 'completed: every item completed; partial: all finished, some failed; failed: all finished, none completed',
+    },
+  ),
+  progress: Type.Integer({ minimum: 0, maximum: 100, description: 'mean progress of the items' }),
+  counts: StateCounts,
+  createdAt: Type.String({ format: 'date-time' }),
+  finishedAt: Nullable(Type.String({ format: 'date-time' })),
+  items: Type.Array(
+    Type.Object({
+      jobId: Type.String(),
+      recordId: Type.String(),
+      state: JobState,
+      progress: Type.Integer(),
+      attempts: Type.Integer(),
+      result: Nullable(Type.Record(Type.String(), Type.Unknown())),
+      error: Nullable(JobError),
+      finishedAt: Nullable(Type.String({ format: 'date-time' })),
+    }),
+    { description: 'in request order' },
+  ),
+});
+export type BatchResponse = Static<typeof BatchResponse>;
+
+export const LedgerQueueCounts = Type.Object({
+  waiting: Type.Integer({ description: 'queued, not yet started' }),
+  active: Type.Integer(),
+  completed: Type.Integer(),
+  failed: Type.Integer({ description: 'failed without retry (bad image, no face, …)' }),
+  delayed: Type.Integer({ description: 'waiting out a retry backoff' }),
+  paused: Type.Integer({ description: 'waiting in a queue an operator paused' }),
+  dead: Type.Integer({ description: 'out of attempts (dead-lettered)' }),
+});
+export type LedgerQueueCounts = Static<typeof LedgerQueueCounts>;
+
+export const QueueDepth = Nullable(
+  Type.Object(
+    {
+      waiting: Type.Integer(),
+      active: Type.Integer(),
+      delayed: Type.Integer(),
+      paused: Type.Integer(),
+      isPaused: Type.Boolean(),
+    },
+    { description: 'the whole queue, every vendor (null while Redis is unreachable)' },
+  ),
+);
+
+const QueueStats = Type.Object({ ...LedgerQueueCounts.properties, queue: QueueDepth });
+
+export const QueueStatsResponse = Type.Object({
+  scope: Type.Union([Type.Literal('vendor'), Type.Literal('all')], { description: 'vendor: your own jobs; all: every vendor (admin token)' }),
+  backgroundRemoval: QueueStats,
+  faceCrop: QueueStats,
+  imageProcessing: QueueStats,
+  vendors: Type.Optional(
+    Type.Array(
+      Type.Object({ vendorId: Type.String(), backgroundRemoval: LedgerQueueCounts, faceCrop: LedgerQueueCounts, imageProcessing: LedgerQueueCounts }),
+      { description: 'admin only: the counts of each vendor with jobs' },
+    ),
+  ),
+  timestamp: Type.String({ format: 'date-time' }),
+});
+export type QueueStatsResponse = Static<typeof QueueStatsResponse>;
+
+const security = [{ bearerAuth: [] }];
+const IdempotencyHeader = Type.Object({
+  'idempotency-key': Type.Optional(Type.String({ description: 'same key + same body within 24 h returns the first response; another body is 422' })),
+});
+
+function enqueueSchema(summary: string, bodies: { json: TSchema; multipart: TSchema }, ok: TSchema) {
+  return {
+    tags: ['image-queue'],
+    summary,
+    security,
+    headers: IdempotencyHeader,
+    body: { content: { 'application/json': { schema: bodies.json }, 'multipart/form-data': { schema: bodies.multipart } } },
+    response: withErrors({ 202: ok }, 403, 409, 413, 415, 422, 429),
+  };
+}
+
+export const removeBgQueueSchema = enqueueSchema('Queue one photo for background removal', RemoveBgBodies, QueuedResponse);
+export const cropFaceQueueSchema = enqueueSchema('Queue one photo for a passport or ID-card face crop', CropFaceBodies, QueuedResponse);
+export const processQueueSchema = enqueueSchema('Queue one photo for processing (an ordered list of operations)', ProcessBodies, QueuedResponse);
+export const bulkRemoveBgSchema = enqueueSchema('Queue many photos for background removal', BulkRemoveBgBodies, BulkQueuedResponse);
+export const bulkCropFaceSchema = enqueueSchema('Queue many photos for face crops', BulkCropFaceBodies, BulkQueuedResponse);
+export const bulkProcessSchema = enqueueSchema('Queue many photos for the same processing operations', BulkProcessBodies, BulkQueuedResponse);
 
 export const jobStatusSchema = {
   tags: ['image-queue'],
   summary: 'State, progress and result of one of your jobs',
-  security: [{ bearerAuth: [] }],
+  security,
   params: JobParams,
   response: withErrors({ 200: JobStatusResponse }, 404, 429),
+};
+
+export const jobListSchema = {
+  tags: ['image-queue'],
+  summary: 'Your jobs, newest first, filtered by state, kind or batch; cursor-paginated',
+  security,
+  querystring: JobListQuery,
+  response: withErrors({ 200: JobListResponse }, 404, 429),
+};
+
+export const batchSchema = {
+  tags: ['image-queue'],
+  summary: 'A bulk request: counts by state and each item in request order',
+  security,
+  params: BatchParams,
+  response: withErrors({ 200: BatchResponse }, 404, 429),
+};
+
+export const queueStatsSchema = {
+  tags: ['image-queue'],
+  summary: 'Jobs by queue and state: yours (from the ledger) and the global queue depth',
+  security,
+  response: withErrors({ 200: QueueStatsResponse }, 429),
 };

@@ -1,0 +1,198 @@
+import fp from 'fastify-plugin';
+import rateLimit, { type RateLimitOptions } from '@fastify/rate-limit';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Redis } from 'ioredis';
+import { AppError } from '../../jobs/errors.js';
+import type { AuthVendor } from './auth.js';
+import { effectiveLimits, globalLimit, type EffectiveLimits, type Limit, type PlanConfig, type Tier } from '../plans.js';
+
+/**
+ * Per-vendor rate limits (seed 003, "Rate Limiting") with @fastify/rate-limit
+ * on Redis. A route names its tier in `config.rateLimitTier`; on /api routes
+ * that name none, anonymous requests count in the per-IP `global` tier (token
+ * exchange) and authenticated ones in their vendor's `polling` tier. Vendor
+ * tiers are keyed by the vendor of the token (identified in onRequest, before
+ * the body is read), so every route of a tier shares one counter per vendor
+ * and vendors never share one. Counting is one atomic Lua INCR per request: exact under
+ * concurrency, across API processes.
+ *
+ * Redis down: enqueue tiers fail closed (503 SERVICE_UNAVAILABLE at once: the
+ * API's Redis connection has no offline queue), while the polling and global
+ * tiers let requests through, since status reads and token exchange need
+ * only MySQL.
+ */
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** the rate-limit tier of this route (see backend/plans.ts) */
+    rateLimitTier?: Tier;
+  }
+  interface FastifyInstance {
+    /** the limits that apply to a vendor now: its plan and an admin's overrides */
+    vendorLimits: (vendor: { plan: string; rateLimits: unknown }) => EffectiveLimits;
+  }
+}
+
+export interface RateLimitPluginOptions {
+  plans: PlanConfig;
+  /** key namespace, so several deployments (and test files) can share a Redis */
+  prefix: string;
+}
+
+/** how long a counter increment may take before the request is answered 503 (or let through, for fail-open tiers) */
+const STORE_TIMEOUT_MS = 500;
+const FAIL_OPEN: ReadonlySet<Tier> = new Set<Tier>(['global', 'polling']);
+
+export default fp<RateLimitPluginOptions>(
+  async (app, opts) => {
+    // The auth plugin hands out one vendor object per cache period, so its
+    // limits are worked out once per period rather than on every hook call.
+    const computed = new WeakMap<object, EffectiveLimits>();
+    app.decorate('vendorLimits', (vendor: { plan: string; rateLimits: unknown }) => {
+      let limits = computed.get(vendor);
+      if (!limits) computed.set(vendor, (limits = effectiveLimits(opts.plans, vendor)));
+      return limits;
+    });
+
+    const limitOf = (request: FastifyRequest, tier: Tier): Limit | null => {
+      if (tier === 'global' || !request.vendor) return tier === 'global' ? globalLimit(opts.plans) : anonymousLimit(opts.plans, tier);
+      return app.vendorLimits(request.vendor).tiers[tier];
+    };
+
+    /**
+     * Routes of other areas may authenticate later (preHandler); a request
+     * that carries a token is identified here already so that it is counted
+     * per vendor, not per IP. A bad token counts per IP and is refused by the
+     * route's own check.
+     */
+    const identify = async (request: FastifyRequest): Promise<void> => {
+      if (request.vendor || !request.headers.authorization) return;
+      try {
+        // authenticate reads only the request.
+        await app.authenticate(request, undefined as unknown as FastifyReply);
+      } catch {
+        request.vendor = null as unknown as AuthVendor;
+      }
+    };
+
+    // Runs before @fastify/rate-limit's own onRoute hook (registered below),
+    // which turns `config.rateLimit` into the route's limiter.
+    app.addHook('onRoute', (route) => {
+      if (route.config?.rateLimit !== undefined || !route.url.startsWith('/api/')) return;
+      const choice: TierChoice = route.config?.rateLimitTier ?? 'auto';
+      route.config = { ...route.config, rateLimit: tierOptions(choice, limitOf, identify) };
+    });
+
+    await app.register(rateLimit, {
+      global: false,
+      enableDraftSpec: true,
+      hook: 'onRequest',
+      store: tierStore(app.redis, `${opts.prefix}:rl:`),
+      errorResponseBuilder: (request, context) => {
+        const tier = resolveTier(request.routeOptions.config.rateLimitTier ?? 'auto', request);
+        return new AppError(
+          'RATE_LIMITED',
+          `rate limit reached: ${context.max} requests per ${describeWindow(request, tier, limitOf)} in the ${tier} tier; retry in ${context.after}`,
+        );
+      },
+    });
+  },
+  { name: 'rate-limit', dependencies: ['redis', 'auth'] },
+);
+
+/**
+ * A route names its tier, or leaves it to the request: 'auto' counts an
+ * anonymous request in the per-IP global tier (token exchange) and an
+ * authenticated one in its vendor's polling tier (admin and other areas' routes).
+ */
+type TierChoice = Tier | 'auto';
+
+function resolveTier(choice: TierChoice, request: FastifyRequest): Tier {
+  if (choice !== 'auto') return choice;
+  return request.vendor ? 'polling' : 'global';
+}
+
+function tierOptions(
+  choice: TierChoice,
+  limitOf: (request: FastifyRequest, tier: Tier) => Limit | null,
+  identify: (request: FastifyRequest) => Promise<void>,
+): RateLimitOptions {
+  const tierOf = (request: FastifyRequest) => resolveTier(choice, request);
+  return {
+    hook: 'onRequest',
+    skipOnError: choice === 'auto' || FAIL_OPEN.has(choice),
+    keyGenerator: async (request) => {
+      await identify(request);
+      const tier = tierOf(request);
+      return tier !== 'global' && request.vendor ? `${tier}:v:${request.vendor.id}` : `${tier}:ip:${request.ip}`;
+    },
+    allowList: (request) => limitOf(request, tierOf(request)) === null,
+    max: (request) => limitOf(request, tierOf(request))?.max ?? 0,
+    timeWindow: (request) => limitOf(request, tierOf(request))?.windowMs ?? 1000,
+  };
+}
+
+/** A route of a vendor tier reached without a vendor (health): the tier's standard limit, per IP. */
+function anonymousLimit(plans: PlanConfig, tier: Exclude<Tier, 'global'>): Limit {
+  return effectiveLimits(plans, { plan: 'standard', rateLimits: null }).tiers[tier] ?? globalLimit(plans);
+}
+
+function describeWindow(request: FastifyRequest, tier: Tier, limitOf: (request: FastifyRequest, tier: Tier) => Limit | null): string {
+  const ms = limitOf(request, tier)?.windowMs ?? 0;
+  if (ms % 3_600_000 === 0) return ms === 3_600_000 ? 'hour' : `${ms / 3_600_000} hours`;
+  if (ms % 60_000 === 0) return ms === 60_000 ? 'minute' : `${ms / 60_000} minutes`;
+  return `${ms / 1000} s`;
+}
+
+/**
+ * @fastify/rate-limit's Redis store keys counters by route; tiers span
+ * several routes, so this store keys them by what keyGenerator returns (tier
+ * and vendor) and nothing else. Same script shape: INCR, PEXPIRE on the first
+ * hit of a window.
+ */
+const INCR_SCRIPT = `
+local current = redis.call('INCR', KEYS[1])
+local ttl
+if current == 1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+else
+  ttl = redis.call('PTTL', KEYS[1])
+  if ttl < 0 then
+    redis.call('PEXPIRE', KEYS[1], ARGV[1])
+    ttl = tonumber(ARGV[1])
+  end
+end
+return {current, ttl}`;
+
+type IncrCallback = (error: Error | null, result?: { current: number; ttl: number }) => void;
+type RedisWithTierCommand = Redis & {
+  iqRateLimitIncr(key: string, windowMs: number, callback: (error: Error | null, result?: [number, number]) => void): void;
+};
+
+function tierStore(redis: Redis, namespace: string) {
+  const client = redis as RedisWithTierCommand;
+  if (typeof client.iqRateLimitIncr !== 'function') redis.defineCommand('iqRateLimitIncr', { numberOfKeys: 1, lua: INCR_SCRIPT });
+  return class TierStore {
+    incr(key: string, callback: IncrCallback, timeWindow: number): void {
+      let answered = false;
+      const answer = (error: Error | null, result?: { current: number; ttl: number }) => {
+        if (answered) return;
+        answered = true;
+        clearTimeout(timer);
+        callback(error, result);
+      };
+      const unavailable = (cause: unknown) =>
+        new AppError('SERVICE_UNAVAILABLE', 'rate limiting is unavailable (Redis is not answering); nothing was done, retry shortly', { cause });
+      // A Redis that stops answering without closing the connection must not
+      // hold the request past the 503-within-a-second promise.
+      const timer = setTimeout(() => answer(unavailable(new Error(`no answer within ${STORE_TIMEOUT_MS} ms`))), STORE_TIMEOUT_MS);
+      client.iqRateLimitIncr(namespace + key, timeWindow, (error, result) => {
+        if (error || !result) answer(unavailable(error));
+        else answer(null, { current: Number(result[0]), ttl: Number(result[1]) });
+      });
+    }
+    child(): TierStore {
+      return this;
+    }
+  };
+}

@@ -1,0 +1,36 @@
+import type { FastifyInstance } from 'fastify';
+import { QUEUE_NAMES, type JobKind } from '../jobs/queues.js';
+
+/**
+ * The live depth of a Bull queue, for queue-stats and health. Reads are
+ * bounded in time and a failed one is null: these routes degrade while Redis
+ * is away instead of failing.
+ */
+export interface QueueDepthView {
+  waiting: number;
+  active: number;
+  delayed: number;
+  paused: number;
+  isPaused: boolean;
+}
+
+export const REDIS_READ_TIMEOUT_MS = 1500;
+
+export async function queueDepth(app: FastifyInstance, kind: JobKind, timeoutMs = REDIS_READ_TIMEOUT_MS): Promise<QueueDepthView | null> {
+  const queue = app.queues[QUEUE_NAMES[kind]];
+  try {
+    const [counts, isPaused] = await withTimeout(Promise.all([queue.getJobCounts(), queue.isPaused()]), timeoutMs);
+    const c = counts as unknown as Record<string, number | undefined>;
+    return { waiting: c['waiting'] ?? 0, active: c['active'] ?? 0, delayed: c['delayed'] ?? 0, paused: c['paused'] ?? 0, isPaused };
+  } catch {
+    return null;
+  }
+}
+
+export function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+}

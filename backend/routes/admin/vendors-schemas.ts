@@ -1,0 +1,76 @@
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { LimitSchema, PLANS, RateLimitOverrides } from '../../plans.js';
+import { withErrors } from '../../schemas/common.js';
+
+/** Admin: vendor plans and per-vendor rate-limit overrides. */
+const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
+const PlanSchema = Type.Unsafe<(typeof PLANS)[number]>({ type: 'string', enum: [...PLANS] });
+
+export const AdminVendor = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  plan: Type.String(),
+  role: Type.String(),
+  rateLimits: Nullable(RateLimitOverrides),
+  effective: Type.Object(
+    {
+      plan: PlanSchema,
+      tiers: Type.Object({
+        processing: Nullable(LimitSchema),
+        backgroundRemoval: Nullable(LimitSchema),
+        bulk: Nullable(LimitSchema),
+        polling: Nullable(LimitSchema),
+      }),
+      bulkMaxItems: Type.Integer(),
+    },
+    { description: 'the limits in force: plan defaults with the overrides applied (null = no limit)' },
+  ),
+  createdAt: Type.String({ format: 'date-time' }),
+});
+export type AdminVendor = Static<typeof AdminVendor>;
+
+export const VendorParams = Type.Object({ vendorId: Type.String({ minLength: 1, maxLength: 64 }) });
+
+export const VendorListQuery = Type.Object(
+  {
+    cursor: Type.Optional(Type.String({ maxLength: 64, description: 'nextCursor of the previous page' })),
+    limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
+  },
+  { additionalProperties: false },
+);
+
+export const VendorLimitsPatch = Type.Object(
+  {
+    plan: Type.Optional(PlanSchema),
+    rateLimits: Type.Optional(Nullable(RateLimitOverrides)),
+  },
+  { additionalProperties: false, minProperties: 1, description: 'rateLimits replaces all overrides; null removes them' },
+);
+export type VendorLimitsPatch = Static<typeof VendorLimitsPatch>;
+
+const security = [{ bearerAuth: [] }];
+
+export const listVendorsSchema = {
+  tags: ['admin'],
+  summary: 'Vendors with their plans and limits (admin)',
+  security,
+  querystring: VendorListQuery,
+  response: withErrors({ 200: Type.Object({ vendors: Type.Array(AdminVendor), nextCursor: Nullable(Type.String()) }) }, 403, 429),
+};
+
+export const getVendorSchema = {
+  tags: ['admin'],
+  summary: "A vendor's plan, overrides and limits in force (admin)",
+  security,
+  params: VendorParams,
+  response: withErrors({ 200: AdminVendor }, 403, 404, 429),
+};
+
+export const patchVendorSchema = {
+  tags: ['admin'],
+  summary: "Set a vendor's plan and/or rate-limit overrides (admin); applies within VENDOR_CACHE_MS",
+  security,
+  params: VendorParams,
+  body: VendorLimitsPatch,
+  response: withErrors({ 200: AdminVendor }, 403, 404, 429),
+};

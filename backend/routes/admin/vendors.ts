@@ -1,0 +1,71 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { findVendor, listVendors, updateVendorLimits } from '../../../db/repos/vendors.js';
+import type { Vendor } from '../../../db/schema.js';
+import { AppError } from '../../../jobs/errors.js';
+import { asPlan, parseOverrides, type EffectiveLimits } from '../../plans.js';
+import { getVendorSchema, listVendorsSchema, patchVendorSchema, type AdminVendor } from './vendors-schemas.js';
+
+/**
+ * /api/admin/vendors: plans (`standard`, `unlimited`) and per-vendor
+ * overrides of any rate-limit tier or the bulk item cap, stored in
+ * vendors.plan and vendors.rate_limits. Admin tokens only. The API caches a
+ * vendor row for VENDOR_CACHE_MS, so a change applies within that time.
+ */
+const routes: FastifyPluginAsyncTypebox = async (app) => {
+  app.addHook('onRequest', app.requireAdmin);
+  const polling = { rateLimitTier: 'polling' as const };
+
+  app.get('/', { schema: listVendorsSchema, config: polling }, async (request) => {
+    const page = await listVendors(app.db, request.query.cursor ?? null, request.query.limit + 1);
+    const vendors = page.slice(0, request.query.limit);
+    return {
+      vendors: vendors.map((v) => present(v, app.vendorLimits(limitInput(v)))),
+      nextCursor: page.length > request.query.limit ? (vendors[vendors.length - 1]?.id ?? null) : null,
+    };
+  });
+
+  app.get('/:vendorId', { schema: getVendorSchema, config: polling }, async (request) => {
+    const vendor = await findVendor(app.db, request.params.vendorId);
+    if (!vendor) throw new AppError('NOT_FOUND', 'no such vendor');
+    return present(vendor, app.vendorLimits(limitInput(vendor)));
+  });
+
+  app.patch('/:vendorId', { schema: patchVendorSchema, config: polling }, async (request) => {
+    const { plan, rateLimits } = request.body;
+    const vendor = await updateVendorLimits(app.db, request.params.vendorId, {
+      ...(plan !== undefined ? { plan } : {}),
+      ...(rateLimits !== undefined ? { rateLimits: rateLimits === null ? null : JSON.stringify(rateLimits) } : {}),
+    });
+    if (!vendor) throw new AppError('NOT_FOUND', 'no such vendor');
+    request.log.info({ vendorId: vendor.id, plan: vendor.plan, rateLimits: vendor.rate_limits, by: request.vendor.id }, 'vendor limits changed');
+    return present(vendor, app.vendorLimits(limitInput(vendor)));
+  });
+};
+
+export default routes;
+
+function limitInput(vendor: Vendor): { plan: string; rateLimits: unknown } {
+  return { plan: vendor.plan, rateLimits: storedOverrides(vendor) };
+}
+
+function storedOverrides(vendor: Vendor): unknown {
+  if (!vendor.rate_limits) return null;
+  try {
+    return JSON.parse(vendor.rate_limits) as unknown;
+  } catch {
+    return null;
+  }
+}
+
+function present(vendor: Vendor, effective: EffectiveLimits): AdminVendor {
+  const stored = storedOverrides(vendor);
+  return {
+    id: vendor.id,
+    name: vendor.name,
+    plan: vendor.plan,
+    role: vendor.role,
+    rateLimits: stored === null ? null : parseOverrides(stored),
+    effective: { ...effective, plan: asPlan(vendor.plan) },
+    createdAt: vendor.created_at.toISOString(),
+  };
+}

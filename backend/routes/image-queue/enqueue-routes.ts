@@ -1,0 +1,213 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { Value } from '@sinclair/typebox/value';
+import { AppError, type FieldProblem } from '../../../jobs/errors.js';
+import { checkOperations } from '../../../jobs/operations.js';
+import { FaceCropOptions, RemoveBgOptions, type JobPayload, type JobSource } from '../../../jobs/payloads.js';
+import type { JobKind } from '../../../jobs/queues.js';
+import { checkUrl } from '../../../platform/address-guard.js';
+import { assertQueueable, planJobs, type JobSpec, type PlannedJobs } from '../../enqueue.js';
+import { estimateTime } from '../../estimate.js';
+import { IdempotencyConflictError } from '../../plugins/idempotency.js';
+import { badFields } from '../../plugins/errors.js';
+import type { Tier } from '../../plans.js';
+import type { ImageQueueOptions } from './index.js';
+import {
+  bulkCropFaceSchema,
+  bulkProcessSchema,
+  bulkRemoveBgSchema,
+  cropFaceQueueSchema,
+  processQueueSchema,
+  removeBgQueueSchema,
+  type BulkBody,
+  type BulkQueuedResponse,
+  type QueuedResponse,
+  type SingleBody,
+} from './schemas.js';
+import { multipartReader, storeUploads, type MultipartShape } from './uploads.js';
+
+/**
+ * The six enqueue routes of seed 003. Each one: vendor check, options and
+ * URLs checked, Redis up (else 503 before anything is written), uploads
+ * stored, jobs planned, the response built, then ledger rows + the
+ * Idempotency-Key committed together and the Bull jobs added; 202.
+ */
+const SINGLE_SHAPE: MultipartShape = { fileField: 'photo', arrayFields: [], jsonFields: ['operations', 'options'] };
+const BULK_SHAPE: MultipartShape = { fileField: 'photos', arrayFields: ['recordIds'], jsonFields: ['operations', 'options'] };
+
+const SINGLE_ROUTES = [
+  { url: '/remove-bg-queue', kind: 'remove-bg', tier: 'backgroundRemoval', schema: removeBgQueueSchema },
+  { url: '/crop-face-queue', kind: 'face-crop', tier: 'processing', schema: cropFaceQueueSchema },
+  { url: '/process-queue', kind: 'process', tier: 'processing', schema: processQueueSchema },
+] as const satisfies readonly { url: string; kind: JobKind; tier: Tier; schema: object }[];
+
+const BULK_ROUTES = [
+  { url: '/bulk-remove-bg', kind: 'remove-bg', schema: bulkRemoveBgSchema },
+  { url: '/bulk-crop-face', kind: 'face-crop', schema: bulkCropFaceSchema },
+  { url: '/bulk-process', kind: 'process', schema: bulkProcessSchema },
+] as const satisfies readonly { url: string; kind: JobKind; schema: object }[];
+
+const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) => {
+  const estimateSettings = { bullPrefix: opts.bullPrefix, depthCacheMs: opts.statsCacheMs };
+
+  for (const route of SINGLE_ROUTES) {
+    app.post(route.url, {
+      schema: route.schema,
+      config: { rateLimitTier: route.tier },
+      preValidation: multipartReader(SINGLE_SHAPE, opts.uploads),
+      handler: async (request, reply) => {
+        const body = request.body as SingleBody;
+        assertBodyVendor(request, body.vendorId);
+        const options = jobOptions(route.kind, body, opts.maxOutputDimension);
+        if (body.photoUrl !== undefined) checkSourceUrl(body.photoUrl, 'body/photoUrl', opts);
+        assertQueueable(app);
+        const source: JobSource = body.photo
+          ? ((await storeUploads(app, request.vendor.id, body.projectId, request.uploads))[0] as JobSource)
+          : { type: 'url', url: body.photoUrl as string };
+        const plan = planJobs(request.vendor.id, [{ kind: route.kind, projectId: body.projectId, recordId: body.recordId, source, options }], {
+          attempts: opts.attempts,
+          batch: false,
+        });
+        const jobId = plan.jobIds[0] as string;
+        const response: QueuedResponse = {
+          success: true,
+          jobId,
+          recordId: body.recordId,
+          statusUrl: `/api/image-queue/job/${jobId}`,
+          message: 'Job queued for processing',
+          estimatedTime: await estimateTime(app, estimateSettings, route.kind, 1),
+        };
+        return commitAndReply(app, request, reply, plan, response);
+      },
+    });
+  }
+
+  for (const route of BULK_ROUTES) {
+    app.post(route.url, {
+      schema: route.schema,
+      bodyLimit: opts.bulkBodyLimit,
+      config: { rateLimitTier: 'bulk' },
+      preValidation: multipartReader(BULK_SHAPE, opts.uploads),
+      handler: async (request, reply) => {
+        const body = request.body as BulkBody;
+        assertBodyVendor(request, body.vendorId);
+        const options = jobOptions(route.kind, body, opts.maxOutputDimension);
+        const items = bulkItems(body, app.vendorLimits(request.vendor).bulkMaxItems);
+        items.forEach((item, i) => {
+          if (item.photoUrl !== undefined) checkSourceUrl(item.photoUrl, body.items ? `body/items/${i}/photoUrl` : `body/photoUrls/${i}`, opts);
+        });
+        assertQueueable(app);
+        const stored = body.photos ? await storeUploads(app, request.vendor.id, body.projectId, request.uploads) : [];
+        const specs: JobSpec[] = items.map((item, i) => ({
+          kind: route.kind,
+          projectId: body.projectId,
+          recordId: item.recordId,
+          source: item.photoUrl !== undefined ? { type: 'url', url: item.photoUrl } : (stored[i] as JobSource),
+          options,
+        }));
+        const plan = planJobs(request.vendor.id, specs, { attempts: opts.attempts, batch: true });
+        const response: BulkQueuedResponse = {
+          success: true,
+          jobIds: plan.jobIds,
+          count: plan.jobIds.length,
+          batchId: plan.batchId as string,
+          statusUrl: `/api/image-queue/batch/${plan.batchId}`,
+          message: 'Bulk jobs queued for processing',
+          estimatedTime: await estimateTime(app, estimateSettings, route.kind, specs.length),
+        };
+        return commitAndReply(app, request, reply, plan, response);
+      },
+    });
+  }
+};
+
+export default routes;
+
+/** The vendor is the token's; a body that names another one is refused. */
+export function assertBodyVendor(request: FastifyRequest, bodyVendorId: string | undefined): void {
+  if (bodyVendorId !== undefined && bodyVendorId !== request.vendor.id) {
+    throw new AppError('FORBIDDEN', 'vendorId in the body does not match the token');
+  }
+}
+
+async function commitAndReply(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, plan: PlannedJobs, response: object): Promise<FastifyReply> {
+  try {
+    await app.enqueuer.commit(plan, app.idempotency.entry(request, 202, response));
+  } catch (error) {
+    if (error instanceof IdempotencyConflictError) return app.idempotency.replay(request, reply);
+    throw error;
+  }
+  return reply.code(202).send(response);
+}
+
+/** The job options of a request, with the contract's defaults filled in (the ledger shows what will run). */
+function jobOptions(kind: JobKind, body: SingleBody | BulkBody, maxDimension: number): JobPayload['options'] {
+  switch (kind) {
+    case 'remove-bg':
+      return Value.Default(RemoveBgOptions, structuredClone(body.options ?? {})) as JobPayload['options'];
+    case 'face-crop':
+      return Value.Default(FaceCropOptions, { ...structuredClone(body.options ?? {}), mode: body.mode }) as JobPayload['options'];
+    case 'process': {
+      const operations = body.operations ?? [];
+      const problems = checkOperations(operations, { maxDimension });
+      if (problems.length > 0) throw badFields(problems.map((p) => ({ path: `body/${p.path}`, message: p.message })));
+      return { operations };
+    }
+  }
+}
+
+interface BulkItem {
+  recordId: string;
+  photoUrl?: string;
+}
+
+/**
+ * A bulk body's items in request order: `items[]`, `recordIds[]` +
+ * `photoUrls[]`, or (multipart) `recordIds[]` + uploaded `photos`. Exactly
+ * one form, equal lengths, no record twice, at most the plan's cap (413).
+ */
+function bulkItems(body: BulkBody, maxItems: number): BulkItem[] {
+  const problems: FieldProblem[] = [];
+  let items: BulkItem[] = [];
+  let path = 'body/items';
+  if (body.items) {
+    if (body.recordIds || body.photoUrls) problems.push({ path: 'body/items', message: 'cannot be combined with recordIds/photoUrls' });
+    items = body.items;
+  } else if (body.recordIds) {
+    path = 'body/recordIds';
+    const sources = body.photos ?? body.photoUrls;
+    const sourceField = body.photos ? 'photos' : 'photoUrls';
+    if (!sources) problems.push({ path: 'body/photoUrls', message: 'is required with recordIds (or send items)' });
+    else if (sources.length !== body.recordIds.length) {
+      problems.push({ path: `body/${sourceField}`, message: `must have as many entries as recordIds (${sources.length} ≠ ${body.recordIds.length})` });
+    }
+    items = body.recordIds.map((recordId, i) => (body.photos ? { recordId } : { recordId, photoUrl: body.photoUrls?.[i] as string }));
+  } else {
+    problems.push({ path: 'body/items', message: 'is required (or recordIds with photoUrls)' });
+  }
+  if (problems.length > 0) throw badFields(problems);
+  if (items.length > maxItems) {
+    throw new AppError('PAYLOAD_TOO_LARGE', `${path} has ${items.length} items; your plan allows at most ${maxItems} per bulk request: split it`, {
+      details: { fields: [{ path, message: `must have at most ${maxItems} items` }] },
+    });
+  }
+  const seen = new Map<string, number>();
+  items.forEach((item, i) => {
+    const first = seen.get(item.recordId);
+    if (first !== undefined)
+      problems.push({ path: body.items ? `body/items/${i}/recordId` : `body/recordIds/${i}`, message: `repeats the record of entry ${first}` });
+    else seen.set(item.recordId, i);
+  });
+  if (problems.length > 0) throw badFields(problems.slice(0, 20));
+  return items;
+}
+
+/** The SSRF guard's refusal, naming the field. */
+function checkSourceUrl(url: string, path: string, opts: Pick<ImageQueueOptions, 'allowPrivateSourceUrls' | 'allowedPrivateHosts'>): void {
+  try {
+    checkUrl(url, { allowPrivate: opts.allowPrivateSourceUrls, allowedPrivateHosts: opts.allowedPrivateHosts, purpose: 'source' });
+  } catch (error) {
+    if (error instanceof AppError) throw new AppError(error.code, `${path}: ${error.message}`, { details: { fields: [{ path, message: error.message }] } });
+    throw error;
+  }
+}

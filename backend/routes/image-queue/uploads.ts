@@ -1,0 +1,178 @@
+import { createHash } from 'node:crypto';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { MultipartFile, MultipartValue } from '@fastify/multipart';
+import { fileTypeFromBuffer } from 'file-type';
+import sharp from 'sharp';
+import { AppError } from '../../../jobs/errors.js';
+import type { JobSource } from '../../../jobs/payloads.js';
+import { newId, randomToken } from '../../../platform/ids.js';
+import { keySegment } from '../../../platform/storage/index.js';
+import { badFields } from '../../plugins/errors.js';
+
+/**
+ * Photos uploaded with multipart/form-data instead of a `photoUrl`. A
+ * preValidation hook reads the parts into a body object (files become
+ * `sha256:<hex>` references, their bytes kept on the request) so the route's
+ * multipart schema validates the fields and the idempotency fingerprint
+ * covers the file contents. The type is sniffed from the bytes, never taken
+ * from the file name or the part's Content-Type: jpeg, png, webp, avif, and
+ * heic/heif only where this server's sharp can decode it; anything else is
+ * 415. The pixel count is read from the header and checked as for URLs. The
+ * handler stores the files through the storage layer before the jobs are
+ * committed, and the jobs carry `{ type: 'stored', key, url }`.
+ */
+export interface Upload {
+  field: string;
+  filename: string;
+  mime: string;
+  ext: string;
+  bytes: Buffer;
+  sha256: string;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    uploads: Upload[];
+  }
+}
+
+export interface UploadLimits {
+  maxFileBytes: number;
+  maxFiles: number;
+  maxTotalBytes: number;
+  maxPixels: number;
+}
+
+export interface MultipartShape {
+  /** the file field: `photo` (one) or `photos` (many, in order) */
+  fileField: 'photo' | 'photos';
+  /** fields that may repeat, collected in order (a JSON array in one field also works) */
+  arrayFields: readonly string[];
+  /** fields sent as JSON text */
+  jsonFields: readonly string[];
+}
+
+const ACCEPTED: Record<string, string> = {
+  'image/jpeg': 'jpg',
+  'image/png': 'png',
+  'image/webp': 'webp',
+  'image/avif': 'avif',
+  'image/heic': 'heic',
+  'image/heif': 'heif',
+};
+
+/** sharp's prebuilt libvips reads AV1 HEIF (avif) only; a build with libde265 also lists .heic. */
+const SHARP_READS_HEIC = sharp.format.heif.input.fileSuffix?.includes('.heic') ?? false;
+
+export function multipartReader(shape: MultipartShape, limits: UploadLimits) {
+  return async function readMultipart(request: FastifyRequest): Promise<void> {
+    request.uploads = [];
+    if (request.mediaType !== 'multipart/form-data') return;
+    const body: Record<string, unknown> = {};
+    const files: string[] = [];
+    let total = 0;
+    const parts = request.parts({
+      limits: { fileSize: limits.maxFileBytes, files: limits.maxFiles, fields: 10_100, fieldSize: 1024 * 1024, parts: limits.maxFiles + 10_100 },
+    });
+    for await (const part of parts) {
+      if (part.type === 'file') {
+        const upload = await readFile(part as MultipartFile, shape, files.length, limits);
+        total += upload.bytes.length;
+        if (total > limits.maxTotalBytes) {
+          throw new AppError('PAYLOAD_TOO_LARGE', `the uploaded photos exceed ${limits.maxTotalBytes} bytes in total`);
+        }
+        request.uploads.push(upload);
+        files.push(`sha256:${upload.sha256}`);
+      } else {
+        addField(body, part as MultipartValue<unknown>, shape);
+      }
+    }
+    if (files.length > 0) body[shape.fileField] = shape.fileField === 'photos' ? files : files[0];
+    if (shape.fileField === 'photo' && files.length > 1) throw badFields([{ path: 'body/photo', message: 'must be one file' }]);
+    request.body = body;
+  };
+}
+
+async function readFile(part: MultipartFile, shape: MultipartShape, index: number, limits: UploadLimits): Promise<Upload> {
+  const path = shape.fileField === 'photos' ? `body/photos/${index}` : 'body/photo';
+  if (part.fieldname !== shape.fileField) {
+    part.file.resume();
+    throw badFields([{ path: `body/${part.fieldname}`, message: `is not a file field; send the photo as file field "${shape.fileField}"` }]);
+  }
+  let bytes: Buffer;
+  try {
+    bytes = await part.toBuffer();
+  } catch (error) {
+    if ((error as { code?: string }).code === 'FST_REQ_FILE_TOO_LARGE') {
+      throw new AppError('PAYLOAD_TOO_LARGE', `${path} is larger than ${limits.maxFileBytes} bytes`, {
+        details: { fields: [{ path, message: 'is too large' }] },
+      });
+    }
+    throw error;
+  }
+  const sniffed = await fileTypeFromBuffer(bytes);
+  const ext = sniffed ? ACCEPTED[sniffed.mime] : undefined;
+  if (!sniffed || !ext || ((ext === 'heic' || ext === 'heif') && !SHARP_READS_HEIC)) {
+    const what = sniffed ? `${sniffed.mime}` : 'not an image type this server recognises';
+    throw new AppError('UNSUPPORTED_MEDIA_TYPE', `${path} is ${what}; accepted: jpeg, png, webp, avif${SHARP_READS_HEIC ? ', heic' : ''}`, {
+      details: { fields: [{ path, message: `is ${what}` }] },
+    });
+  }
+  await checkHeader(bytes, path, limits.maxPixels);
+  return { field: part.fieldname, filename: part.filename, mime: sniffed.mime, ext, bytes, sha256: createHash('sha256').update(bytes).digest('hex') };
+}
+
+/** The header must parse and the pixel count be within the limit: caught here rather than by a worker later. */
+async function checkHeader(bytes: Buffer, path: string, maxPixels: number): Promise<void> {
+  const meta = await sharp(bytes, { limitInputPixels: false })
+    .metadata()
+    .catch(() => {
+      throw new AppError('UNSUPPORTED_MEDIA_TYPE', `${path} could not be read as an image`, {
+        details: { fields: [{ path, message: 'is not a readable image' }] },
+      });
+    });
+  const width = meta.width ?? 0;
+  const height = meta.height ?? 0;
+  if (width < 1 || height < 1)
+    throw new AppError('UNSUPPORTED_MEDIA_TYPE', `${path} has no dimensions`, { details: { fields: [{ path, message: 'has no dimensions' }] } });
+  if (width * height > maxPixels) {
+    throw new AppError('TOO_MANY_PIXELS', `${path} is ${width}×${height} (${width * height} pixels); the limit is ${maxPixels}`, {
+      details: { fields: [{ path, message: 'has too many pixels' }] },
+    });
+  }
+}
+
+function addField(body: Record<string, unknown>, part: MultipartValue<unknown>, shape: MultipartShape): void {
+  const name = part.fieldname;
+  const raw = String(part.value ?? '');
+  let value: unknown = raw;
+  if (shape.jsonFields.includes(name) || (shape.arrayFields.includes(name) && raw.trimStart().startsWith('['))) {
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      throw badFields([{ path: `body/${name}`, message: 'must be JSON' }]);
+    }
+  }
+  if (shape.arrayFields.includes(name)) {
+    const list = (body[name] as unknown[] | undefined) ?? [];
+    body[name] = list.concat(Array.isArray(value) ? value : [value]);
+    return;
+  }
+  if (Object.hasOwn(body, name)) throw badFields([{ path: `body/${name}`, message: 'is given more than once' }]);
+  body[name] = value;
+}
+
+/**
+ * Writes the uploads through the storage layer, in parallel, and returns
+ * their job sources in upload order. Keys are ours (vendor, project, a fresh
+ * id and a random part), never the file name.
+ */
+export async function storeUploads(app: FastifyInstance, vendorId: string, projectId: string, uploads: readonly Upload[]): Promise<JobSource[]> {
+  return Promise.all(
+    uploads.map(async (upload) => {
+      const key = `${vendorId}/${keySegment(projectId)}/uploads/${newId()}-${randomToken(12)}.${upload.ext}`;
+      const stored = await app.storage.put(key, upload.bytes, upload.mime);
+      return { type: 'stored' as const, key: stored.key, url: stored.url };
+    }),
+  );
+}
