@@ -114,7 +114,7 @@ export function createProcessImage(deps: ProcessImageDeps = {}): Processor<'proc
       source,
       stripped: false,
     };
-    if (operations.length > 1) await ctx.progress(10);
+    await ctx.progress(10);
 
     const outputs: ProcessOutput[] = [];
     const steps: { step: number; op: string; outputs: string[] }[] = [];
