@@ -221,10 +221,11 @@ export class RembgPool implements RembgClient {
     instance.lastError = message;
     if (instance.circuit === 'open') return;
     if (immediately || instance.circuit === 'half-open' || instance.failures >= this.settings.failureThreshold) {
+      // closed → open is news; a trial that fails again (half-open → open) is not
+      if (instance.circuit === 'closed') this.log.warn({ rembg: instance.url, err: message }, 'rembg instance failing; circuit open');
       instance.circuit = 'open';
       instance.healthy = false;
       instance.openedAt = Date.now();
-      this.log.warn({ rembg: instance.url, err: message }, 'rembg instance failing; circuit open');
     }
   }
 
