@@ -38,6 +38,8 @@ interface Instance {
   latencyMs: number | null;
   /** calls sent, for tests and the bench */
   calls: number;
+  /** answered at least once: a failure before that is an instance still starting, not news */
+  seen: boolean;
 }
 
 /** Why one instance could not answer; whether another may. */
@@ -85,6 +87,7 @@ export class RembgPool implements RembgClient {
       lastError: null,
       latencyMs: null,
       calls: 0,
+      seen: false,
     }));
     this.agent = new Agent({ keepAliveTimeout: 4_000, connections: 32, connect: { timeout: Math.min(5_000, settings.timeoutMs) } });
     this.timer = setInterval(() => void this.probeAll(), settings.healthIntervalMs);
@@ -209,6 +212,7 @@ export class RembgPool implements RembgClient {
   }
 
   private succeeded(instance: Instance, ms: number): void {
+    instance.seen = true;
     instance.failures = 0;
     instance.healthy = true;
     if (instance.circuit !== 'closed') this.log.info({ rembg: instance.url }, 'rembg instance is back; circuit closed');
@@ -222,7 +226,10 @@ export class RembgPool implements RembgClient {
     if (instance.circuit === 'open') return;
     if (immediately || instance.circuit === 'half-open' || instance.failures >= this.settings.failureThreshold) {
       // closed → open is news; a trial that fails again (half-open → open) is not
-      if (instance.circuit === 'closed') this.log.warn({ rembg: instance.url, err: message }, 'rembg instance failing; circuit open');
+      if (instance.circuit === 'closed') {
+        if (instance.seen) this.log.warn({ rembg: instance.url, err: message }, 'rembg instance failing; circuit open');
+        else this.log.info({ rembg: instance.url, err: message }, 'rembg instance not reachable yet; circuit open');
+      }
       instance.circuit = 'open';
       instance.healthy = false;
       instance.openedAt = Date.now();
@@ -253,6 +260,7 @@ export class RembgPool implements RembgClient {
       await response.body.dump();
       if (response.statusCode !== 200 && response.statusCode !== 404) throw new Error(`/health answered ${response.statusCode}`);
       if (this.closed) return;
+      instance.seen = true;
       instance.healthy = true;
       if (instance.circuit === 'open') {
         instance.circuit = 'half-open';
