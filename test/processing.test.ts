@@ -382,7 +382,11 @@ t.test('bad options are refused with 400 naming the field', async (t) => {
     ['neither operations nor preset', {}, /body\/operations is required \(or a preset\)/],
     ['operations and a preset', { operations: [{ op: 'strip' }], preset: 'nextgallery' }, /body\/preset give either operations or a preset/],
     ['unknown preset', { preset: 'thumbnails' }, /body\/preset/],
-    ['presetOptions of another preset', { preset: 'nextgallery', presetOptions: { quality: 80 } }, /presetOptions\/quality is not an option of preset nextgallery/],
+    [
+      'presetOptions of another preset',
+      { preset: 'nextgallery', presetOptions: { quality: 80 } },
+      /presetOptions\/quality is not an option of preset nextgallery/,
+    ],
     ['preset size above the maximum', { preset: 'gallery-variants', presetOptions: { sizes: { xl: 4096 } } }, /presetOptions\/sizes\/xl must be <= 4000/],
   ];
   for (const [what, pipeline, message] of pipelines) {
