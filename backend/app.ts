@@ -13,6 +13,7 @@ import docs from './plugins/docs.js';
 import rateLimit from './plugins/rate-limit.js';
 import idempotency from './plugins/idempotency.js';
 import enqueue from './enqueue.js';
+import events from './plugins/events.js';
 import authRoutes from './routes/auth/index.js';
 import imageQueueRoutes from './routes/image-queue/index.js';
 import adminQueueRoutes from './routes/admin/queues.js';
@@ -56,11 +57,13 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
   await app.register(auth, { secret: config.JWT_SECRET, expires: config.JWT_EXPIRES, vendorCacheMs: config.VENDOR_CACHE_MS });
   await app.register(rateLimit, { plans: config, prefix: config.BULL_PREFIX });
   await app.register(idempotency, { ttlMs: config.IDEMPOTENCY_TTL_MS });
+  await app.register(events, { redisUrl: config.REDIS_URL, prefix: config.BULL_PREFIX });
   await app.register(enqueue, {
     mysqlUrl: config.MYSQL_URL,
     maxRows: config.ENQUEUE_GROUP_MAX_ROWS,
     concurrency: config.ENQUEUE_GROUP_CONCURRENCY,
     idempotencyTtlMs: config.IDEMPOTENCY_TTL_MS,
+    bullPrefix: config.BULL_PREFIX,
   });
 
   await app.register(authRoutes, { prefix: '/api/auth' });
@@ -79,6 +82,7 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
       maxTotalBytes: config.UPLOAD_MAX_TOTAL_BYTES,
       maxPixels: config.MAX_INPUT_PIXELS,
     },
+    events: { heartbeatMs: config.SSE_HEARTBEAT_MS, maxStreamsPerVendor: config.SSE_MAX_STREAMS_PER_VENDOR },
   });
   await app.register(adminQueueRoutes, { prefix: '/api/admin', attempts: config.JOB_ATTEMPTS });
   await app.register(personsRoutes, { prefix: '/api/persons' });

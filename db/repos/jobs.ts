@@ -4,6 +4,7 @@ import type { Database, Job, NewJob } from '../schema.js';
 import { QUEUE_NAMES, type JobKind, type JobState } from '../../jobs/queues.js';
 import type { JobPayload, JobSource } from '../../jobs/payloads.js';
 import { readFields, toFieldRows, withChunkHalving, writeFieldRows } from './result-fields.js';
+import { appendEvents, countBatchJobFinished, type NewEvent } from './events.js';
 
 /**
  * The job ledger. Every state change goes through one of these functions,
@@ -65,7 +66,7 @@ export async function startAttempt(db: Db, jobId: string, workerId: string): Pro
     if (Number(result.numUpdatedRows) === 0) return null;
     const job = await trx
       .selectFrom('jobs')
-      .select(['attempts', 'max_attempts', 'vendor_id', 'project_id', 'record_id'])
+      .select(['attempts', 'max_attempts', 'vendor_id', 'project_id', 'record_id', 'batch_id', 'kind'])
       .where('id', '=', jobId)
       .executeTakeFirstOrThrow();
     const { attempts, max_attempts } = job;
@@ -82,6 +83,7 @@ export async function startAttempt(db: Db, jobId: string, workerId: string): Pro
       .where('record_id', '=', job.record_id)
       .where('last_job_id', '=', jobId)
       .execute();
+    await appendEvents(trx, [{ vendorId: job.vendor_id, type: 'active', jobId, batchId: job.batch_id, kind: job.kind }]);
     return { attempt: attempts, maxAttempts: max_attempts };
   });
 }
@@ -99,6 +101,8 @@ export interface Completion {
   jobId: string;
   attempt: number;
   vendorId: string;
+  batchId: string | null;
+  kind: JobKind;
   projectId: string;
   recordId: string;
   result: Record<string, unknown>;
@@ -136,6 +140,7 @@ export async function completeJob(db: Db, c: Completion, chunkSize: number): Pro
       const recordPk = await updateRecord(trx, c);
       await writeFieldRows(trx, 'job_result_fields', toFieldRows(c.jobId, c.result), plan);
       if (recordPk !== undefined) await writeFieldRows(trx, 'record_fields', toFieldRows(recordPk, c.recordFields), plan);
+      await appendEvents(trx, await finalEvents(trx, { vendorId: c.vendorId, type: 'completed', jobId: c.jobId, batchId: c.batchId, kind: c.kind }));
       return true;
     }),
   );
@@ -205,8 +210,21 @@ async function failAttemptIn(trx: Transaction<Database>, f: AttemptFailure): Pro
     .executeTakeFirst();
   if (Number(result.numUpdatedRows) === 0) return false;
   await finishAttemptRow(trx, f.jobId, f.attempt, 'failed', f.code, f.message);
+  const job = await trx
+    .selectFrom('jobs')
+    .select(['vendor_id', 'project_id', 'record_id', 'kind', 'batch_id'])
+    .where('id', '=', f.jobId)
+    .executeTakeFirstOrThrow();
+  const event: NewEvent = {
+    vendorId: job.vendor_id,
+    type: f.status,
+    jobId: f.jobId,
+    batchId: job.batch_id,
+    kind: job.kind,
+    errorCode: f.code,
+    errorMessage: f.message,
+  };
   if (final) {
-    const job = await trx.selectFrom('jobs').select(['vendor_id', 'project_id', 'record_id', 'kind']).where('id', '=', f.jobId).executeTakeFirstOrThrow();
     await trx
       .updateTable('data_records')
       .set({ processing_status: 'failed', error_code: f.code, updated_at: sql<Date>`NOW(3)` })
@@ -223,7 +241,14 @@ async function failAttemptIn(trx: Transaction<Database>, f: AttemptFailure): Pro
         .execute();
     }
   }
+  await appendEvents(trx, final ? await finalEvents(trx, event) : [event]);
   return true;
+}
+
+/** A job's final event, and its batch's when it was the batch's last job to end. */
+async function finalEvents(trx: Transaction<Database>, event: NewEvent): Promise<NewEvent[]> {
+  if (!event.batchId || !(await countBatchJobFinished(trx, event.batchId))) return [event];
+  return [event, { vendorId: event.vendorId, type: 'batch.finished', jobId: null, batchId: event.batchId, kind: event.kind }];
 }
 
 /**
