@@ -20,6 +20,7 @@ import adminQueueRoutes from './routes/admin/queues.js';
 import personsRoutes from './routes/persons/index.js';
 import workerRoutes from './routes/worker/index.js';
 import adminVendorRoutes from './routes/admin/vendors.js';
+import webhookRoutes from './routes/webhooks/index.js';
 
 export interface BuildOptions {
   /** Replace the logger (tests collect lines; `false` silences). */
@@ -88,14 +89,23 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
   await app.register(personsRoutes, { prefix: '/api/persons' });
   await app.register(workerRoutes, { prefix: '/api/worker', bullPrefix: config.BULL_PREFIX, backlogMax: config.HEALTH_BACKLOG_MAX });
   await app.register(adminVendorRoutes, { prefix: '/api/admin/vendors' });
+  await app.register(webhookRoutes, {
+    prefix: '/api/webhooks',
+    allowPrivate: config.ALLOW_PRIVATE_WEBHOOK_URLS,
+    allowedPrivateHosts: hostAllowlist('WEBHOOK_ALLOWED_PRIVATE_HOSTS', config.WEBHOOK_ALLOWED_PRIVATE_HOSTS),
+  });
   return app;
 }
 
 /** The same private-host allowlist the worker fetches with, so the API does not refuse what the worker would fetch. */
 function sourceAllowlist(raw: string): string[] {
+  return hostAllowlist('SOURCE_ALLOWED_PRIVATE_HOSTS', raw);
+}
+
+function hostAllowlist(name: string, raw: string): string[] {
   try {
     return parseHostAllowlist(raw);
   } catch (error) {
-    throw new Error(`SOURCE_ALLOWED_PRIVATE_HOSTS: ${(error as Error).message}`, { cause: error });
+    throw new Error(`${name}: ${(error as Error).message}`, { cause: error });
   }
 }
