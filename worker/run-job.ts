@@ -87,6 +87,8 @@ export function jobHandler<K extends JobKind>(deps: RunnerDeps, queue: string, p
               jobId,
               attempt,
               vendorId,
+              batchId,
+              kind,
               projectId: payload.projectId,
               recordId: payload.recordId,
               result: output.result,

@@ -5,6 +5,7 @@ import type { Database, Job, NewJob } from '../schema.js';
 import { QUEUE_NAMES, type JobKind, type JobState } from '../../jobs/queues.js';
 import type { JobPayload, JobSource } from '../../jobs/payloads.js';
 import { readFields, toFieldRows, withChunkHalving, writeFieldRowsWith } from './result-fields.js';
+import { appendEvents, appendEventsQueries, countBatchJobFinished, type NewEvent } from './events.js';
 
 /**
  * The job ledger. Every state change goes through one of these functions,
@@ -59,15 +60,16 @@ export async function countQueued(db: Conn, vendorId: string, kind: JobKind): Pr
  * not run again. A job coming from `queued` starts a new attempt; one found
  * `active` is a copy restarted after its worker died, and keeps the number.
  *
- * One round trip and one commit: the status change, the attempt row and the
- * record's `processing` all hang on the job being `active` after the first
- * UPDATE, which holds its row lock to the end.
+ * Two round trips and one commit: the status change, the attempt row and the
+ * record's `processing` hang on the job being `active` after the first
+ * UPDATE, which holds its row lock to the end; the `active` event goes with
+ * the COMMIT.
  */
 export async function startAttempt(ledger: Ledger, jobId: string, workerId: string): Promise<{ attempt: number; maxAttempts: number } | null> {
   const { db } = ledger;
   const ours = (eb: ExpressionBuilder<Database, 'jobs'>) => eb.and([eb('jobs.id', '=', jobId), eb('jobs.status', '=', 'active')]);
-  const results = await ledger.multi.session((send) =>
-    send([
+  return ledger.multi.session(async (send) => {
+    const results = await send([
       'START TRANSACTION',
       db
         .updateTable('jobs')
@@ -91,12 +93,17 @@ export async function startAttempt(ledger: Ledger, jobId: string, workerId: stri
             ON j.vendor_id = r.vendor_id AND j.project_id = r.project_id AND j.record_id = r.record_id AND j.id = r.last_job_id
           SET r.processing_status = 'processing', r.updated_at = NOW(3)
           WHERE j.id = ${jobId} AND j.status = 'active'`.compile(db),
-      db.selectFrom('jobs').select(['attempts', 'max_attempts']).where(ours).compile(),
-      'COMMIT',
-    ]),
-  );
-  const row = (results[4] as { attempts: number; max_attempts: number }[])[0];
-  return row ? { attempt: row.attempts, maxAttempts: row.max_attempts } : null;
+      db.selectFrom('jobs').select(['attempts', 'max_attempts', 'vendor_id', 'batch_id', 'kind']).where(ours).compile(),
+    ]);
+    const job = (results[4] as Pick<Job, 'attempts' | 'max_attempts' | 'vendor_id' | 'batch_id' | 'kind'>[])[0];
+    if (!job) {
+      await send(['ROLLBACK']);
+      return null;
+    }
+    // The `active` event is appended last, as the event log requires.
+    await send([...appendEventsQueries(db, [{ vendorId: job.vendor_id, type: 'active', jobId, batchId: job.batch_id, kind: job.kind }]), 'COMMIT']);
+    return { attempt: job.attempts, maxAttempts: job.max_attempts };
+  });
 }
 
 export async function setProgress(db: Db, jobId: string, progress: number): Promise<void> {
@@ -112,6 +119,8 @@ export interface Completion {
   jobId: string;
   attempt: number;
   vendorId: string;
+  batchId: string | null;
+  kind: JobKind;
   projectId: string;
   recordId: string;
   result: Record<string, unknown>;
@@ -126,10 +135,10 @@ export interface Completion {
  * status change comes first and is conditional: if another copy of the job
  * already completed it, nothing is written and false comes back.
  *
- * Two round trips: the conditional status change with the attempt row and the
- * record (each hanging on the first statement's row count), then the result
- * fields with the COMMIT, in one packet when they fit under
- * max_allowed_packet and chunk by chunk otherwise.
+ * Two round trips: the conditional status change with the attempt row, the
+ * record and the batch count (each hanging on the first statement's row
+ * count), then the result fields and the events with the COMMIT, in one
+ * packet when they fit under max_allowed_packet and chunk by chunk otherwise.
  */
 export async function completeJob(ledger: Ledger, c: Completion, chunkSize: number): Promise<boolean> {
   const { db } = ledger;
@@ -178,12 +187,24 @@ export async function completeJob(ledger: Ledger, c: Completion, chunkSize: numb
           .where(done)
           .compile(),
         db.selectFrom('data_records').select('id').where(recordKey).compile(),
+        // A bulk job counts itself finished in its batch; the last one finishes the batch.
+        ...(c.batchId
+          ? [
+              sql`UPDATE batches SET finished_at = IF(finished_at IS NULL AND jobs_finished + 1 >= total, NOW(3), finished_at), jobs_finished = jobs_finished + 1
+                  WHERE id = ${c.batchId} AND ${done}`.compile(db),
+              db.selectFrom('batches').select(['jobs_finished', 'total']).where('id', '=', c.batchId).compile(),
+            ]
+          : []),
       ]);
       if (affectedRows(first[1]) === 0) {
         await send(['ROLLBACK']);
         return false;
       }
       const record = (first[5] as { id: number | string }[])[0];
+      const batch = c.batchId ? (first[7] as { jobs_finished: number; total: number }[])[0] : undefined;
+      const event: NewEvent = { vendorId: c.vendorId, type: 'completed', jobId: c.jobId, batchId: c.batchId, kind: c.kind };
+      const events: NewEvent[] = [event];
+      if (batch && Number(batch.jobs_finished) === Number(batch.total)) events.push({ ...event, type: 'batch.finished', jobId: null });
       const resultRows = toFieldRows(c.jobId, c.result);
       const recordRows = record ? toFieldRows(Number(record.id), c.recordFields) : [];
       await writeFieldRowsWith(
@@ -194,6 +215,8 @@ export async function completeJob(ledger: Ledger, c: Completion, chunkSize: numb
           ['record_fields', recordRows],
         ],
         plan,
+        // the events last, as the event log requires
+        appendEventsQueries(db, events),
       );
       return true;
     }),
@@ -238,8 +261,21 @@ async function failAttemptIn(trx: Transaction<Database>, f: AttemptFailure): Pro
     .executeTakeFirst();
   if (Number(result.numUpdatedRows) === 0) return false;
   await finishAttemptRow(trx, f.jobId, f.attempt, 'failed', f.code, f.message);
+  const job = await trx
+    .selectFrom('jobs')
+    .select(['vendor_id', 'project_id', 'record_id', 'kind', 'batch_id'])
+    .where('id', '=', f.jobId)
+    .executeTakeFirstOrThrow();
+  const event: NewEvent = {
+    vendorId: job.vendor_id,
+    type: f.status,
+    jobId: f.jobId,
+    batchId: job.batch_id,
+    kind: job.kind,
+    errorCode: f.code,
+    errorMessage: f.message,
+  };
   if (final) {
-    const job = await trx.selectFrom('jobs').select(['vendor_id', 'project_id', 'record_id', 'kind']).where('id', '=', f.jobId).executeTakeFirstOrThrow();
     await trx
       .updateTable('data_records')
       .set({ processing_status: 'failed', error_code: f.code, updated_at: sql<Date>`NOW(3)` })
@@ -256,7 +292,14 @@ async function failAttemptIn(trx: Transaction<Database>, f: AttemptFailure): Pro
         .execute();
     }
   }
+  await appendEvents(trx, final ? await finalEvents(trx, event) : [event]);
   return true;
+}
+
+/** A job's final event, and its batch's when it was the batch's last job to end. */
+async function finalEvents(trx: Transaction<Database>, event: NewEvent): Promise<NewEvent[]> {
+  if (!event.batchId || !(await countBatchJobFinished(trx, event.batchId))) return [event];
+  return [event, { vendorId: event.vendorId, type: 'batch.finished', jobId: null, batchId: event.batchId, kind: event.kind }];
 }
 
 /**

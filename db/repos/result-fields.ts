@@ -77,20 +77,22 @@ export async function writeFieldRows(db: Conn, table: FieldTable, rows: FieldRow
 /**
  * The same writes inside a multi-statement session (db/multi-statement.ts),
  * packed into as few packets as max_allowed_packet allows, the last one
- * ending the transaction with COMMIT: for a usual result, one round trip.
+ * ending with `tail` and COMMIT: for a usual result, one round trip.
  */
 export async function writeFieldRowsWith(
   send: (statements: readonly BatchStatement[]) => Promise<unknown[]>,
   db: Db,
   tables: readonly (readonly [FieldTable, FieldRow[]])[],
   plan: ChunkPlan,
+  /** statements that go last, just before the COMMIT */
+  tail: readonly BatchStatement[] = [],
 ): Promise<void> {
   const chunks = tables.flatMap(([table, rows]) => planChunks(rows, plan).map((chunk) => ({ table, chunk, bytes: statementBytes(chunk) })));
   let packet: typeof chunks = [];
   let bytes = 0;
   const flush = async (last: boolean) => {
     try {
-      await send([...packet.map((c) => fieldInsert(c.table, c.chunk).compile(db)), ...(last ? (['COMMIT'] as const) : [])]);
+      await send([...packet.map((c) => fieldInsert(c.table, c.chunk).compile(db)), ...(last ? [...tail, 'COMMIT' as const] : [])]);
     } catch (error) {
       throw refusal(error, plan, Math.max(0, ...packet.map((c) => c.chunk.length)));
     }
