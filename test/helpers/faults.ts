@@ -127,15 +127,27 @@ export async function killWorkerMidBulk(scope: Scope, options: { jobs: number; c
   });
   const app = await testApp(asTest(scope), env);
   const vendor = await testVendor(app);
-  const images = await slowImages(scope, 40);
-  const jobIds = await bulkResize(app, vendor, images.url, options.jobs);
-  const a = await spawnWorker(asTest(scope), env, 'chaos-a');
+  // Fetches after the first `killAfter` are held until the kill, so that
+  // worker A dies with jobs really in flight (mid-fetch) on any machine.
   const killAfter = options.killAfter ?? Math.floor(options.jobs / 4);
-  await waitFor(async () => (await completedCount(app.db, jobIds)) >= killAfter, 120_000, 50);
+  const server = await testServer(asTest(scope));
+  const jpeg = await makeJpeg(32, 24);
+  let fetches = 0;
+  let held = 0;
+  let gateOpen = false;
+  server.route('/p.jpg', (req, res) => {
+    if (++fetches <= killAfter || gateOpen) serveBytes(jpeg, 'image/jpeg')(req, res, Buffer.alloc(0));
+    else held++;
+  });
+  const jobIds = await bulkResize(app, vendor, `${server.url}/p.jpg`, options.jobs);
+  const a = await spawnWorker(asTest(scope), env, 'chaos-a');
+  await waitFor(async () => held > 0 && (await completedCount(app.db, jobIds)) >= killAfter, 120_000, 50);
+  await new Promise((r) => setTimeout(r, 200));
   const active = await app.db.selectFrom('jobs').select('id').where('id', 'in', jobIds).where('status', '=', 'active').execute();
   const doneAtKill = await completedCount(app.db, jobIds);
   a.child.kill('SIGKILL');
   await a.exited;
+  gateOpen = true;
   const startedAt = Date.now();
   await spawnWorker(asTest(scope), env, 'chaos-b');
   const outcome = await ledgerOutcome(app.db, jobIds, 180_000);
