@@ -80,7 +80,8 @@ export async function buildRembgApp(config: RembgConfig, options: RembgBuildOpti
     return answer(request, reply, source.bytes, options);
   });
 
-  app.get('/health', async (_request, reply) => {
+  // Probed every few seconds by each worker's pool: not worth a log line each time.
+  app.get('/health', { logLevel: 'warn' }, async (_request, reply) => {
     const broken = thread.broken;
     const loaded = thread.loadedModels();
     const healthy = !broken && loaded.includes(config.REMBG_DEFAULT_MODEL);
@@ -99,7 +100,7 @@ export async function buildRembgApp(config: RembgConfig, options: RembgBuildOpti
     });
   });
 
-  app.get('/metrics', async (_request, reply) => {
+  app.get('/metrics', { logLevel: 'warn' }, async (_request, reply) => {
     return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
 
