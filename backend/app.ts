@@ -10,6 +10,7 @@ import queues from './plugins/queues.js';
 import storage from './plugins/storage.js';
 import auth from './plugins/auth.js';
 import docs from './plugins/docs.js';
+import metrics from './plugins/metrics.js';
 import rateLimit from './plugins/rate-limit.js';
 import idempotency from './plugins/idempotency.js';
 import enqueue from './enqueue.js';
@@ -42,6 +43,7 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
 
   await app.register(errors);
   await app.register(docs, { publicBaseUrl: config.PUBLIC_BASE_URL });
+  await app.register(metrics, { token: config.METRICS_TOKEN, bullPrefix: config.BULL_PREFIX });
   await app.register(mysql, { url: config.MYSQL_URL, poolSize: config.MYSQL_POOL_SIZE });
   await app.register(redis, { url: config.REDIS_URL });
   await app.register(queues, {

@@ -44,3 +44,7 @@ export const SourceSection = {
   SOURCE_MAX_REDIRECTS: env.int(3, 'redirects followed when fetching a source (each re-checked)', { minimum: 0, maximum: 10 }),
   MAX_INPUT_PIXELS: env.int(50_000_000, 'largest decoded image (width × height) accepted', { minimum: 1 }),
 };
+
+export const MetricsSection = {
+  METRICS_TOKEN: env.string('', 'bearer token /metrics requires (Authorization: Bearer <token>); empty = /metrics is open (keep it on a private network)'),
+};

@@ -20,6 +20,8 @@ import { startHeartbeat, type Heartbeat } from './heartbeat.js';
 import { buildProcessors, type ProcessorMap, type WorkerResource } from './processors/index.js';
 import { reconcile, reconcileLockKey } from './reconciler.js';
 import { jobHandler, type RunnerDeps } from './run-job.js';
+import { createWorkerMetrics, type WorkerMetrics } from './metrics.js';
+import { startMetricsServer, type MetricsServer } from '../platform/metrics.js';
 
 /**
  * A worker process: serves the configured queues once MySQL, Redis and
@@ -35,6 +37,10 @@ export interface Worker {
   close(): Promise<void>;
   /** jobs running now, per served queue */
   active(): Record<string, number>;
+  /** this worker's Prometheus registry (served on WORKER_METRICS_PORT) */
+  readonly metrics: WorkerMetrics;
+  /** the port /metrics listens on, or null when WORKER_METRICS_PORT is 0 (or before start) */
+  metricsPort(): number | null;
   readonly log: Logger;
 }
 
@@ -100,6 +106,8 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
   let resources: WorkerResource[] = [];
   let reconcileTimer: NodeJS.Timeout | undefined;
   let heartbeat: Heartbeat | undefined;
+  let metricsServer: MetricsServer | undefined;
+  const metrics = createWorkerMetrics(queuesServed);
   let stopping = false;
   let closing: Promise<void> | undefined;
 
@@ -173,6 +181,10 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
     return Object.fromEntries(entries);
   }
 
+  function localQueueStates(): WorkerHeartbeat['queues'] {
+    return Object.fromEntries(queuesServed.map((queue) => [queue, { concurrency: concurrencyOf(config, queue), active: activeJobs[queue], paused: stopping }]));
+  }
+
   function rembgStates(): RembgInstanceState[] {
     return resources.flatMap((r) => r.rembgInstances?.() ?? []);
   }
@@ -181,7 +193,20 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
     id,
     log,
     active: () => ({ ...activeJobs }),
+    metrics,
+    metricsPort: () => metricsServer?.port ?? null,
     async start() {
+      // Up before the dependencies are: a worker waiting for MySQL or Redis is worth seeing.
+      if (config.WORKER_METRICS_PORT > 0) {
+        metricsServer = await startMetricsServer(metrics.registry, {
+          host: config.WORKER_METRICS_HOST,
+          port: config.WORKER_METRICS_PORT,
+          token: config.METRICS_TOKEN,
+          // A Redis that does not answer must not hold the scrape: the paused flags then come from this process alone.
+          beforeScrape: async () =>
+            metrics.refresh({ queues: await Promise.race([queueStates(), sleep(1000, localQueueStates(), { ref: false })]), rembg: rembgStates() }),
+        });
+      }
       const built = await buildProcessors(config, log, { db });
       resources = built.resources;
       const processors: ProcessorMap = { ...built.processors, ...options.processors };
@@ -208,6 +233,7 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
         chunkFields: config.RESULT_CHUNK_FIELDS,
         dbWriteRetryMs: config.DB_WRITE_RETRY_MS,
         shutdown: shutdown.signal,
+        metrics,
       };
       await runReconciler();
       if (config.RECONCILE_INTERVAL_MS > 0) {
@@ -232,7 +258,14 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
           })
           .catch((error: unknown) => log.error({ err: error, queue }, 'queue stopped processing'));
       }
-      heartbeat = startHeartbeat(redis, config.BULL_PREFIX, id, { queues: queueStates, rembg: rembgStates }, log, options.heartbeatIntervalMs);
+      heartbeat = startHeartbeat(
+        redis,
+        config.BULL_PREFIX,
+        id,
+        { queues: queueStates, rembg: rembgStates, written: () => metrics.heartbeat() },
+        log,
+        options.heartbeatIntervalMs,
+      );
       await heartbeat.beat();
       log.info({ workerId: id, queues: queuesServed.map((q) => `${q}×${concurrencyOf(config, q)}`) }, 'worker started');
     },
@@ -261,6 +294,7 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
     await Promise.all(resources.map((r) => r.close().catch((e: unknown) => log.warn({ err: e }, `closing ${r.name} failed`))));
     await redis.quit().catch(() => redis.disconnect());
     await db.destroy();
+    await metricsServer?.close();
     log.info('worker closed');
   }
 }
