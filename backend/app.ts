@@ -1,6 +1,6 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { loggerOptions } from '../platform/logger.js';
+import { logDestination, loggerOptions, type LogTarget } from '../platform/logger.js';
 import { parseHostAllowlist } from '../platform/address-guard.js';
 import type { ApiConfig } from './config.js';
 import errors from './plugins/errors.js';
@@ -22,8 +22,10 @@ import workerRoutes from './routes/worker/index.js';
 import adminVendorRoutes from './routes/admin/vendors.js';
 
 export interface BuildOptions {
-  /** Replace the logger (tests collect lines; `false` silences). */
+  /** Replace the logger (`false` silences). */
   logger?: boolean | object;
+  /** Where the API's own logger writes its scrubbed lines (default stdout; tests collect them). */
+  logStream?: LogTarget;
 }
 
 /**
@@ -33,7 +35,7 @@ export interface BuildOptions {
  */
 export async function buildApp(config: ApiConfig, options: BuildOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: options.logger ?? loggerOptions(config.LOG_LEVEL, 'api'),
+    logger: options.logger ?? { ...loggerOptions(config.LOG_LEVEL, 'api'), stream: logDestination(options.logStream) },
     trustProxy: config.TRUST_PROXY,
     bodyLimit: 1024 * 1024,
     requestIdHeader: 'x-request-id',

@@ -78,7 +78,7 @@ export function concurrencyOf(config: WorkerConfig, queue: QueueName): number {
 
 export function createWorker(config: WorkerConfig, options: WorkerOptions = {}): Worker {
   const id = config.WORKER_ID || `${hostname()}:${process.pid}`;
-  const log = options.logger ?? createLogger(config.LOG_LEVEL, 'worker');
+  const log = (options.logger ?? createLogger(config.LOG_LEVEL, 'worker')).child({ workerId: id });
   const queuesServed = servedQueues(config);
   const allowedPrivateHosts = allowlistOf(config);
 
@@ -155,7 +155,7 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
     try {
       const status = await failStalledJob(db, jobId, 'JOB_STALLED', 'the worker running this job stopped mid-attempt too many times');
       if (!status) return;
-      log.error({ jobId, queue, status }, 'job stalled more than the allowed number of times');
+      log.error({ jobId, vendorId: job.data.vendorId, queue, status }, 'job stalled more than the allowed number of times');
       publishJobEvent(redis, config.BULL_PREFIX, {
         jobId,
         vendorId: job.data.vendorId,
@@ -167,7 +167,7 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
       const row = status === 'queued' ? await findJob(db, jobId) : undefined;
       if (row) await requeueJob(queueSet.queues, row);
     } catch (error) {
-      log.warn({ err: error, jobId }, 'could not record a stalled job; the reconciler will pick it up');
+      log.warn({ err: error, jobId, vendorId: job.data.vendorId, queue }, 'could not record a stalled job; the reconciler will pick it up');
     }
   }
 
@@ -267,7 +267,7 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
         options.heartbeatIntervalMs,
       );
       await heartbeat.beat();
-      log.info({ workerId: id, queues: queuesServed.map((q) => `${q}×${concurrencyOf(config, q)}`) }, 'worker started');
+      log.info({ queues: queuesServed.map((q) => `${q}×${concurrencyOf(config, q)}`) }, 'worker started');
     },
     close() {
       closing ??= closeNow();
