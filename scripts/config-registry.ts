@@ -2,6 +2,7 @@ import type { TObject, TProperties } from '@sinclair/typebox';
 import { ApiConfigSchema } from '../backend/config.js';
 import { WorkerConfigSchema } from '../worker/config.js';
 import { LauncherConfigSchema } from './launcher-config.js';
+import { ComposeConfigSchema } from './compose-config.js';
 
 /**
  * Every process's configuration schema, so `.env.example` and the README's
@@ -12,6 +13,7 @@ export const CONFIG_SCHEMAS: Record<string, TObject> = {
   'npm start': LauncherConfigSchema,
   api: ApiConfigSchema,
   worker: WorkerConfigSchema,
+  'docker compose': ComposeConfigSchema,
 };
 
 export interface Variable {

@@ -132,7 +132,8 @@ t.test('METRICS_TOKEN protects /metrics on the API and the worker', async (t) =>
   const worker = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
   t.equal(worker.status, 200);
   t.ok(hasSeries(await worker.text(), 'iq_job_attempts_total'));
-  t.equal((await fetch(`http://127.0.0.1:${workerPort}/healthz`)).status, 200, 'the liveness probe needs no token');
+  t.equal((await fetch(`http://127.0.0.1:${workerPort}/healthz`)).status, 200, "the worker's liveness probe needs no token");
+  t.equal((await app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200, "the API's liveness probe needs no token");
 });
 
 t.test('the API keeps answering /metrics with Redis series left out while Redis is unreachable', async (t) => {

@@ -143,6 +143,10 @@ export default fp<MetricsPluginOptions>(
       backendUp.set({ backend: 'mysql' }, mysqlOk ? 1 : 0);
     }
 
+    // Liveness for orchestrators (docker compose, Kubernetes): the process
+    // answers. Readiness of the whole system is /api/worker/health.
+    app.get('/healthz', { schema: { hide: true }, logLevel: 'warn' }, async (_request, reply) => reply.type('text/plain').send('ok\n'));
+
     app.get('/metrics', { schema: { hide: true }, logLevel: 'warn' }, async (request, reply) => {
       if (!metricsAuthorized(opts.token, request.headers.authorization)) {
         return reply.code(401).header('www-authenticate', 'Bearer').type('text/plain').send('unauthorized\n');
