@@ -15,7 +15,10 @@ export const MysqlSection = {
 };
 
 export const RedisSection = {
-  REDIS_URL: env.string('redis://127.0.0.1:6379', 'Redis URL for Bull queues, rate limits, events and heartbeats'),
+  REDIS_URL: env.string(
+    'redis://127.0.0.1:6379',
+    'Redis for Bull queues, rate limits, events and heartbeats: redis://[:password@]host:port[/db], rediss:// for TLS, or redis+sentinel://host1:26379,host2:26379/master-name for Sentinel failover',
+  ),
   BULL_PREFIX: env.string('bull', 'key prefix of every Bull queue; use a hash tag such as {iq} on Redis Cluster', { pattern: '^[A-Za-z0-9:_{}.-]{1,64}$' }),
 };
 

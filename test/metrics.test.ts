@@ -6,7 +6,8 @@ import { serveBytes, testServer } from './helpers/http.js';
 import { makeJpeg } from './helpers/fixtures.js';
 import { queueResize, waitForFinal } from './helpers/jobs.js';
 import { waitFor } from './helpers/wait.js';
-import { freePort, hasSeries, sample } from './helpers/metrics.js';
+import { hasSeries, sample } from './helpers/metrics.js';
+import { freePort } from './helpers/private-services.js';
 import { createWorkerMetrics } from '../worker/metrics.js';
 
 /**

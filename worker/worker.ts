@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type Bull from 'bull';
 import { sql } from 'kysely';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { connectDb, type Db } from '../db/connect.js';
 import { failStalledJob, findJob } from '../db/repos/jobs.js';
 import type { RembgInstanceState, WorkerHeartbeat } from '../jobs/heartbeat.js';
@@ -11,6 +11,7 @@ import { ALL_QUEUES, kindOfQueue, type JobKind, type QueueName } from '../jobs/q
 import { parseHostAllowlist } from '../platform/address-guard.js';
 import { createLogger, type Logger } from '../platform/logger.js';
 import { openQueues, type QueueSet } from '../platform/queues.js';
+import { createRedis } from '../platform/redis.js';
 import { requeueJob } from '../platform/requeue.js';
 import { createStorage, type Storage } from '../platform/storage/index.js';
 import type { WorkerConfig } from './config.js';
@@ -83,7 +84,7 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
   const allowedPrivateHosts = allowlistOf(config);
 
   const db: Db = connectDb({ url: config.MYSQL_URL, poolSize: config.MYSQL_POOL_SIZE });
-  const redis = new Redis(config.REDIS_URL, { connectionName: `imagequeue-worker:${id}`, maxRetriesPerRequest: null });
+  const redis: Redis = createRedis(config.REDIS_URL, { connectionName: `imagequeue-worker:${id}`, maxRetriesPerRequest: null });
   redis.on('error', (error) => log.debug({ err: error }, 'redis connection error'));
   const queueSet: QueueSet = openQueues({
     redisUrl: config.REDIS_URL,

@@ -1,5 +1,3 @@
-import { createServer } from 'node:net';
-
 /**
  * Reading Prometheus text exposition in tests: the value of one series,
  * picked by name and a subset of its labels (the sum when several match, as
@@ -35,17 +33,4 @@ export function parseSeries(text: string): Series[] {
     out.push({ name: m[1]!, labels, value: Number(m[4]) });
   }
   return out;
-}
-
-/** A TCP port free right now (bound, read, released), for a server the code under test starts itself. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }
