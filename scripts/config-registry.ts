@@ -66,3 +66,32 @@ export function renderMarkdownTable(): string {
   );
   return ['| variable | default | meaning | read by |', '|---|---|---|---|', ...rows].join('\n');
 }
+
+export const TABLE_START = '<!-- variables:start -->';
+export const TABLE_END = '<!-- variables:end -->';
+
+/** The document with the text between the table markers replaced by `table`. */
+export function replaceVariablesTable(doc: string, table: string): string {
+  const start = doc.indexOf(TABLE_START);
+  const end = doc.indexOf(TABLE_END);
+  if (start < 0 || end < start) throw new Error(`the document has no ${TABLE_START} … ${TABLE_END} markers`);
+  return `${doc.slice(0, start + TABLE_START.length)}\n\n${table}\n\n${doc.slice(end)}`;
+}
+
+/** The rows of the table between the markers, as trimmed cells (formatting and padding ignored). */
+export function tableRows(doc: string): string[][] {
+  const start = doc.indexOf(TABLE_START);
+  const end = doc.indexOf(TABLE_END);
+  if (start < 0 || end < start) return [];
+  return doc
+    .slice(start + TABLE_START.length, end)
+    .split('\n')
+    .filter((line) => line.trim().startsWith('|') && !/^\|[\s|:-]+\|$/.test(line.trim()))
+    .map((line) =>
+      line
+        .trim()
+        .replace(/^\||\|$/g, '')
+        .split(/(?<!\\)\|/)
+        .map((cell) => cell.trim()),
+    );
+}
