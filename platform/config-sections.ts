@@ -51,3 +51,9 @@ export const SourceSection = {
 export const MetricsSection = {
   METRICS_TOKEN: env.string('', 'bearer token /metrics requires (Authorization: Bearer <token>); empty = /metrics is open (keep it on a private network)'),
 };
+
+/** Webhooks (issue 10): read by the API (checks a vendor's URL when it is set) and the worker (delivers). */
+export const WebhookSection = {
+  ALLOW_PRIVATE_WEBHOOK_URLS: env.bool(false, 'allow webhook URLs that resolve to loopback/private/link-local addresses (never in production)'),
+  WEBHOOK_ALLOWED_PRIVATE_HOSTS: env.string('', 'comma-separated host:port pairs a webhook may be delivered to although private (an internal receiver)'),
+};

@@ -1,6 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { env, loadConfig, type LoadOptions } from '../platform/config.js';
-import { LogSection, MetricsSection, MysqlSection, RedisSection, SourceSection, StorageSection } from '../platform/config-sections.js';
+import { LogSection, MetricsSection, MysqlSection, RedisSection, SourceSection, StorageSection, WebhookSection } from '../platform/config-sections.js';
+import { WebhookWorkerSection } from './webhooks/config-section.js';
 import { FaceSection } from './faces/config-section.js';
 
 export const WorkerConfigSchema = Type.Object({
@@ -34,6 +35,8 @@ export const WorkerConfigSchema = Type.Object({
   ...MetricsSection,
   READY_RETRY_MS: env.int(5_000, 'while MySQL, Redis or storage is not ready, how often the worker checks again', { minimum: 100 }),
   ...FaceSection,
+  ...WebhookSection,
+  ...WebhookWorkerSection,
 });
 
 export type WorkerConfig = Static<typeof WorkerConfigSchema>;
