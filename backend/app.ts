@@ -1,9 +1,10 @@
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type RouteOptions } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { logDestination, loggerOptions, type LogTarget } from '../platform/logger.js';
 import { parseHostAllowlist } from '../platform/address-guard.js';
 import type { ApiConfig } from './config.js';
 import errors from './plugins/errors.js';
+import jsonBody from './plugins/json-body.js';
 import mysql from './plugins/mysql.js';
 import redis from './plugins/redis.js';
 import queues from './plugins/queues.js';
@@ -28,6 +29,8 @@ export interface BuildOptions {
   logger?: boolean | object;
   /** Where the API's own logger writes its scrubbed lines (default stdout; tests collect them). */
   logStream?: LogTarget;
+  /** Called for every route as it is registered (tests enumerate the routes with it). */
+  onRoute?: (route: RouteOptions) => void;
 }
 
 /**
@@ -44,8 +47,10 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
     genReqId: () => crypto.randomUUID(),
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false, discriminator: true } },
   }).withTypeProvider<TypeBoxTypeProvider>();
+  if (options.onRoute) app.addHook('onRoute', options.onRoute);
 
   await app.register(errors);
+  await app.register(jsonBody);
   await app.register(docs, { publicBaseUrl: config.PUBLIC_BASE_URL });
   await app.register(metrics, { token: config.METRICS_TOKEN, bullPrefix: config.BULL_PREFIX });
   await app.register(mysql, { url: config.MYSQL_URL, poolSize: config.MYSQL_POOL_SIZE });
