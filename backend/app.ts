@@ -1,28 +1,36 @@
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type RouteOptions } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { loggerOptions } from '../platform/logger.js';
+import { logDestination, loggerOptions, type LogTarget } from '../platform/logger.js';
 import { parseHostAllowlist } from '../platform/address-guard.js';
 import type { ApiConfig } from './config.js';
 import errors from './plugins/errors.js';
+import jsonBody from './plugins/json-body.js';
 import mysql from './plugins/mysql.js';
 import redis from './plugins/redis.js';
 import queues from './plugins/queues.js';
 import storage from './plugins/storage.js';
 import auth from './plugins/auth.js';
 import docs from './plugins/docs.js';
+import metrics from './plugins/metrics.js';
 import rateLimit from './plugins/rate-limit.js';
 import idempotency from './plugins/idempotency.js';
 import enqueue from './enqueue.js';
+import events from './plugins/events.js';
 import authRoutes from './routes/auth/index.js';
 import imageQueueRoutes from './routes/image-queue/index.js';
 import adminQueueRoutes from './routes/admin/queues.js';
 import personsRoutes from './routes/persons/index.js';
 import workerRoutes from './routes/worker/index.js';
 import adminVendorRoutes from './routes/admin/vendors.js';
+import webhookRoutes from './routes/webhooks/index.js';
 
 export interface BuildOptions {
-  /** Replace the logger (tests collect lines; `false` silences). */
+  /** Replace the logger (`false` silences). */
   logger?: boolean | object;
+  /** Where the API's own logger writes its scrubbed lines (default stdout; tests collect them). */
+  logStream?: LogTarget;
+  /** Called for every route as it is registered (tests enumerate the routes with it). */
+  onRoute?: (route: RouteOptions) => void;
 }
 
 /**
@@ -32,16 +40,19 @@ export interface BuildOptions {
  */
 export async function buildApp(config: ApiConfig, options: BuildOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: options.logger ?? loggerOptions(config.LOG_LEVEL, 'api'),
+    logger: options.logger ?? { ...loggerOptions(config.LOG_LEVEL, 'api'), stream: logDestination(options.logStream) },
     trustProxy: config.TRUST_PROXY,
     bodyLimit: 1024 * 1024,
     requestIdHeader: 'x-request-id',
     genReqId: () => crypto.randomUUID(),
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false, discriminator: true } },
   }).withTypeProvider<TypeBoxTypeProvider>();
+  if (options.onRoute) app.addHook('onRoute', options.onRoute);
 
   await app.register(errors);
+  await app.register(jsonBody);
   await app.register(docs, { publicBaseUrl: config.PUBLIC_BASE_URL });
+  await app.register(metrics, { token: config.METRICS_TOKEN, bullPrefix: config.BULL_PREFIX });
   await app.register(mysql, { url: config.MYSQL_URL, poolSize: config.MYSQL_POOL_SIZE });
   await app.register(redis, { url: config.REDIS_URL });
   await app.register(queues, {
@@ -56,11 +67,13 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
   await app.register(auth, { secret: config.JWT_SECRET, expires: config.JWT_EXPIRES, vendorCacheMs: config.VENDOR_CACHE_MS });
   await app.register(rateLimit, { plans: config, prefix: config.BULL_PREFIX });
   await app.register(idempotency, { ttlMs: config.IDEMPOTENCY_TTL_MS });
+  await app.register(events, { redisUrl: config.REDIS_URL, prefix: config.BULL_PREFIX });
   await app.register(enqueue, {
     mysqlUrl: config.MYSQL_URL,
     maxRows: config.ENQUEUE_GROUP_MAX_ROWS,
     concurrency: config.ENQUEUE_GROUP_CONCURRENCY,
     idempotencyTtlMs: config.IDEMPOTENCY_TTL_MS,
+    bullPrefix: config.BULL_PREFIX,
   });
 
   await app.register(authRoutes, { prefix: '/api/auth' });
@@ -79,19 +92,29 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
       maxTotalBytes: config.UPLOAD_MAX_TOTAL_BYTES,
       maxPixels: config.MAX_INPUT_PIXELS,
     },
+    events: { heartbeatMs: config.SSE_HEARTBEAT_MS, maxStreamsPerVendor: config.SSE_MAX_STREAMS_PER_VENDOR },
   });
   await app.register(adminQueueRoutes, { prefix: '/api/admin', attempts: config.JOB_ATTEMPTS });
   await app.register(personsRoutes, { prefix: '/api/persons' });
   await app.register(workerRoutes, { prefix: '/api/worker', bullPrefix: config.BULL_PREFIX, backlogMax: config.HEALTH_BACKLOG_MAX });
   await app.register(adminVendorRoutes, { prefix: '/api/admin/vendors' });
+  await app.register(webhookRoutes, {
+    prefix: '/api/webhooks',
+    allowPrivate: config.ALLOW_PRIVATE_WEBHOOK_URLS,
+    allowedPrivateHosts: hostAllowlist('WEBHOOK_ALLOWED_PRIVATE_HOSTS', config.WEBHOOK_ALLOWED_PRIVATE_HOSTS),
+  });
   return app;
 }
 
 /** The same private-host allowlist the worker fetches with, so the API does not refuse what the worker would fetch. */
 function sourceAllowlist(raw: string): string[] {
+  return hostAllowlist('SOURCE_ALLOWED_PRIVATE_HOSTS', raw);
+}
+
+function hostAllowlist(name: string, raw: string): string[] {
   try {
     return parseHostAllowlist(raw);
   } catch (error) {
-    throw new Error(`SOURCE_ALLOWED_PRIVATE_HOSTS: ${(error as Error).message}`, { cause: error });
+    throw new Error(`${name}: ${(error as Error).message}`, { cause: error });
   }
 }

@@ -80,6 +80,7 @@ export async function buildRembgApp(config: RembgConfig, options: RembgBuildOpti
     return answer(request, reply, source.bytes, options);
   });
 
+  // Probed every few seconds by each worker's pool: not worth a log line each time.
   app.get('/health', { logLevel: 'warn' }, async (_request, reply) => {
     const broken = thread.broken;
     const loaded = thread.loadedModels();
