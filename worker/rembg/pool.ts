@@ -27,7 +27,10 @@ export interface PoolSettings {
 }
 
 interface Instance {
+  /** without credentials: what logs and the heartbeat show */
   url: string;
+  /** Basic credentials from the configured URL (an instance behind an authenticating proxy), sent as a header */
+  headers: Record<string, string>;
   circuit: RembgInstanceState['circuit'];
   healthy: boolean;
   inFlight: number;
@@ -77,8 +80,8 @@ export class RembgPool implements RembgClient {
     private readonly settings: PoolSettings,
     private readonly log: Logger,
   ) {
-    this.instances = settings.urls.map((url) => ({
-      url,
+    this.instances = settings.urls.map((configured) => ({
+      ...withoutCredentials(configured),
       circuit: 'closed',
       healthy: true,
       inFlight: 0,
@@ -176,6 +179,7 @@ export class RembgPool implements RembgClient {
     const started = performance.now();
     try {
       const response = await request(`${instance.url}/api/remove`, {
+        headers: instance.headers,
         method: 'POST',
         body: form,
         signal,
@@ -254,6 +258,7 @@ export class RembgPool implements RembgClient {
   private async probe(instance: Instance): Promise<void> {
     try {
       const response = await request(`${instance.url}/health`, {
+        headers: instance.headers,
         dispatcher: this.agent,
         signal: AbortSignal.timeout(Math.min(this.settings.timeoutMs, Math.max(1_000, this.settings.healthIntervalMs))),
       });
@@ -300,6 +305,15 @@ export class RembgPool implements RembgClient {
       this.changed.add(done);
     });
   }
+}
+
+function withoutCredentials(configured: string): { url: string; headers: Record<string, string> } {
+  const url = new URL(configured);
+  if (!url.username && !url.password) return { url: configured, headers: {} };
+  const credentials = `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`;
+  url.username = '';
+  url.password = '';
+  return { url: url.toString().replace(/\/+$/, ''), headers: { authorization: `Basic ${Buffer.from(credentials).toString('base64')}` } };
 }
 
 function faster(a: Instance, b: Instance): boolean {
