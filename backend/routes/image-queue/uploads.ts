@@ -6,7 +6,7 @@ import sharp from 'sharp';
 import { AppError } from '../../../jobs/errors.js';
 import type { JobSource } from '../../../jobs/payloads.js';
 import { newId, randomToken } from '../../../platform/ids.js';
-import { keySegment } from '../../../platform/storage/index.js';
+import { EXTENSIONS, keySegment } from '../../../platform/storage/index.js';
 import { badFields } from '../../plugins/errors.js';
 
 /**
@@ -52,14 +52,10 @@ export interface MultipartShape {
   jsonFields: readonly string[];
 }
 
-const ACCEPTED: Record<string, string> = {
-  'image/jpeg': 'jpg',
-  'image/png': 'png',
-  'image/webp': 'webp',
-  'image/avif': 'avif',
-  'image/heic': 'heic',
-  'image/heif': 'heif',
-};
+/** The types an upload may have, with the extension it is stored under. */
+const ACCEPTED: Record<string, string> = Object.fromEntries(
+  ['image/jpeg', 'image/png', 'image/webp', 'image/avif', 'image/heic', 'image/heif'].map((type) => [type, EXTENSIONS[type] as string]),
+);
 
 /** sharp's prebuilt libvips reads AV1 HEIF (avif) only; a build with libde265 also lists .heic. */
 const SHARP_READS_HEIC = sharp.format.heif.input.fileSuffix?.includes('.heic') ?? false;
