@@ -226,6 +226,7 @@ export async function stopMysql(scope: Scope, options: { jobs: number; downMs: n
   await testWorker(asTest(scope), env);
   await waitFor(async () => (await completedCount(app.db, jobIds)) >= 1, 60_000, 50);
 
+  const doneAtStop = await completedCount(app.db, jobIds);
   await mariadb.stop();
   const stoppedAt = Date.now();
   const probes: { status: number; ms: number; code: string }[] = [];
@@ -256,8 +257,8 @@ export async function stopMysql(scope: Scope, options: { jobs: number; downMs: n
   return {
     scenario: `MySQL stopped ${Math.round(options.downMs / 1000)} s while ${options.jobs} jobs run`,
     ...outcome,
-    notes: `POSTs while down: ${probes.map((p) => p.status).join(', ')}, slowest ${slowest.toFixed(0)} ms; ${Number(records.n)} records for ${options.jobs} jobs`,
-    extra: { probesAll503: all503, slowestProbeMs: Math.round(slowest), records: Number(records.n) },
+    notes: `${doneAtStop} done at the stop; POSTs while down: ${probes.map((p) => p.status).join(', ')}, slowest ${slowest.toFixed(0)} ms; ${Number(records.n)} records for ${options.jobs} jobs`,
+    extra: { doneAtStop, probesAll503: all503, slowestProbeMs: Math.round(slowest), records: Number(records.n) },
   };
 }
 
