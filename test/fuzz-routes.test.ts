@@ -121,6 +121,13 @@ t.test('the shapes the issue names, on the enqueue routes', async (t) => {
   );
   t.ok(idem.statusCode === 202 || idem.statusCode === 400, `a 5000-char Idempotency-Key: ${idem.statusCode} ${idem.body.slice(0, 200)}`);
 
+  const noBoundary = await post('bulk-process', 'x', { 'content-type': 'multipart/form-data' });
+  t.equal(noBoundary.statusCode, 400, `multipart without a boundary (was a 500): ${noBoundary.body}`);
+  const cut = await post('process-queue', '--xyz\r\nContent-Disposition: form-data; name="recordId"\r\n\r\nr', {
+    'content-type': 'multipart/form-data; boundary=xyz',
+  });
+  t.equal(cut.statusCode, 400, `a multipart body cut short (was a 500): ${cut.body}`);
+
   const png = await makeJpeg(8, 8);
   const wrongField = await multipartBody({ recordId: 'r', projectId: 'p', operations: '[{"op":"resize","width":8}]' }, [
     { field: 'other', filename: 'a.jpg', contentType: 'image/jpeg', bytes: png },
