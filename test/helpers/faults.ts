@@ -40,7 +40,8 @@ export interface FaultOutcome {
   extra: Record<string, number | string | boolean>;
 }
 
-const asTest = (scope: Scope) => scope as Test;
+/** The helpers that take a tap Test use only its teardown. */
+export const asTest = (scope: Scope) => scope as Test;
 
 /** The fate of each job, from the ledger, once every one is final or `timeoutMs` passed. */
 export async function ledgerOutcome(db: Db, jobIds: readonly string[], timeoutMs: number): Promise<Omit<FaultOutcome, 'scenario' | 'notes' | 'extra'>> {
