@@ -10,7 +10,7 @@ t.test('MySQL stopped for 20 s: 503s meanwhile, nothing lost or written twice', 
   const outcome = await stopMysql(t, { jobs: 12, downMs: 20_000 });
   t.comment(`${outcome.scenario}: ${outcome.notes}`);
   t.ok((outcome.extra['doneAtStop'] as number) < 12, `jobs were open when MySQL stopped (${outcome.extra['doneAtStop']} done)`);
-  t.ok(outcome.extra['probesAll503'], `every POST while MySQL was down was a 503 SERVICE_UNAVAILABLE (${outcome.notes})`);
+  t.ok(outcome.extra['probesAll503'], `every POST and status read while MySQL was down was a 503 SERVICE_UNAVAILABLE (${outcome.notes})`);
   t.ok((outcome.extra['slowestProbeMs'] as number) < 2000, `answered within ${outcome.extra['slowestProbeMs']} ms`);
   t.equal(outcome.completed, 12, `completed ${JSON.stringify(outcome.codes)}`);
   t.equal(outcome.lost, 0);

@@ -241,6 +241,9 @@ export async function stopMysql(scope: Scope, options: { jobs: number; downMs: n
       payload: { recordId: `during-${i}`, projectId: 'chaos', photoUrl: images.url, operations: [{ op: 'resize', width: 8 }] },
     });
     probes.push({ status: res.statusCode, ms: performance.now() - started, code: String(res.json().code ?? '') });
+    const readStarted = performance.now();
+    const read = await app.inject({ method: 'GET', url: `/api/image-queue/job/${jobIds[0]}`, headers: vendor.auth });
+    probes.push({ status: read.statusCode, ms: performance.now() - readStarted, code: String(read.json().code ?? '') });
     await new Promise((r) => setTimeout(r, Math.min(1000, options.downMs / (probeCount + 1))));
   }
   const remaining = options.downMs - (Date.now() - stoppedAt);
@@ -258,7 +261,12 @@ export async function stopMysql(scope: Scope, options: { jobs: number; downMs: n
   return {
     scenario: `MySQL stopped ${Math.round(options.downMs / 1000)} s while ${options.jobs} jobs run`,
     ...outcome,
-    notes: `${doneAtStop} done at the stop; POSTs while down: ${probes.map((p) => p.status).join(', ')}, slowest ${slowest.toFixed(0)} ms; ${Number(records.n)} records for ${options.jobs} jobs`,
+    notes: `${doneAtStop} done at the stop; while down, ${probes.filter((p) => p.status === 503).length} of ${probes.length} POSTs and status reads answered 503 (others: ${
+      probes
+        .filter((p) => p.status !== 503)
+        .map((p) => p.status)
+        .join(', ') || 'none'
+    }), slowest ${slowest.toFixed(0)} ms; ${Number(records.n)} records for ${options.jobs} jobs`,
     extra: { doneAtStop, probesAll503: all503, slowestProbeMs: Math.round(slowest), records: Number(records.n) },
   };
 }
