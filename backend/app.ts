@@ -14,12 +14,14 @@ import docs from './plugins/docs.js';
 import rateLimit from './plugins/rate-limit.js';
 import idempotency from './plugins/idempotency.js';
 import enqueue from './enqueue.js';
+import events from './plugins/events.js';
 import authRoutes from './routes/auth/index.js';
 import imageQueueRoutes from './routes/image-queue/index.js';
 import adminQueueRoutes from './routes/admin/queues.js';
 import personsRoutes from './routes/persons/index.js';
 import workerRoutes from './routes/worker/index.js';
 import adminVendorRoutes from './routes/admin/vendors.js';
+import webhookRoutes from './routes/webhooks/index.js';
 
 export interface BuildOptions {
   /** Replace the logger (tests collect lines; `false` silences). */
@@ -63,11 +65,13 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
   await app.register(auth, { secret: config.JWT_SECRET, expires: config.JWT_EXPIRES, vendorCacheMs: config.VENDOR_CACHE_MS });
   await app.register(rateLimit, { plans: config, prefix: config.BULL_PREFIX });
   await app.register(idempotency, { ttlMs: config.IDEMPOTENCY_TTL_MS });
+  await app.register(events, { redisUrl: config.REDIS_URL, prefix: config.BULL_PREFIX });
   await app.register(enqueue, {
     mysqlUrl: config.MYSQL_URL,
     maxRows: config.ENQUEUE_GROUP_MAX_ROWS,
     concurrency: config.ENQUEUE_GROUP_CONCURRENCY,
     idempotencyTtlMs: config.IDEMPOTENCY_TTL_MS,
+    bullPrefix: config.BULL_PREFIX,
   });
 
   await app.register(authRoutes, { prefix: '/api/auth' });
@@ -86,11 +90,17 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
       maxTotalBytes: config.UPLOAD_MAX_TOTAL_BYTES,
       maxPixels: config.MAX_INPUT_PIXELS,
     },
+    events: { heartbeatMs: config.SSE_HEARTBEAT_MS, maxStreamsPerVendor: config.SSE_MAX_STREAMS_PER_VENDOR },
   });
   await app.register(adminQueueRoutes, { prefix: '/api/admin', attempts: config.JOB_ATTEMPTS });
   await app.register(personsRoutes, { prefix: '/api/persons' });
   await app.register(workerRoutes, { prefix: '/api/worker', bullPrefix: config.BULL_PREFIX, backlogMax: config.HEALTH_BACKLOG_MAX });
   await app.register(adminVendorRoutes, { prefix: '/api/admin/vendors' });
+  await app.register(webhookRoutes, {
+    prefix: '/api/webhooks',
+    allowPrivate: config.ALLOW_PRIVATE_WEBHOOK_URLS,
+    allowedPrivateHosts: hostAllowlist('WEBHOOK_ALLOWED_PRIVATE_HOSTS', config.WEBHOOK_ALLOWED_PRIVATE_HOSTS),
+  });
   return app;
 }
 
@@ -102,9 +112,13 @@ function callerRequestId(header: string | string[] | undefined): string | undefi
 
 /** The same private-host allowlist the worker fetches with, so the API does not refuse what the worker would fetch. */
 function sourceAllowlist(raw: string): string[] {
+  return hostAllowlist('SOURCE_ALLOWED_PRIVATE_HOSTS', raw);
+}
+
+function hostAllowlist(name: string, raw: string): string[] {
   try {
     return parseHostAllowlist(raw);
   } catch (error) {
-    throw new Error(`SOURCE_ALLOWED_PRIVATE_HOSTS: ${(error as Error).message}`, { cause: error });
+    throw new Error(`${name}: ${(error as Error).message}`, { cause: error });
   }
 }

@@ -1,6 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { env, loadConfig, type LoadOptions } from '../platform/config.js';
-import { LogSection, MysqlSection, RedisSection, SourceSection, StorageSection } from '../platform/config-sections.js';
+import { LogSection, MysqlSection, RedisSection, SourceSection, StorageSection, WebhookSection } from '../platform/config-sections.js';
+import { EventsSection } from './events-config.js';
 import { VendorApiSection } from './vendor-api-config.js';
 
 export const ApiConfigSchema = Type.Object({
@@ -10,6 +11,8 @@ export const ApiConfigSchema = Type.Object({
   ...StorageSection,
   ...SourceSection,
   ...VendorApiSection,
+  ...WebhookSection,
+  ...EventsSection,
   HOST: env.string('0.0.0.0', 'address the API listens on'),
   PORT: env.int(3000, 'port the API listens on', { minimum: 0, maximum: 65535 }),
   JWT_SECRET: env.string(undefined, 'HS256 secret for vendor tokens, at least 32 characters (npm start writes a random one to .env on first run)', {

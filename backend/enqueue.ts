@@ -1,19 +1,22 @@
 import fp from 'fastify-plugin';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import type { Redis } from 'ioredis';
 import { sql, type CompiledQuery } from 'kysely';
 import type { Db } from '../db/connect.js';
 import { idempotencyKeyQueries } from '../db/repos/idempotency.js';
 import { countQueued, payloadOf, type PayloadFields } from '../db/repos/jobs.js';
+import { appendEventsQueries } from '../db/repos/events.js';
 import { claimRecordsQuery, type RecordClaim } from '../db/repos/records.js';
 import type { NewBatch, NewIdempotencyKey, NewJob } from '../db/schema.js';
 import { AppError } from '../jobs/errors.js';
+import { eventsChannel, type EventLogNudge } from '../jobs/events.js';
 import type { JobPayload, JobSource } from '../jobs/payloads.js';
 import { bullAttempts, QUEUE_NAMES, type JobKind, type QueueName } from '../jobs/queues.js';
 import { newId, randomToken } from '../platform/ids.js';
 import type { Queues } from '../platform/queues.js';
 import { keySegment } from '../platform/storage/index.js';
 import { IdempotencyConflictError } from './plugins/idempotency.js';
-import { LedgerTransactions } from './ledger-transaction.js';
+import { LedgerTransactions } from '../db/multi-statement.js';
 
 /**
  * The durable half of every enqueue route. Ledger rows (and the batch row,
@@ -74,6 +77,8 @@ export interface EnqueueOptions {
   /** grouped transactions in flight at once */
   concurrency: number;
   idempotencyTtlMs: number;
+  /** Bull prefix, which also names the vendors' event channels */
+  bullPrefix: string;
 }
 
 /** Bull's lowest priority; positions beyond it share it. */
@@ -150,7 +155,7 @@ export function assertQueueable(app: FastifyInstance): void {
 export default fp<EnqueueOptions>(
   async (app, opts) => {
     const transactions = new LedgerTransactions(opts.mysqlUrl, opts.concurrency * 2);
-    const writer = new LedgerWriter(app.db, transactions, app.queues, app.log, opts);
+    const writer = new LedgerWriter(app.db, transactions, app.queues, app.redis, app.log, opts);
     app.decorate('enqueuer', {
       commit: (plan: PlannedJobs, idempotency?: NewIdempotencyKey | null) => writer.write(plan, idempotency ?? null),
       drain: () => writer.drain(),
@@ -185,6 +190,7 @@ class LedgerWriter {
     private readonly db: Db,
     private readonly transactions: LedgerTransactions,
     private readonly queues: Queues,
+    private readonly redis: Redis,
     private readonly log: FastifyBaseLogger,
     private readonly opts: EnqueueOptions,
   ) {
@@ -271,11 +277,21 @@ class LedgerWriter {
         ),
       );
     }
+    this.nudge(committed);
     const adding = this.addToQueues(committed).then(() => {
       for (const unit of committed) unit.resolve();
     });
     this.adds.add(adding);
     void adding.finally(() => this.adds.delete(adding));
+  }
+
+  /** Tells the vendors' event streams that their log has new `queued` events (best effort: streams also re-read on their heartbeat). */
+  private nudge(units: readonly WriteUnit[]): void {
+    const at = new Date().toISOString();
+    for (const vendorId of new Set(units.map((u) => u.plan.vendorId))) {
+      const message: EventLogNudge = { type: 'log', vendorId, at };
+      this.redis.publish(eventsChannel(this.opts.bullPrefix, vendorId), JSON.stringify(message)).catch(() => undefined);
+    }
   }
 
   /** Fair ordering: a vendor's n-th waiting job of a kind gets priority n, so the queue interleaves vendors. */
@@ -320,6 +336,11 @@ class LedgerWriter {
       ...(batches.length > 0 ? [this.db.insertInto('batches').values(batches).compile()] : []),
       ...chunkBySize(rows, rowSize, budget).map((chunk) => this.db.insertInto('jobs').values(chunk).compile()),
       ...chunkBySize(claims, claimSize, budget).map((chunk) => claimRecordsQuery(this.db, chunk).compile()),
+      // Last: the vendors' event counters stay locked from here to the commit.
+      ...appendEventsQueries(
+        this.db,
+        rows.map((r) => ({ vendorId: r.vendor_id, type: 'queued' as const, jobId: r.id, batchId: r.batch_id ?? null, kind: r.kind })),
+      ),
     ];
     try {
       await this.transactions.run(statements, budget);

@@ -17,6 +17,9 @@ export interface Database {
   persons: PersonsTable;
   faces: FacesTable;
   idempotency_keys: IdempotencyKeysTable;
+  event_seqs: EventSeqsTable;
+  job_events: JobEventsTable;
+  webhook_deliveries: WebhookDeliveriesTable;
 }
 
 type CreatedAt = ColumnType<Date, Date | string | undefined, never>;
@@ -47,6 +50,8 @@ export interface BatchesTable {
   kind: JobKind;
   project_id: string;
   total: number;
+  /** jobs of the batch that ended (completed, failed or dead) */
+  jobs_finished: Generated<number>;
   created_at: CreatedAt;
   finished_at: Date | null;
 }
@@ -173,6 +178,47 @@ export interface IdempotencyKeysTable {
   created_at: CreatedAt;
 }
 
+/** Per vendor, the last event sequence number handed out (see migration 0010). */
+export interface EventSeqsTable {
+  vendor_id: string;
+  seq: number;
+}
+
+export type EventType = 'queued' | 'active' | 'completed' | 'failed' | 'dead' | 'batch.finished';
+
+/** The ledger's event log: one row per job state change or batch end, per vendor in commit order. */
+export interface JobEventsTable {
+  vendor_id: string;
+  seq: number;
+  type: EventType;
+  job_id: string | null;
+  batch_id: string | null;
+  kind: JobKind;
+  error_code: string | null;
+  error_message: string | null;
+  /** a final event whose webhook delivery has not been queued yet */
+  webhook_pending: Generated<number>;
+  created_at: CreatedAt;
+}
+
+/** One attempt to deliver one webhook event. */
+export interface WebhookDeliveriesTable {
+  id: string;
+  vendor_id: string;
+  event_seq: number;
+  event_type: EventType;
+  url: string;
+  attempt: number;
+  outcome: 'delivered' | 'failed';
+  status_code: number | null;
+  error: string | null;
+  duration_ms: number;
+  next_retry_at: Date | null;
+  created_at: CreatedAt;
+}
+
+export type JobEventRow = Selectable<JobEventsTable>;
+export type WebhookDelivery = Selectable<WebhookDeliveriesTable>;
 export type Vendor = Selectable<VendorsTable>;
 export type NewVendor = Insertable<VendorsTable>;
 export type Job = Selectable<JobsTable>;

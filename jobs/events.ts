@@ -3,6 +3,13 @@ import type { JobState } from './queues.js';
 /**
  * Job events on Redis pub/sub, one channel per vendor. Workers publish, the
  * API streams them to that vendor's dashboards (SSE) and nobody else's.
+ *
+ * The channel is a nudge, not the record: state changes are written to the
+ * ledger's event log (`job_events`) in the transaction that makes them, and
+ * the API reads them from there, in order, when a message says there is
+ * something new. Only `progress` travels on the channel alone (it is not
+ * kept), so a lost message delays a state event until the next heartbeat
+ * read but never loses it.
  */
 export interface JobEvent {
   type: JobState | 'progress';
@@ -15,6 +22,26 @@ export interface JobEvent {
   at: string;
 }
 
+/** The API committed new jobs for the vendor: their `queued` events are in the log. */
+export interface EventLogNudge {
+  type: 'log';
+  vendorId: string;
+  at: string;
+}
+
+export type ChannelMessage = JobEvent | EventLogNudge;
+
 export function eventsChannel(prefix: string, vendorId: string): string {
   return `${prefix}:events:${vendorId}`;
+}
+
+/** The pattern of every vendor's channel (for one subscriber per API process). */
+export function eventsChannelPattern(prefix: string): string {
+  return `${prefix}:events:*`;
+}
+
+/** The vendor id in a channel name made by eventsChannel, or null. */
+export function vendorOfChannel(prefix: string, channel: string): string | null {
+  const head = `${prefix}:events:`;
+  return channel.startsWith(head) ? channel.slice(head.length) : null;
 }

@@ -44,3 +44,9 @@ export const SourceSection = {
   SOURCE_MAX_REDIRECTS: env.int(3, 'redirects followed when fetching a source (each re-checked)', { minimum: 0, maximum: 10 }),
   MAX_INPUT_PIXELS: env.int(50_000_000, 'largest decoded image (width × height) accepted', { minimum: 1 }),
 };
+
+/** Webhooks (issue 10): read by the API (checks a vendor's URL when it is set) and the worker (delivers). */
+export const WebhookSection = {
+  ALLOW_PRIVATE_WEBHOOK_URLS: env.bool(false, 'allow webhook URLs that resolve to loopback/private/link-local addresses (never in production)'),
+  WEBHOOK_ALLOWED_PRIVATE_HOSTS: env.string('', 'comma-separated host:port pairs a webhook may be delivered to although private (an internal receiver)'),
+};

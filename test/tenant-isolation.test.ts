@@ -2,6 +2,7 @@ import t from 'tap';
 import { createSigner } from 'fast-jwt';
 import type { FastifyInstance } from 'fastify';
 import { isolatedEnv, TEST_JWT_SECRET } from './helpers/env.js';
+import { testLedger } from './helpers/jobs.js';
 import { testVendor, type TestVendor } from './helpers/app.js';
 import { fuzzableApp, type FuzzRoute } from './helpers/fuzz.js';
 import { DESCRIPTOR_LENGTH, tagFaces } from '../db/repos/faces.js';
@@ -110,7 +111,7 @@ t.test('tenant sweep: vendor B using vendor A ids learns nothing', async (t) => 
   t.equal(bulk.statusCode, 202, bulk.body);
   const [jobId, deadJobId] = bulk.json().jobIds as [string, string];
   const batchId = bulk.json().batchId as string;
-  const attempt = await startAttempt(app.db, deadJobId, 'sweep');
+  const attempt = await startAttempt(testLedger(t, app.db, env), deadJobId, 'sweep');
   t.ok(attempt);
   await failAttempt(app.db, { jobId: deadJobId, attempt: attempt?.attempt ?? 1, status: 'dead', code: 'SOURCE_FETCH_FAILED', message: 'down' });
   const tagged = await tagFaces(app.db, {

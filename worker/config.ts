@@ -1,6 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { env, loadConfig, type LoadOptions } from '../platform/config.js';
-import { LogSection, MysqlSection, RedisSection, SourceSection, StorageSection } from '../platform/config-sections.js';
+import { LogSection, MysqlSection, RedisSection, SourceSection, StorageSection, WebhookSection } from '../platform/config-sections.js';
+import { WebhookWorkerSection } from './webhooks/config-section.js';
 import { FaceSection } from './faces/config-section.js';
 
 export const WorkerConfigSchema = Type.Object({
@@ -28,6 +29,8 @@ export const WorkerConfigSchema = Type.Object({
   QUEUE_KEEP_FAILED: env.int(5000, 'failed jobs Bull keeps in Redis (the ledger keeps all)', { minimum: 0 }),
   READY_RETRY_MS: env.int(5_000, 'while MySQL, Redis or storage is not ready, how often the worker checks again', { minimum: 100 }),
   ...FaceSection,
+  ...WebhookSection,
+  ...WebhookWorkerSection,
 });
 
 export type WorkerConfig = Static<typeof WorkerConfigSchema>;

@@ -4,7 +4,8 @@ import type Bull from 'bull';
 import { sql } from 'kysely';
 import { Redis } from 'ioredis';
 import { connectDb, type Db } from '../db/connect.js';
-import { failStalledJob, findJob } from '../db/repos/jobs.js';
+import { failStalledJob, findJob, type Ledger } from '../db/repos/jobs.js';
+import { LedgerTransactions } from '../db/multi-statement.js';
 import type { RembgInstanceState, WorkerHeartbeat } from '../jobs/heartbeat.js';
 import type { JobPayload } from '../jobs/payloads.js';
 import { ALL_QUEUES, kindOfQueue, type JobKind, type QueueName } from '../jobs/queues.js';
@@ -20,6 +21,7 @@ import { startHeartbeat, type Heartbeat } from './heartbeat.js';
 import { buildProcessors, type ProcessorMap, type WorkerResource } from './processors/index.js';
 import { reconcile, reconcileLockKey } from './reconciler.js';
 import { jobHandler, type RunnerDeps } from './run-job.js';
+import { startWebhooks, type Webhooks } from './webhooks/index.js';
 
 /**
  * A worker process: serves the configured queues once MySQL, Redis and
@@ -77,6 +79,8 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
   const allowedPrivateHosts = allowlistOf(config);
 
   const db: Db = connectDb({ url: config.MYSQL_URL, poolSize: config.MYSQL_POOL_SIZE });
+  // Attempts start and complete through multi-statement transactions (db/multi-statement.ts): one connection per running job.
+  const ledger: Ledger = { db, multi: new LedgerTransactions(config.MYSQL_URL, config.MYSQL_POOL_SIZE) };
   const redis = new Redis(config.REDIS_URL, { connectionName: `imagequeue-worker:${id}`, maxRetriesPerRequest: null });
   redis.on('error', (error) => log.debug({ err: error }, 'redis connection error'));
   const queueSet: QueueSet = openQueues({
@@ -100,6 +104,7 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
   let resources: WorkerResource[] = [];
   let reconcileTimer: NodeJS.Timeout | undefined;
   let heartbeat: Heartbeat | undefined;
+  let webhooks: Webhooks | undefined;
   let stopping = false;
   let closing: Promise<void> | undefined;
 
@@ -191,6 +196,7 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
       storage = await waitUntilReady();
       const deps: RunnerDeps = {
         db,
+        ledger,
         redis,
         storage,
         log,
@@ -232,6 +238,23 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
           })
           .catch((error: unknown) => log.error({ err: error, queue }, 'queue stopped processing'));
       }
+      if (config.WEBHOOK_DELIVERY) {
+        webhooks = startWebhooks(db, redis, log, {
+          redisUrl: config.REDIS_URL,
+          prefix: config.BULL_PREFIX,
+          workerId: id,
+          attempts: config.WEBHOOK_ATTEMPTS,
+          backoffMs: config.WEBHOOK_BACKOFF_MS,
+          concurrency: config.WEBHOOK_CONCURRENCY,
+          outboxIntervalMs: config.WEBHOOK_OUTBOX_INTERVAL_MS,
+          retentionHours: config.EVENTS_RETENTION_HOURS,
+          policy: {
+            allowPrivate: config.ALLOW_PRIVATE_WEBHOOK_URLS,
+            allowedPrivateHosts: webhookAllowlistOf(config),
+            timeoutMs: config.WEBHOOK_TIMEOUT_MS,
+          },
+        });
+      }
       heartbeat = startHeartbeat(redis, config.BULL_PREFIX, id, { queues: queueStates, rembg: rembgStates }, log, options.heartbeatIntervalMs);
       await heartbeat.beat();
       log.info({ workerId: id, queues: queuesServed.map((q) => `${q}×${concurrencyOf(config, q)}`) }, 'worker started');
@@ -257,9 +280,11 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
       await Promise.race([drained, sleep(15_000, undefined, { ref: false })]);
     }
     await heartbeat?.stop();
+    await webhooks?.close();
     await queueSet.close();
     await Promise.all(resources.map((r) => r.close().catch((e: unknown) => log.warn({ err: e }, `closing ${r.name} failed`))));
     await redis.quit().catch(() => redis.disconnect());
+    await ledger.multi.close();
     await db.destroy();
     log.info('worker closed');
   }
@@ -270,6 +295,14 @@ function allowlistOf(config: WorkerConfig): string[] {
     return parseHostAllowlist(config.SOURCE_ALLOWED_PRIVATE_HOSTS);
   } catch (error) {
     throw new Error(`SOURCE_ALLOWED_PRIVATE_HOSTS: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+function webhookAllowlistOf(config: WorkerConfig): string[] {
+  try {
+    return parseHostAllowlist(config.WEBHOOK_ALLOWED_PRIVATE_HOSTS);
+  } catch (error) {
+    throw new Error(`WEBHOOK_ALLOWED_PRIVATE_HOSTS: ${(error as Error).message}`, { cause: error });
   }
 }
 

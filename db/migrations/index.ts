@@ -3,6 +3,7 @@ import * as initial from './20261123_0001_initial.js';
 import * as facesPersons from './20261125_0008_faces_persons.js';
 import * as deadLetters from './20261126_0006_dead_letters.js';
 import * as vendorApi from './20261127_0005_vendor_api.js';
+import * as eventsWebhooks from './20261128_0010_events_webhooks.js';
 
 /**
  * Every migration, in order. Imported statically so the list is the same under
@@ -13,4 +14,5 @@ export const migrations: Record<string, Migration> = {
   '20261125_0008_faces_persons': facesPersons,
   '20261126_0006_dead_letters': deadLetters,
   '20261127_0005_vendor_api': vendorApi,
+  '20261128_0010_events_webhooks': eventsWebhooks,
 };

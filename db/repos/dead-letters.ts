@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../connect.js';
 import type { Job } from '../schema.js';
+import { appendEvents, countBatchJobReopened } from './events.js';
 
 /**
  * The dead-letter queue: jobs that ran out of attempts and wait for an
@@ -137,6 +138,8 @@ export async function reviveDeadLetter(db: Db, jobId: string, extraAttempts: num
       .where('record_id', '=', job.record_id)
       .where('last_job_id', '=', jobId)
       .execute();
+    if (job.batch_id) await countBatchJobReopened(trx, job.batch_id);
+    await appendEvents(trx, [{ vendorId: job.vendor_id, type: 'queued', jobId, batchId: job.batch_id, kind: job.kind }]);
     return job;
   });
 }

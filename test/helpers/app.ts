@@ -27,3 +27,10 @@ export async function testVendor(app: FastifyInstance, options: { name?: string;
   const token = (res.json() as { token: string }).token;
   return { ...created, token, auth: { authorization: `Bearer ${token}` } };
 }
+
+/** The API listening on a random local port (event streams and browsers need a real socket); its base URL. */
+export async function listeningApp(t: Test, env: TestEnv): Promise<{ app: FastifyInstance; url: string }> {
+  const app = await testApp(t, env);
+  const address = await app.listen({ host: '127.0.0.1', port: 0 });
+  return { app, url: address };
+}

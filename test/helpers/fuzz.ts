@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import type { FastifyInstance, RouteOptions } from 'fastify';
+import type { FastifyInstance, LightMyRequestResponse, RouteOptions } from 'fastify';
 import { buildApp } from '../../backend/app.js';
 import { loadApiConfig } from '../../backend/config.js';
 import type { TestEnv } from './env.js';
@@ -306,10 +306,19 @@ export async function sendAndJudge(app: FastifyInstance, request: FuzzRequest, d
   const started = performance.now();
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<'hang'>((resolve) => (timer = setTimeout(() => resolve('hang'), deadlineMs)));
-  const res = await Promise.race([
-    app.inject({ method: request.method as 'GET', url: request.url, headers: request.headers, payload: request.payload }),
+  // Streamed: an event stream (GET /api/image-queue/events) answers with its
+  // headers and then never ends, which is its job; anything else is read whole.
+  const streamed = Promise.race([
+    app.inject({ method: request.method as 'GET', url: request.url, headers: request.headers, payload: request.payload, payloadAsStream: true }),
     deadline,
   ]);
+  const head = await streamed;
+  if (head !== 'hang' && String(head.headers['content-type']).startsWith('text/event-stream') && head.statusCode === 200) {
+    clearTimeout(timer);
+    head.stream().destroy();
+    return { statusCode: 200, ms: performance.now() - started, problem: null };
+  }
+  const res = head === 'hang' ? head : await Promise.race([readWhole(head), deadline]);
   clearTimeout(timer);
   const ms = performance.now() - started;
   if (res === 'hang') return { statusCode: 0, ms, problem: `no answer within ${deadlineMs} ms` };
@@ -318,7 +327,7 @@ export async function sendAndJudge(app: FastifyInstance, request: FuzzRequest, d
   if (res.statusCode >= 400) {
     let body: { statusCode?: unknown; code?: unknown; message?: unknown } | undefined;
     try {
-      body = res.json();
+      body = res.json() as typeof body;
     } catch {
       return { statusCode: res.statusCode, ms, problem: `${res.statusCode} without a JSON body: ${res.body.slice(0, 200)}` };
     }
@@ -327,6 +336,13 @@ export async function sendAndJudge(app: FastifyInstance, request: FuzzRequest, d
     }
   }
   return { statusCode: res.statusCode, ms, problem: null };
+}
+
+async function readWhole(res: LightMyRequestResponse): Promise<{ statusCode: number; body: string; json(): unknown }> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of res.stream()) chunks.push(Buffer.from(chunk as Buffer));
+  const body = Buffer.concat(chunks).toString('utf8');
+  return { statusCode: res.statusCode, body, json: () => JSON.parse(body) };
 }
 
 /**

@@ -4,6 +4,7 @@ import multipart from '@fastify/multipart';
 import { AppError } from '../../../jobs/errors.js';
 import enqueueRoutes from './enqueue-routes.js';
 import statusRoutes from './status-routes.js';
+import eventsRoutes, { type EventsRouteOptions } from './events-routes.js';
 import type { UploadLimits } from './uploads.js';
 
 /**
@@ -21,6 +22,7 @@ export interface ImageQueueOptions {
   statsCacheMs: number;
   bulkBodyLimit: number;
   uploads: UploadLimits;
+  events: EventsRouteOptions;
 }
 
 const BODY_TYPES = new Set(['application/json', 'multipart/form-data']);
@@ -39,6 +41,7 @@ const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) =
   const { prefix: _prefix, ...childOpts } = opts as ImageQueueOptions & { prefix?: string };
   await app.register(enqueueRoutes, childOpts);
   await app.register(statusRoutes, childOpts);
+  await app.register(eventsRoutes, childOpts.events);
 };
 
 export default routes;

@@ -1,0 +1,65 @@
+import { Agent, request, type Dispatcher } from 'undici';
+import { AppError } from '../../jobs/errors.js';
+import { checkUrl, guardedLookup, isAllowlisted, type UrlPolicy } from '../../platform/address-guard.js';
+
+/**
+ * One webhook POST through the same SSRF guard as source fetching: the URL
+ * is checked before connecting and every address its name resolves to is
+ * checked at connect time (DNS rebinding cannot slip through). Redirects are
+ * not followed: a receiver that redirects has not received the event.
+ */
+export interface DeliveryPolicy {
+  allowPrivate: boolean;
+  allowedPrivateHosts: readonly string[];
+  timeoutMs: number;
+}
+
+export interface DeliveryResult {
+  statusCode: number;
+}
+
+const agents = new Map<boolean, Dispatcher>();
+
+function agentFor(allowPrivate: boolean, policy: UrlPolicy): Dispatcher {
+  let agent = agents.get(allowPrivate);
+  if (!agent) {
+    agent = new Agent({ connect: { lookup: guardedLookup({ ...policy, allowPrivate }), timeout: 10_000 }, keepAliveTimeout: 4_000, connections: 32 });
+    agents.set(allowPrivate, agent);
+  }
+  return agent;
+}
+
+export function webhookUrlPolicy(policy: Pick<DeliveryPolicy, 'allowPrivate' | 'allowedPrivateHosts'>): UrlPolicy {
+  return { allowPrivate: policy.allowPrivate, purpose: 'webhook', allowedPrivateHosts: policy.allowedPrivateHosts };
+}
+
+/** POSTs the body; resolves with a 2xx status, throws an AppError (with the status, when there was one) otherwise. */
+export async function postWebhook(rawUrl: string, body: string, headers: Record<string, string>, policy: DeliveryPolicy): Promise<DeliveryResult> {
+  const urlPolicy = webhookUrlPolicy(policy);
+  const url = checkUrl(rawUrl, urlPolicy);
+  const signal = AbortSignal.timeout(policy.timeoutMs);
+  let response: Dispatcher.ResponseData;
+  try {
+    response = await request(url, {
+      method: 'POST',
+      dispatcher: agentFor(policy.allowPrivate || isAllowlisted(url, urlPolicy), urlPolicy),
+      signal,
+      headers: { 'content-type': 'application/json', 'user-agent': 'imagequeue-webhooks/1', ...headers },
+      body,
+      headersTimeout: policy.timeoutMs,
+      bodyTimeout: policy.timeoutMs,
+    });
+  } catch (error) {
+    const cause = (error as { cause?: unknown }).cause;
+    if (error instanceof AppError) throw error;
+    if (cause instanceof AppError) throw cause;
+    if (signal.aborted) throw new AppError('SOURCE_TIMEOUT', `webhook receiver did not answer within ${policy.timeoutMs} ms`);
+    throw new AppError('SOURCE_FETCH_FAILED', `webhook POST failed: ${(error as Error).message}`);
+  }
+  // Read (a little of) the answer so the connection can be reused; its content does not matter.
+  await response.body.text().catch(() => undefined);
+  if (response.statusCode < 200 || response.statusCode >= 300) {
+    throw Object.assign(new AppError('SOURCE_FETCH_FAILED', `webhook receiver answered ${response.statusCode}`), { receiverStatus: response.statusCode });
+  }
+  return { statusCode: response.statusCode };
+}

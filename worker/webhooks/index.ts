@@ -1,0 +1,249 @@
+import Bull from 'bull';
+import type { Redis } from 'ioredis';
+import type { Db } from '../../db/connect.js';
+import { clearWebhookPending, findEvent, pendingWebhookEvents, pruneEvents } from '../../db/repos/events.js';
+import { findJob, readJobResults } from '../../db/repos/jobs.js';
+import { batchOutcome, pruneDeliveries, recordDelivery, vendorWebhook } from '../../db/repos/webhooks.js';
+import type { JobEventRow } from '../../db/schema.js';
+import {
+  DELIVERY_HEADER,
+  EVENT_HEADER,
+  retryDelayMs,
+  SIGNATURE_HEADER,
+  signatureHeader,
+  WEBHOOK_QUEUE,
+  type WebhookEvent,
+  type WebhookPayload,
+} from '../../jobs/webhooks.js';
+import { newId } from '../../platform/ids.js';
+import type { Logger } from '../../platform/logger.js';
+import { bullConnections } from '../../platform/redis.js';
+import { postWebhook, type DeliveryPolicy } from './deliver.js';
+
+/**
+ * Webhook delivery, in the worker, on its own Bull queue (`webhooks`).
+ *
+ * The outbox: final events are written to the ledger's event log with
+ * `webhook_pending` set, in the transaction that ends the job. A loop here
+ * (one worker at a time, under a Redis lock) turns them into Bull jobs keyed
+ * by the event, then clears the flag, so a crash anywhere in between only
+ * queues the same delivery again, which Bull ignores while it exists.
+ * Each try is logged in webhook_deliveries; Bull retries with exponential
+ * backoff for about a day (WEBHOOK_ATTEMPTS, WEBHOOK_BACKOFF_MS).
+ */
+export interface WebhookSettings {
+  redisUrl: string;
+  prefix: string;
+  workerId: string;
+  attempts: number;
+  backoffMs: number;
+  concurrency: number;
+  outboxIntervalMs: number;
+  retentionHours: number;
+  policy: DeliveryPolicy;
+}
+
+export interface Webhooks {
+  queue: Bull.Queue<WebhookPayload>;
+  /** runs the outbox now (tests, and after a worker commits a final event) */
+  pump(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const OUTBOX_BATCH = 200;
+const PRUNE_EVERY_MS = 10 * 60_000;
+
+export function startWebhooks(db: Db, redis: Redis, log: Logger, settings: WebhookSettings): Webhooks {
+  const connections = bullConnections(settings.redisUrl, `imagequeue-webhooks:${settings.workerId}`);
+  const queue = new Bull<WebhookPayload>(WEBHOOK_QUEUE, {
+    prefix: settings.prefix,
+    createClient: (type) => connections.createClient(type),
+    defaultJobOptions: {
+      attempts: settings.attempts,
+      backoff: { type: 'exponential', delay: settings.backoffMs },
+      removeOnComplete: 1000,
+      removeOnFail: 5000,
+    },
+  });
+  queue.on('error', (error) => log.warn({ err: error, queue: WEBHOOK_QUEUE }, 'queue error'));
+  const lockKey = `${settings.prefix}:${WEBHOOK_QUEUE}:outbox-lock`;
+  let pumping: Promise<void> | null = null;
+  let stopped = false;
+  let prunedAt = 0;
+
+  async function pumpOnce(): Promise<void> {
+    const token = newId();
+    const locked = await redis.set(lockKey, token, 'PX', 30_000, 'NX');
+    if (locked !== 'OK') return;
+    try {
+      for (;;) {
+        const events = await pendingWebhookEvents(db, OUTBOX_BATCH);
+        if (events.length === 0) break;
+        await queue.addBulk(events.map((e) => ({ data: { vendorId: e.vendor_id, seq: Number(e.seq) }, opts: { jobId: `${e.vendor_id}-${e.seq}` } })));
+        await clearWebhookPending(db, events);
+        if (events.length < OUTBOX_BATCH) break;
+      }
+      if (Date.now() - prunedAt > PRUNE_EVERY_MS) {
+        prunedAt = Date.now();
+        const before = new Date(Date.now() - settings.retentionHours * 3_600_000);
+        const events = await pruneEvents(db, before, 10_000);
+        const deliveries = await pruneDeliveries(db, before, 10_000);
+        if (events + deliveries > 0) log.info({ events, deliveries }, 'pruned old events and webhook deliveries');
+      }
+    } finally {
+      // Release only our own lock.
+      await redis
+        .eval("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0", 1, lockKey, token)
+        .catch(() => undefined);
+    }
+  }
+
+  function pump(): Promise<void> {
+    pumping ??= pumpOnce()
+      .catch((error: unknown) => log.warn({ err: error }, 'webhook outbox run failed; will try again'))
+      .finally(() => {
+        pumping = null;
+      });
+    return pumping;
+  }
+
+  const timer = setInterval(() => {
+    if (!stopped) void pump();
+  }, settings.outboxIntervalMs);
+  timer.unref();
+
+  void queue
+    .process(settings.concurrency, async (job: Bull.Job<WebhookPayload>) => deliver(db, log, settings, job))
+    .catch((error: unknown) => log.error({ err: error, queue: WEBHOOK_QUEUE }, 'queue stopped processing'));
+
+  return {
+    queue,
+    pump,
+    async close() {
+      stopped = true;
+      clearInterval(timer);
+      await pumping;
+      await queue.close().catch(() => undefined);
+      await connections.close();
+    },
+  };
+}
+
+async function deliver(db: Db, log: Logger, settings: WebhookSettings, job: Bull.Job<WebhookPayload>): Promise<string> {
+  const { vendorId, seq } = job.data;
+  const attempt = job.attemptsMade + 1;
+  const [event, hook] = await Promise.all([findEvent(db, vendorId, seq), vendorWebhook(db, vendorId)]);
+  if (!event) return 'event pruned';
+  if (!hook?.webhook_url || !hook.webhook_secret) return 'no webhook configured';
+  const body = JSON.stringify(await webhookEvent(db, event));
+  const deliveryId = newId();
+  const timestamp = Math.floor(Date.now() / 1000);
+  const headers = {
+    [SIGNATURE_HEADER]: signatureHeader(hook.webhook_secret, body, timestamp),
+    [EVENT_HEADER]: event.type,
+    [DELIVERY_HEADER]: deliveryId,
+  };
+  const started = performance.now();
+  const dlog = log.child({ vendorId, eventSeq: seq, queue: WEBHOOK_QUEUE, attempt });
+  try {
+    const { statusCode } = await postWebhook(hook.webhook_url, body, headers, settings.policy);
+    await logDelivery(db, {
+      deliveryId,
+      vendorId,
+      event,
+      url: hook.webhook_url,
+      attempt,
+      outcome: 'delivered',
+      statusCode,
+      error: null,
+      started,
+      nextRetryAt: null,
+    });
+    dlog.info({ statusCode }, 'webhook delivered');
+    return 'delivered';
+  } catch (error) {
+    const retries = attempt < settings.attempts;
+    const nextRetryAt = retries ? new Date(Date.now() + retryDelayMs(settings.backoffMs, attempt)) : null;
+    const statusCode = (error as { receiverStatus?: number }).receiverStatus ?? null;
+    await logDelivery(db, {
+      deliveryId,
+      vendorId,
+      event,
+      url: hook.webhook_url,
+      attempt,
+      outcome: 'failed',
+      statusCode,
+      error: (error as Error).message,
+      started,
+      nextRetryAt,
+    }).catch((e: unknown) => dlog.warn({ err: e }, 'could not log a webhook delivery'));
+    dlog.warn({ statusCode, err: error, retries }, retries ? 'webhook delivery failed; will retry' : 'webhook delivery failed for the last time');
+    throw error;
+  }
+}
+
+async function logDelivery(
+  db: Db,
+  d: {
+    deliveryId: string;
+    vendorId: string;
+    event: JobEventRow;
+    url: string;
+    attempt: number;
+    outcome: 'delivered' | 'failed';
+    statusCode: number | null;
+    error: string | null;
+    started: number;
+    nextRetryAt: Date | null;
+  },
+): Promise<void> {
+  await recordDelivery(db, {
+    id: d.deliveryId,
+    vendor_id: d.vendorId,
+    event_seq: Number(d.event.seq),
+    event_type: d.event.type,
+    url: d.url.slice(0, 2048),
+    attempt: d.attempt,
+    outcome: d.outcome,
+    status_code: d.statusCode,
+    error: d.error?.slice(0, 1024) ?? null,
+    duration_ms: Math.round(performance.now() - d.started),
+    next_retry_at: d.nextRetryAt,
+  });
+}
+
+/** The body of a webhook: the event with the job (and its result) or the batch's outcome, as they are now. */
+export async function webhookEvent(db: Db, event: JobEventRow): Promise<WebhookEvent> {
+  const base = { id: Number(event.seq), type: event.type as WebhookEvent['type'], vendorId: event.vendor_id, at: event.created_at.toISOString() };
+  if (event.type === 'batch.finished' && event.batch_id) {
+    const [batch, outcome] = await Promise.all([
+      db.selectFrom('batches').selectAll().where('id', '=', event.batch_id).executeTakeFirst(),
+      batchOutcome(db, event.batch_id),
+    ]);
+    return {
+      ...base,
+      job: null,
+      batch: batch ? { batchId: batch.id, kind: batch.kind, total: batch.total, ...outcome, finishedAt: batch.finished_at?.toISOString() ?? null } : null,
+    };
+  }
+  const job = event.job_id ? await findJob(db, event.job_id) : undefined;
+  const results = job && event.type === 'completed' ? await readJobResults(db, [job.id]) : new Map<string, Record<string, unknown>>();
+  return {
+    ...base,
+    batch: null,
+    job: job
+      ? {
+          jobId: job.id,
+          batchId: job.batch_id,
+          kind: job.kind,
+          state: event.type as 'completed' | 'failed' | 'dead',
+          projectId: job.project_id,
+          recordId: job.record_id,
+          attempts: job.attempts,
+          error: event.error_code ? { code: event.error_code, message: event.error_message ?? '' } : null,
+          result: results.get(job.id) ?? null,
+          finishedAt: job.finished_at?.toISOString() ?? null,
+        }
+      : null,
+  };
+}
