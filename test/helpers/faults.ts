@@ -7,7 +7,8 @@ import { isolatedEnv, type TestEnv } from './env.js';
 import { testApp, testVendor, type TestVendor } from './app.js';
 import { testWorker } from './worker.js';
 import { spawnWorker } from './worker-process.js';
-import { privateMariadb, privateRedis } from './private-services.js';
+import { freePort, privateMariadb, privateRedis } from './private-services.js';
+import { createServer } from 'node:http';
 import { serveBytes, testServer, type TestServer } from './http.js';
 import { fakeCloudinary } from './cloudinary.js';
 import { makeJpeg } from './fixtures.js';
@@ -320,5 +321,73 @@ export async function failingStorage(scope: Scope, options: { jobs: number; reco
     ...outcome,
     notes: `${uploadsTried} upload requests; ${letters} dead letters; ${partialResults + partialRecords} partial results or records${sample?.error_message ? `; error: "${sample.error_message.slice(0, 120)}"` : ''}`,
     extra: { uploadsTried, deadLetters: letters, partialResults, partialRecords, errorMessage: sample?.error_message ?? '' },
+  };
+}
+
+/**
+ * The vendor's webhook receiver is down (nothing listens on its port) while
+ * jobs complete, for `downMs`, then comes up: every completed job's event is
+ * delivered once it answers, each retried try logged. Lost = jobs whose
+ * event never arrived (plus any job not final).
+ */
+export async function webhookReceiverDown(scope: Scope, options: { jobs: number; downMs: number }): Promise<FaultOutcome> {
+  const port = await freePort();
+  const host = `127.0.0.1:${port}`;
+  const env = await isolatedEnv(asTest(scope), {
+    WORKER_QUEUES: 'image-processing',
+    WEBHOOK_ALLOWED_PRIVATE_HOSTS: host,
+    WEBHOOK_BACKOFF_MS: '200',
+    WEBHOOK_OUTBOX_INTERVAL_MS: '100',
+    WEBHOOK_TIMEOUT_MS: '2000',
+    LOG_LEVEL: 'silent',
+  });
+  const app = await testApp(asTest(scope), env);
+  const vendor = await testVendor(app);
+  const set = await app.inject({ method: 'PUT', url: '/api/webhooks', headers: vendor.auth, payload: { webhookUrl: `http://${host}/hook` } });
+  if (set.statusCode !== 200) throw new Error(`webhook setup failed: ${set.statusCode} ${set.body}`);
+  const images = await slowImages(scope, 0);
+  const jobIds = await bulkResize(app, vendor, images.url, options.jobs);
+  await testWorker(asTest(scope), env);
+  const downSince = Date.now();
+  const failedTries = async () =>
+    Number(
+      (
+        await app.db
+          .selectFrom('webhook_deliveries')
+          .select((eb) => eb.fn.countAll<number>().as('n'))
+          .where('vendor_id', '=', vendor.vendorId)
+          .where('outcome', '=', 'failed')
+          .executeTakeFirstOrThrow()
+      ).n,
+    );
+  await waitFor(async () => (await failedTries()) > 0, 60_000, 100);
+  const remaining = options.downMs - (Date.now() - downSince);
+  if (remaining > 0) await new Promise((r) => setTimeout(r, remaining));
+  const triesWhileDown = await failedTries();
+
+  const delivered = new Map<string, number>();
+  const receiver = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const event = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { type?: string; job?: { jobId?: string } };
+      const jobId = event.job?.jobId;
+      if (jobId) delivered.set(jobId, (delivered.get(jobId) ?? 0) + 1);
+      res.writeHead(200).end('ok');
+    });
+  });
+  await new Promise<void>((resolve) => receiver.listen(port, '127.0.0.1', resolve));
+  scope.teardown(() => new Promise<void>((resolve) => (receiver.closeAllConnections(), receiver.close(() => resolve()))));
+  const upAt = Date.now();
+  const outcome = await ledgerOutcome(app.db, jobIds, 120_000);
+  await waitFor(async () => jobIds.every((id) => delivered.has(id)), 120_000, 100).catch(() => undefined);
+  const undelivered = jobIds.filter((id) => !delivered.has(id)).length;
+  const repeats = [...delivered.values()].filter((n) => n > 1).length;
+  return {
+    scenario: `Webhook receiver down ${Math.round(options.downMs / 1000)} s while ${options.jobs} jobs complete`,
+    ...outcome,
+    lost: outcome.lost + undelivered,
+    notes: `${triesWhileDown} failed tries logged while down; ${jobIds.length - undelivered} of ${jobIds.length} events delivered within ${((Date.now() - upAt) / 1000).toFixed(0)} s of the receiver coming up${repeats > 0 ? `, ${repeats} more than once (at-least-once)` : ''}`,
+    extra: { triesWhileDown, undelivered, repeats },
   };
 }
