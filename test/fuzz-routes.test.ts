@@ -138,3 +138,22 @@ t.test('the shapes the issue names, on the enqueue routes', async (t) => {
   ]);
   t.equal((await post('process-queue', badJson.payload, badJson.headers)).statusCode, 400, 'operations that are not JSON');
 });
+
+t.test("a caller's X-Request-Id is logged only when it looks like an id", async (t) => {
+  const env = await isolatedEnv(t, { LOG_LEVEL: 'silent' });
+  const lines: { reqId?: string }[] = [];
+  const stream = { write: (line: string) => void lines.push(JSON.parse(line) as { reqId?: string }) };
+  const { app } = await fuzzableApp(env, { level: 'info', stream });
+  t.teardown(() => app.close());
+  const long = 'k'.repeat(8000);
+  await app.inject({ method: 'GET', url: '/api/nope', headers: { 'x-request-id': 'trace-42.a:b' } });
+  await app.inject({ method: 'GET', url: '/api/nope', headers: { 'x-request-id': long } });
+  await app.inject({ method: 'GET', url: '/api/nope', headers: { 'x-request-id': 'evil\u2028"}{' } });
+  const ids = new Set(lines.map((l) => l.reqId).filter(Boolean));
+  t.ok(ids.has('trace-42.a:b'), 'an id-like value is kept for tracing');
+  t.notOk(
+    [...ids].some((id) => id === long || String(id).includes('evil')),
+    'anything else is replaced',
+  );
+  t.equal(ids.size, 3, `three requests, three ids: ${[...ids].join(', ').slice(0, 200)}`);
+});
