@@ -18,7 +18,8 @@ import { deleteVendor } from '../db/repos/vendors.js';
  * - every route with an id in its path, called by vendor B with vendor A's
  *   id, answers exactly what it answers for an id that does not exist.
  */
-const PUBLIC = [/^\/docs/, /^\/files\//, /^\/api\/auth\/token$/, /^\/api\/worker\/health$/];
+// /metrics and /healthz are for operators: open, or behind METRICS_TOKEN (test/metrics.test.ts), never a vendor token.
+const PUBLIC = [/^\/docs/, /^\/files\//, /^\/api\/auth\/token$/, /^\/api\/worker\/health$/, /^\/metrics$/, /^\/healthz$/];
 const MISSING_ID = '01ARZ3NDEKTSV4RRFFQ69G5FAV';
 
 function fill(url: string, ids: Record<string, string>): string {
