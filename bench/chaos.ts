@@ -1,7 +1,17 @@
 import { parseArgs } from 'node:util';
 import { isolatedEnv } from '../test/helpers/env.js';
 import { testVendor } from '../test/helpers/app.js';
-import { asTest, failingStorage, killWorkerMidBulk, loseRedis, stopMysql, webhookReceiverDown, type FaultOutcome, type Scope } from '../test/helpers/faults.js';
+import {
+  asTest,
+  failingStorage,
+  killWorkerMidBulk,
+  loseRedis,
+  rembgInstancesFail,
+  stopMysql,
+  webhookReceiverDown,
+  type FaultOutcome,
+  type Scope,
+} from '../test/helpers/faults.js';
 import { fuzzableApp, fuzzRoutes } from '../test/helpers/fuzz.js';
 import { table, writeSection } from './results.js';
 
@@ -11,7 +21,7 @@ import { table, writeSection } from './results.js';
  * per route. Every scenario runs the real API and worker processes against
  * this machine's MySQL and Redis (private servers for the ones it stops).
  *
- *   npm run bench -- chaos [--jobs 1000] [--fuzz-runs 500] [--only kill,redis-flush,redis-restart,mysql,storage-recovers,storage-down,webhook,fuzz]
+ *   npm run bench -- chaos [--jobs 1000] [--fuzz-runs 500] [--only kill,redis-flush,redis-restart,mysql,storage-recovers,storage-down,webhook,rembg,fuzz]
  */
 const { values: args } = parseArgs({
   options: {
@@ -44,6 +54,7 @@ const SCENARIOS: Record<string, (s: Scope) => Promise<FaultOutcome>> = {
   'storage-recovers': (s) => failingStorage(s, { jobs: 20, recoverAfter: 15 }),
   'storage-down': (s) => failingStorage(s, { jobs: 10, recoverAfter: -1 }),
   webhook: (s) => webhookReceiverDown(s, { jobs: 200, downMs: 20_000 }),
+  rembg: (s) => rembgInstancesFail(s, { jobs: 200 }),
 };
 
 async function main(): Promise<void> {

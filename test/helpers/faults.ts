@@ -9,6 +9,10 @@ import { testWorker } from './worker.js';
 import { spawnWorker } from './worker-process.js';
 import { freePort, privateMariadb, privateRedis } from './private-services.js';
 import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import sharp from 'sharp';
+import { spawnRembg } from './rembg.js';
+import { readFixture } from './fixtures.js';
 import { serveBytes, testServer, type TestServer } from './http.js';
 import { fakeCloudinary } from './cloudinary.js';
 import { makeJpeg } from './fixtures.js';
@@ -389,5 +393,87 @@ export async function webhookReceiverDown(scope: Scope, options: { jobs: number;
     lost: outcome.lost + undelivered,
     notes: `${triesWhileDown} failed tries logged while down; ${jobIds.length - undelivered} of ${jobIds.length} events delivered within ${((Date.now() - upAt) / 1000).toFixed(0)} s of the receiver coming up${repeats > 0 ? `, ${repeats} more than once (at-least-once)` : ''}`,
     extra: { triesWhileDown, undelivered, repeats },
+  };
+}
+
+/** A real HTTP server that holds each request `delayMs`, then forwards it to `target`: an instance on a slow host. */
+async function slowProxy(scope: Scope, target: string, delayMs: number): Promise<string> {
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      setTimeout(() => {
+        fetch(`${target}${req.url}`, {
+          method: req.method ?? 'GET',
+          headers: { 'content-type': req.headers['content-type'] ?? 'application/octet-stream' },
+          ...(req.method === 'POST' ? { body: Buffer.concat(chunks) } : {}),
+        })
+          .then(async (upstream) => {
+            res.writeHead(upstream.status, { 'content-type': upstream.headers.get('content-type') ?? 'application/octet-stream' });
+            res.end(Buffer.from(await upstream.arrayBuffer()));
+          })
+          .catch(() => res.writeHead(502).end());
+      }, delayMs);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  scope.teardown(() => new Promise<void>((resolve) => (server.closeAllConnections(), server.close(() => resolve()))));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+/**
+ * Three rembg instances (real processes), one behind a slow link (every
+ * call delayed `slowMs`), and another SIGKILLed once a fifth of the
+ * background-removal jobs are done: the pool routes around both, no job fails.
+ */
+export async function rembgInstancesFail(scope: Scope, options: { jobs: number; slowMs?: number }): Promise<FaultOutcome> {
+  const instances = [];
+  // one after another: three model loads at once on two cores only make each slower
+  for (let i = 0; i < 3; i++) instances.push(await spawnRembg(asTest(scope), { REMBG_CONCURRENCY: '2', REMBG_QUEUE: '8' }));
+  const [healthy, doomed, slowed] = instances as [(typeof instances)[0], (typeof instances)[0], (typeof instances)[0]];
+  const slowMs = options.slowMs ?? 1500;
+  const slowUrl = await slowProxy(scope, slowed.url, slowMs);
+  const env = await isolatedEnv(asTest(scope), {
+    LOG_LEVEL: 'silent',
+    WORKER_QUEUES: 'background-removal',
+    CONCURRENCY_BACKGROUND_REMOVAL: '6',
+    REMBG_URLS: [healthy.url, doomed.url, slowUrl].join(','),
+    REMBG_HEALTH_INTERVAL_MS: '300',
+    REMBG_OPEN_MS: '1000',
+    REMBG_WAIT_MS: '2000',
+    JOB_BACKOFF_MS: '1000',
+    JOB_TIMEOUT_MS: '120000',
+  });
+  const app = await testApp(asTest(scope), env);
+  const vendor = await testVendor(app);
+  const images = await testServer(asTest(scope));
+  images.route(
+    '/car.jpg',
+    serveBytes(
+      await sharp(await readFixture('rembg/car-1.jpg'))
+        .resize(160)
+        .jpeg()
+        .toBuffer(),
+      'image/jpeg',
+    ),
+  );
+  const jobIds: string[] = [];
+  for (let start = 0; start < options.jobs; start += 1000) {
+    const items = Array.from({ length: Math.min(1000, options.jobs - start) }, (_, i) => ({ recordId: `cut-${start + i}`, photoUrl: `${images.url}/car.jpg` }));
+    const res = await app.inject({ method: 'POST', url: '/api/image-queue/bulk-remove-bg', headers: vendor.auth, payload: { projectId: 'chaos', items } });
+    if (res.statusCode !== 202) throw new Error(`bulk remove-bg failed: ${res.statusCode} ${res.body}`);
+    jobIds.push(...(res.json() as { jobIds: string[] }).jobIds);
+  }
+  await testWorker(asTest(scope), env);
+  await waitFor(async () => (await completedCount(app.db, jobIds)) >= Math.max(1, Math.floor(options.jobs / 5)), 240_000, 100);
+  const doneAtKill = await completedCount(app.db, jobIds);
+  await doomed.kill();
+  const outcome = await ledgerOutcome(app.db, jobIds, 300_000);
+  const retried = await app.db.selectFrom('jobs').select('id').where('id', 'in', jobIds).where('attempts', '>', 1).execute();
+  return {
+    scenario: `rembg ×3: one SIGKILLed mid-run, one ${slowMs} ms slower per call (${options.jobs} background removals)`,
+    ...outcome,
+    notes: `killed with ${doneAtKill} done; ${retried.length} jobs needed a second attempt (the rest were retried on another instance within their attempt)`,
+    extra: { doneAtKill, secondAttempts: retried.length },
   };
 }
