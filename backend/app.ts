@@ -43,8 +43,10 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
     logger: options.logger ?? { ...loggerOptions(config.LOG_LEVEL, 'api'), stream: logDestination(options.logStream) },
     trustProxy: config.TRUST_PROXY,
     bodyLimit: 1024 * 1024,
-    requestIdHeader: 'x-request-id',
-    genReqId: () => crypto.randomUUID(),
+    // A caller's X-Request-Id is kept for tracing only when it looks like an
+    // id: it is written into every log line of the request.
+    requestIdHeader: false,
+    genReqId: (request) => callerRequestId(request.headers['x-request-id']) ?? crypto.randomUUID(),
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false, discriminator: true } },
   }).withTypeProvider<TypeBoxTypeProvider>();
   if (options.onRoute) app.addHook('onRoute', options.onRoute);
@@ -104,6 +106,12 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
     allowedPrivateHosts: hostAllowlist('WEBHOOK_ALLOWED_PRIVATE_HOSTS', config.WEBHOOK_ALLOWED_PRIVATE_HOSTS),
   });
   return app;
+}
+
+const REQUEST_ID = /^[\w.:-]{1,128}$/;
+
+function callerRequestId(header: string | string[] | undefined): string | undefined {
+  return typeof header === 'string' && REQUEST_ID.test(header) ? header : undefined;
 }
 
 /** The same private-host allowlist the worker fetches with, so the API does not refuse what the worker would fetch. */
