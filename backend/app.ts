@@ -1,9 +1,10 @@
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type RouteOptions } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { loggerOptions } from '../platform/logger.js';
 import { parseHostAllowlist } from '../platform/address-guard.js';
 import type { ApiConfig } from './config.js';
 import errors from './plugins/errors.js';
+import jsonBody from './plugins/json-body.js';
 import mysql from './plugins/mysql.js';
 import redis from './plugins/redis.js';
 import queues from './plugins/queues.js';
@@ -27,6 +28,8 @@ import boardRoutes from './routes/admin/board.js';
 export interface BuildOptions {
   /** Replace the logger (tests collect lines; `false` silences). */
   logger?: boolean | object;
+  /** Called for every route as it is registered (tests enumerate the routes with it). */
+  onRoute?: (route: RouteOptions) => void;
 }
 
 /**
@@ -43,8 +46,10 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
     genReqId: () => crypto.randomUUID(),
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false, discriminator: true } },
   }).withTypeProvider<TypeBoxTypeProvider>();
+  if (options.onRoute) app.addHook('onRoute', options.onRoute);
 
   await app.register(errors);
+  await app.register(jsonBody);
   await app.register(docs, { publicBaseUrl: config.PUBLIC_BASE_URL });
   await app.register(mysql, { url: config.MYSQL_URL, poolSize: config.MYSQL_POOL_SIZE });
   await app.register(redis, { url: config.REDIS_URL });

@@ -16,7 +16,7 @@ import { newId, randomToken } from '../platform/ids.js';
 import type { Queues } from '../platform/queues.js';
 import { keySegment } from '../platform/storage/index.js';
 import { IdempotencyConflictError } from './plugins/idempotency.js';
-import { LedgerTransactions } from './ledger-transaction.js';
+import { LedgerTransactions } from '../db/multi-statement.js';
 
 /**
  * The durable half of every enqueue route. Ledger rows (and the batch row,

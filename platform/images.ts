@@ -25,6 +25,7 @@ export interface ImageInfo {
 sharp.cache(false);
 
 export async function inspectImage(bytes: Buffer, maxPixels: number): Promise<ImageInfo> {
+  refuseUnlessRaster(bytes);
   let meta: Metadata;
   try {
     meta = await sharp(bytes, { limitInputPixels: false }).metadata();
@@ -42,6 +43,35 @@ export async function inspectImage(bytes: Buffer, maxPixels: number): Promise<Im
     throw new AppError('TOO_MANY_PIXELS', `the image is ${width}×${height} (${width * height} pixels); the limit is ${maxPixels}`);
   }
   return { format: format as InputFormat, width, height, orientation: meta.orientation ?? 1, hasAlpha: meta.hasAlpha ?? false, bytes: bytes.length };
+}
+
+/**
+ * Only bytes that start like one of INPUT_FORMATS reach libvips, whose
+ * loaders would otherwise also take SVG (librsvg, which follows references
+ * to other files), gzipped SVG, PDF or whatever else the installed libvips
+ * was built with. SVG and XML are named as such; other bytes are not an image.
+ */
+export function refuseUnlessRaster(bytes: Buffer): void {
+  if (rasterMagic(bytes)) return;
+  const head = bytes.subarray(0, 4096).toString('latin1');
+  if (/<svg[\s>]|<!DOCTYPE\s+svg|^\s*(\uFEFF|\xEF\xBB\xBF)?\s*<\?xml/i.test(head) || (bytes[0] === 0x1f && bytes[1] === 0x8b)) {
+    throw new AppError('UNSUPPORTED_FORMAT', 'SVG, XML and compressed files are not accepted: send a raster image (jpeg, png, webp, avif, heic, gif, tiff)');
+  }
+  throw new AppError('BAD_IMAGE', 'the file is not an image (its first bytes are not those of jpeg, png, webp, avif, heic, gif or tiff)');
+}
+
+function rasterMagic(b: Buffer): boolean {
+  const ascii = (start: number, text: string) => b.subarray(start, start + text.length).toString('latin1') === text;
+  return (
+    (b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) || // jpeg
+    ascii(0, '\x89PNG\r\n\x1a\n') ||
+    (ascii(0, 'RIFF') && ascii(8, 'WEBP')) ||
+    ascii(0, 'GIF87a') ||
+    ascii(0, 'GIF89a') ||
+    ascii(0, 'II*\0') || // tiff, little-endian
+    ascii(0, 'MM\0*') || // tiff, big-endian
+    ascii(4, 'ftyp') // heif / avif (ISO base media); sharp names the brand
+  );
 }
 
 /**

@@ -1,6 +1,7 @@
 import type { TObject, TProperties } from '@sinclair/typebox';
 import { ApiConfigSchema } from '../backend/config.js';
 import { WorkerConfigSchema } from '../worker/config.js';
+import { RembgConfigSchema } from '../rembg/config.js';
 import { LauncherConfigSchema } from './launcher-config.js';
 
 /**
@@ -12,6 +13,7 @@ export const CONFIG_SCHEMAS: Record<string, TObject> = {
   'npm start': LauncherConfigSchema,
   api: ApiConfigSchema,
   worker: WorkerConfigSchema,
+  rembg: RembgConfigSchema,
 };
 
 export interface Variable {

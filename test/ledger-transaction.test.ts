@@ -2,7 +2,7 @@ import t from 'tap';
 import { sql } from 'kysely';
 import { isolatedEnv } from './helpers/env.js';
 import { connectDb } from '../db/connect.js';
-import { LedgerTransactions, packets } from '../backend/ledger-transaction.js';
+import { LedgerTransactions, packets } from '../db/multi-statement.js';
 
 /**
  * The enqueue path's multi-statement transaction against the real MariaDB

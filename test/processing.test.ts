@@ -33,6 +33,7 @@ interface Done {
   state: string;
   attempts: number;
   error: { code: string; message: string } | null;
+  data: { options: Record<string, unknown> };
   result: Record<string, unknown> & { outputs: Output[]; photoUrl: string | null; width: number | null; height: number | null };
 }
 
@@ -124,8 +125,8 @@ t.test('processing operations and pipelines', async (t) => {
     metaOther: await submit(app, vendor, '/other.jpg', [{ op: 'metadata' }]),
     strip: await submit(app, vendor, '/sideways.jpg', [{ op: 'strip' }]),
     stripThenMeta: await submit(app, vendor, '/sideways.jpg', [{ op: 'strip' }, { op: 'metadata' }]),
-    nextgallery: await submit(app, vendor, '/sideways.jpg', presetOperations('nextgallery')),
-    galleryVariants: await submit(app, vendor, '/photo.jpg', presetOperations('gallery-variants', { sizes: { sm: 120, lg: 480 } })),
+    nextgallery: await submit(app, vendor, '/sideways.jpg', { preset: 'nextgallery' }),
+    galleryVariants: await submit(app, vendor, '/photo.jpg', { preset: 'gallery-variants', presetOptions: { sizes: { sm: 120, lg: 480 } } }),
     pipeline: await submit(app, vendor, '/sideways.jpg', [
       { op: 'rotate', angle: 90 },
       { op: 'resize', width: 150 },
@@ -332,6 +333,7 @@ t.test('processing operations and pipelines', async (t) => {
   t.test('presets run as pipelines: nextgallery and gallery-variants', async (t) => {
     const gallery = done.nextgallery;
     t.equal(gallery.state, 'completed', JSON.stringify(gallery.error));
+    t.same(gallery.data.options['operations'], presetOperations('nextgallery'), 'the ledger shows the operations the preset stands for');
     t.same(
       gallery.result.outputs.map((o) => `${o.name} ${o.width}x${o.height}`),
       ['0-strip 200x300', '1-placeholder 11x16'],
@@ -368,18 +370,31 @@ t.test('bad options are refused with 400 naming the field', async (t) => {
     ['angle not a number', [{ op: 'rotate', angle: 'ninety' }], /operations\/0\/angle/],
     ['bad colour', [{ op: 'rotate', angle: 10, background: 'red' }], /operations\/0\/background/],
     ['unknown option of its own operation', [{ op: 'resize', width: 10, quality: 80 }], /operations\/0\/quality is not an allowed field/],
-    ['unknown operation', [{ op: 'sharpen' }], /operations\/0 .*"op"/],
+    ['unknown operation', [{ op: 'sharpen' }], /operations\/0 has unknown op "sharpen" \(one of: rotate, .*\)/],
+    ['operation without op', [{ width: 10 }], /operations\/0 needs a string "op"/],
     ['variant wider than the maximum', [{ op: 'variants', sizes: { xl: 4096 } }], /operations\/0\/sizes\/xl must be <= 4000/],
     ['bad variant name', [{ op: 'variants', sizes: { 'X L': 100 } }], /operations\/0\/sizes\/X L is not an allowed field/],
     ['two placeholders', [{ op: 'placeholder' }, { op: 'placeholder' }], /operations\/1\/op placeholder may appear once/],
     ['empty pipeline', [], /operations/],
   ];
-  for (const [what, operations, message] of cases) {
+  const pipelines: [string, object, RegExp][] = [
+    ...cases.map(([what, operations, message]): [string, object, RegExp] => [what, { operations }, message]),
+    ['neither operations nor preset', {}, /body\/operations is required \(or a preset\)/],
+    ['operations and a preset', { operations: [{ op: 'strip' }], preset: 'nextgallery' }, /body\/preset give either operations or a preset/],
+    ['unknown preset', { preset: 'thumbnails' }, /body\/preset/],
+    [
+      'presetOptions of another preset',
+      { preset: 'nextgallery', presetOptions: { quality: 80 } },
+      /presetOptions\/quality is not an option of preset nextgallery/,
+    ],
+    ['preset size above the maximum', { preset: 'gallery-variants', presetOptions: { sizes: { xl: 4096 } } }, /presetOptions\/sizes\/xl must be <= 4000/],
+  ];
+  for (const [what, pipeline, message] of pipelines) {
     const res = await app.inject({
       method: 'POST',
       url: '/api/image-queue/process-queue',
       headers: vendor.auth,
-      payload: { recordId: 'r', projectId: 'p', photoUrl: 'http://127.0.0.1:9/x.jpg', operations },
+      payload: { recordId: 'r', projectId: 'p', photoUrl: 'http://127.0.0.1:9/x.jpg', ...pipeline },
     });
     t.equal(res.statusCode, 400, `${what}: 400`);
     const body = res.json() as { code: string; message: string; fields?: { path: string }[] };
@@ -417,14 +432,15 @@ function recordOf(jobId: string): string {
   return records.get(jobId) as string;
 }
 
-async function submit(app: FastifyInstance, vendor: TestVendor, path: string, operations: unknown[], host?: string): Promise<string> {
+/** Queues a process job: an operation list, or a body fragment such as `{ preset, presetOptions }`. */
+async function submit(app: FastifyInstance, vendor: TestVendor, path: string, pipeline: unknown[] | object, host?: string): Promise<string> {
   if (host) imageHost = host;
   const recordId = `rec-${records.size}`;
   const res = await app.inject({
     method: 'POST',
     url: '/api/image-queue/process-queue',
     headers: vendor.auth,
-    payload: { recordId, projectId: 'proj', photoUrl: `${host ?? imageHost}${path}`, operations },
+    payload: { recordId, projectId: 'proj', photoUrl: `${host ?? imageHost}${path}`, ...(Array.isArray(pipeline) ? { operations: pipeline } : pipeline) },
   });
   if (res.statusCode !== 202) throw new Error(`submit ${path}: ${res.statusCode} ${res.body}`);
   const jobId = (res.json() as { jobId: string }).jobId;

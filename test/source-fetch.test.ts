@@ -43,6 +43,23 @@ t.test('private, loopback, link-local and metadata addresses are refused', async
   await refusal(t, fetchSource(`http://localhost:${port}/a.jpg`, strict), 'SOURCE_URL_FORBIDDEN', /localhost/);
   await refusal(t, fetchSource('file:///etc/passwd', strict), 'SOURCE_URL_FORBIDDEN', /scheme file/);
   await refusal(t, fetchSource(`http://user:pw@127.0.0.1:${port}/a.jpg`, strict), 'SOURCE_URL_FORBIDDEN', /credentials/);
+  for (const url of ['gopher://example.com:70/_GET', 'ftp://example.com/a.jpg', 'data:image/png;base64,iVBORw0KGgo=', 'ws://example.com/']) {
+    await refusal(t, fetchSource(url, strict), 'SOURCE_URL_FORBIDDEN', /scheme/);
+  }
+  for (const host of [
+    '0.0.0.0',
+    '0x7f.1',
+    '017700000001',
+    '[::ffff:127.0.0.1]',
+    '[fd00::1]',
+    '[fe80::1]',
+    '100.64.0.1',
+    '192.168.1.1',
+    '172.16.0.1',
+    '10.255.255.255',
+  ]) {
+    await refusal(t, fetchSource(`http://${host}:${port}/a.jpg`, strict), 'SOURCE_URL_FORBIDDEN');
+  }
   t.equal(server.hits.get('/a.jpg') ?? 0, 0, 'no request reached the server');
 
   // A name (not a literal) that resolves to a non-public address is refused at connect time.
@@ -109,6 +126,26 @@ t.test('size and time limits', async (t) => {
   const slow = await refusal(t, fetchSource(`${server.url}/slow`, limits), 'SOURCE_TIMEOUT');
   t.equal(slow.retryable, true);
   t.ok(Date.now() - started < 5000, 'the time limit covers the body, not only the headers');
+});
+
+t.test('through the worker: a redirect from an allowed host to a private one fails the job, unretried', async (t) => {
+  const images = await testServer(t);
+  const inside = await testServer(t);
+  inside.route('/secret.jpg', serveBytes(await makeJpeg(16, 16), 'image/jpeg'));
+  images.route('/to-metadata', (_req, res) => void res.writeHead(302, { location: 'http://169.254.169.254/latest/meta-data/' }).end());
+  images.route('/to-inside', (_req, res) => void res.writeHead(307, { location: `${inside.url}/secret.jpg` }).end());
+  images.route('/to-file', (_req, res) => void res.writeHead(302, { location: 'file:///etc/passwd' }).end());
+  const env = await isolatedEnv(t, { WORKER_QUEUES: 'image-processing', LOG_LEVEL: 'silent' });
+  const app = await testApp(t, env);
+  await testWorker(t, { ...env, ALLOW_PRIVATE_SOURCE_URLS: 'false', SOURCE_ALLOWED_PRIVATE_HOSTS: new URL(images.url).host });
+  const vendor = await testVendor(app);
+  for (const path of ['/to-metadata', '/to-inside', '/to-file']) {
+    const job = await waitForFinal(app.db, await queueResize(app, vendor, `${images.url}${path}`));
+    t.equal(job.status, 'failed', path);
+    t.equal(job.error_code, 'SOURCE_URL_FORBIDDEN', `${path}: ${job.error_message}`);
+    t.equal(job.attempts, 1, 'not retried');
+  }
+  t.equal(inside.hits.get('/secret.jpg') ?? 0, 0, 'the private server behind the redirect was never contacted');
 });
 
 t.test('the worker refuses a private source even when the API let it through', async (t) => {

@@ -185,6 +185,24 @@ t.test('vendor API', async (t) => {
     await expect400('crop-face-queue', { recordId: 'r', projectId: 'p', photoUrl: URL_A, mode: 'selfie' }, /body\/mode/, 'bad mode');
     await expect400('crop-face-queue', { recordId: 'r', projectId: 'p', photoUrl: URL_A }, /body\/mode/, 'missing mode');
     await expect400(
+      'crop-face-queue',
+      { recordId: 'r', projectId: 'p', photoUrl: URL_A, mode: 'passport', options: { background: 'transparent', format: 'jpeg' } },
+      /body\/options\/format jpeg cannot be transparent/,
+      'transparent jpeg',
+    );
+    await expect400(
+      'bulk-crop-face',
+      { projectId: 'p', items: [{ recordId: 'a', photoUrl: URL_A }], mode: 'idcard', options: { face: 'several' } },
+      /body\/options\/face/,
+      'bad face choice',
+    );
+    await expect400(
+      'bulk-process',
+      { projectId: 'p', items: [{ recordId: 'a', photoUrl: URL_A }], preset: 'gallery-variants', presetOptions: { faces: true } },
+      /body\/presetOptions\/faces is not an option of preset gallery-variants/,
+      'bulk preset option of another preset',
+    );
+    await expect400(
       'process-queue',
       { recordId: 'r', projectId: 'p', photoUrl: URL_A, operations: [{ op: 'resize' }] },
       /body\/operations\/0/,

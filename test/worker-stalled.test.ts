@@ -5,7 +5,7 @@ import { testApp, testVendor } from './helpers/app.js';
 import { testWorker } from './helpers/worker.js';
 import { serveBytes, testServer } from './helpers/http.js';
 import { makeJpeg } from './helpers/fixtures.js';
-import { attemptRows, queueResize, waitForFinal } from './helpers/jobs.js';
+import { attemptRows, queueResize, testLedger, waitForFinal } from './helpers/jobs.js';
 import { startAttempt } from '../db/repos/jobs.js';
 
 /**
@@ -34,11 +34,12 @@ t.test('a job Bull gives up on after stalls is counted by the ledger, retried or
   await app.db.updateTable('jobs').set({ max_attempts: 1 }).where('id', '=', doomed).execute();
 
   // The worker that dies: takes both jobs, starts their attempts, never renews its locks.
+  const ledger = testLedger(t, app.db, env);
   const ghost = new Bull('image-processing', { prefix: env['BULL_PREFIX'] as string, redis: env['REDIS_URL'] as string, settings: { lockDuration: 1000 } });
   for (let i = 0; i < 2; i++) {
     const job = await ghost.getNextJob();
     t.ok(job, 'the ghost took a job');
-    t.ok(await startAttempt(app.db, String(job?.id), 'ghost'));
+    t.ok(await startAttempt(ledger, String(job?.id), 'ghost'));
   }
   await ghost.close();
 

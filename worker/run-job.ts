@@ -1,7 +1,7 @@
 import type Bull from 'bull';
 import type { Redis } from 'ioredis';
 import type { Db } from '../db/connect.js';
-import { completeJob, failAttempt, setProgress, startAttempt } from '../db/repos/jobs.js';
+import { completeJob, failAttempt, setProgress, startAttempt, type Ledger } from '../db/repos/jobs.js';
 import { AppError } from '../jobs/errors.js';
 import type { JobKind } from '../jobs/queues.js';
 import type { JobOutput, JobPayload, PayloadOf } from '../jobs/payloads.js';
@@ -28,6 +28,8 @@ import { loadSource } from './source.js';
  */
 export interface RunnerDeps {
   db: Db;
+  /** the ledger's multi-statement transactions (attempt start and completion) */
+  ledger: Ledger;
   redis: Redis;
   storage: Storage;
   log: Logger;
@@ -59,7 +61,7 @@ export function jobHandler<K extends JobKind>(deps: RunnerDeps, queue: string, p
     const log = deps.log.child({ jobId, vendorId, queue, bullAttempt: job.attemptsMade + 1 });
     const event = { jobId, vendorId, batchId, kind };
 
-    const started = await retryDb(() => startAttempt(deps.db, jobId, deps.workerId), deps.dbWriteRetryMs);
+    const started = await retryDb(() => startAttempt(deps.ledger, jobId, deps.workerId), deps.dbWriteRetryMs);
     if (started === null) {
       log.info('ledger says this job already finished; skipping the duplicate');
       return { jobId, status: 'skipped' };
@@ -80,7 +82,7 @@ export function jobHandler<K extends JobKind>(deps: RunnerDeps, queue: string, p
       const completed = await retryDb(
         () =>
           completeJob(
-            deps.db,
+            deps.ledger,
             {
               jobId,
               attempt,

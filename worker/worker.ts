@@ -4,7 +4,8 @@ import type Bull from 'bull';
 import { sql } from 'kysely';
 import { Redis } from 'ioredis';
 import { connectDb, type Db } from '../db/connect.js';
-import { failStalledJob, findJob } from '../db/repos/jobs.js';
+import { failStalledJob, findJob, type Ledger } from '../db/repos/jobs.js';
+import { LedgerTransactions } from '../db/multi-statement.js';
 import type { RembgInstanceState, WorkerHeartbeat } from '../jobs/heartbeat.js';
 import type { JobPayload } from '../jobs/payloads.js';
 import { ALL_QUEUES, kindOfQueue, type JobKind, type QueueName } from '../jobs/queues.js';
@@ -78,6 +79,8 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
   const allowedPrivateHosts = allowlistOf(config);
 
   const db: Db = connectDb({ url: config.MYSQL_URL, poolSize: config.MYSQL_POOL_SIZE });
+  // Attempts start and complete through multi-statement transactions (db/multi-statement.ts): one connection per running job.
+  const ledger: Ledger = { db, multi: new LedgerTransactions(config.MYSQL_URL, config.MYSQL_POOL_SIZE) };
   const redis = new Redis(config.REDIS_URL, { connectionName: `imagequeue-worker:${id}`, maxRetriesPerRequest: null });
   redis.on('error', (error) => log.debug({ err: error }, 'redis connection error'));
   const queueSet: QueueSet = openQueues({
@@ -193,6 +196,7 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
       storage = await waitUntilReady();
       const deps: RunnerDeps = {
         db,
+        ledger,
         redis,
         storage,
         log,
@@ -280,6 +284,7 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
     await queueSet.close();
     await Promise.all(resources.map((r) => r.close().catch((e: unknown) => log.warn({ err: e }, `closing ${r.name} failed`))));
     await redis.quit().catch(() => redis.disconnect());
+    await ledger.multi.close();
     await db.destroy();
     log.info('worker closed');
   }

@@ -3,6 +3,7 @@ import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { STATUS_CODES } from 'node:http';
 import { AppError, ERROR_CODES, type ErrorCode, type FieldProblem } from '../../jobs/errors.js';
 import { isTransientDbError } from '../../db/errors.js';
+import { OPERATION_NAMES } from '../../jobs/operations.js';
 import { ErrorResponse } from '../schemas/common.js';
 
 /**
@@ -46,7 +47,7 @@ export function toErrorBody(error: FastifyError): ErrorResponse {
   if (error.validation) {
     const fields = error.validation.map((v) => ({
       path: fieldPath(error.validationContext, v.instancePath, v.params),
-      message: typeof v.params['additionalProperty'] === 'string' ? 'is not an allowed field' : (v.message ?? 'is invalid'),
+      message: validationMessage(v),
     }));
     const message = fields.map((f) => `${f.path} ${f.message}`).join('; ');
     return { ...errorBody('BAD_REQUEST', message), fields };
@@ -86,6 +87,18 @@ export function toErrorBody(error: FastifyError): ErrorResponse {
     return errorBody(mapped, error.message, status);
   }
   return errorBody('INTERNAL', 'internal error', 500);
+}
+
+function validationMessage(v: { keyword: string; message?: string | undefined; params: Record<string, unknown> }): string {
+  if (typeof v.params['additionalProperty'] === 'string') return 'is not an allowed field';
+  // A tagged union (operations: `op`) names the tag, not Ajv's "value of tag must be in oneOf".
+  if (v.keyword === 'discriminator') {
+    const tag = String(v.params['tag']);
+    if (v.params['error'] === 'tag') return `needs a string "${tag}"`;
+    const known = tag === 'op' ? ` (one of: ${OPERATION_NAMES.join(', ')})` : '';
+    return `has unknown ${tag} ${JSON.stringify(v.params['tagValue'])}${known}`;
+  }
+  return v.message ?? 'is invalid';
 }
 
 function fieldPath(context: string | undefined, instancePath: string, params: Record<string, unknown>): string {

@@ -1,10 +1,11 @@
-import { sql, type Transaction } from 'kysely';
+import { sql, type ExpressionBuilder, type Transaction } from 'kysely';
 import type { Db } from '../connect.js';
+import { affectedRows, type LedgerTransactions } from '../multi-statement.js';
 import type { Database, Job, NewJob } from '../schema.js';
 import { QUEUE_NAMES, type JobKind, type JobState } from '../../jobs/queues.js';
 import type { JobPayload, JobSource } from '../../jobs/payloads.js';
-import { readFields, toFieldRows, withChunkHalving, writeFieldRows } from './result-fields.js';
-import { appendEvents, countBatchJobFinished, type NewEvent } from './events.js';
+import { readFields, toFieldRows, withChunkHalving, writeFieldRowsWith } from './result-fields.js';
+import { appendEvents, appendEventsQueries, countBatchJobFinished, type NewEvent } from './events.js';
 
 /**
  * The job ledger. Every state change goes through one of these functions,
@@ -12,6 +13,16 @@ import { appendEvents, countBatchJobFinished, type NewEvent } from './events.js'
  * worker expects, so a job re-run after a stall can never complete twice.
  */
 type Conn = Db | Transaction<Database>;
+
+/**
+ * What the worker's ledger writes go through: Kysely builds and compiles each
+ * statement, and the multi-statement pool sends a transaction's statements
+ * in as few round trips as it can.
+ */
+export interface Ledger {
+  db: Db;
+  multi: LedgerTransactions;
+}
 
 export async function insertJobs(db: Conn, jobs: NewJob[]): Promise<void> {
   if (jobs.length === 0) return;
@@ -48,43 +59,50 @@ export async function countQueued(db: Conn, vendorId: string, kind: JobKind): Pr
  * job is already over (completed, failed or dead): a stalled copy that must
  * not run again. A job coming from `queued` starts a new attempt; one found
  * `active` is a copy restarted after its worker died, and keeps the number.
+ *
+ * Two round trips and one commit: the status change, the attempt row and the
+ * record's `processing` hang on the job being `active` after the first
+ * UPDATE, which holds its row lock to the end; the `active` event goes with
+ * the COMMIT.
  */
-export async function startAttempt(db: Db, jobId: string, workerId: string): Promise<{ attempt: number; maxAttempts: number } | null> {
-  return db.transaction().execute(async (trx) => {
-    const result = await trx
-      .updateTable('jobs')
-      .set({
-        attempts: sql<number>`IF(status = 'queued', attempts + 1, GREATEST(attempts, 1))`,
-        status: 'active',
-        progress: 0,
-        started_at: sql<Date>`COALESCE(started_at, NOW(3))`,
-        updated_at: sql<Date>`NOW(3)`,
-      })
-      .where('id', '=', jobId)
-      .where('status', 'in', ['queued', 'active'])
-      .executeTakeFirst();
-    if (Number(result.numUpdatedRows) === 0) return null;
-    const job = await trx
-      .selectFrom('jobs')
-      .select(['attempts', 'max_attempts', 'vendor_id', 'project_id', 'record_id', 'batch_id', 'kind'])
-      .where('id', '=', jobId)
-      .executeTakeFirstOrThrow();
-    const { attempts, max_attempts } = job;
-    await sql`INSERT INTO job_attempts (job_id, attempt, worker_id, started_at, outcome) VALUES (${jobId}, ${attempts}, ${workerId}, NOW(3), 'running')
-              ON DUPLICATE KEY UPDATE worker_id = VALUES(worker_id), started_at = VALUES(started_at), outcome = 'running', finished_at = NULL, error_code = NULL, error_message = NULL`.execute(
-      trx,
-    );
-    // The record shows the work has started, in the same commit (one fsync less per job).
-    await trx
-      .updateTable('data_records')
-      .set({ processing_status: 'processing', updated_at: sql<Date>`NOW(3)` })
-      .where('vendor_id', '=', job.vendor_id)
-      .where('project_id', '=', job.project_id)
-      .where('record_id', '=', job.record_id)
-      .where('last_job_id', '=', jobId)
-      .execute();
-    await appendEvents(trx, [{ vendorId: job.vendor_id, type: 'active', jobId, batchId: job.batch_id, kind: job.kind }]);
-    return { attempt: attempts, maxAttempts: max_attempts };
+export async function startAttempt(ledger: Ledger, jobId: string, workerId: string): Promise<{ attempt: number; maxAttempts: number } | null> {
+  const { db } = ledger;
+  const ours = (eb: ExpressionBuilder<Database, 'jobs'>) => eb.and([eb('jobs.id', '=', jobId), eb('jobs.status', '=', 'active')]);
+  return ledger.multi.session(async (send) => {
+    const results = await send([
+      'START TRANSACTION',
+      db
+        .updateTable('jobs')
+        .set({
+          attempts: sql<number>`IF(status = 'queued', attempts + 1, GREATEST(attempts, 1))`,
+          status: 'active',
+          progress: 0,
+          started_at: sql<Date>`COALESCE(started_at, NOW(3))`,
+          updated_at: sql<Date>`NOW(3)`,
+        })
+        .where('id', '=', jobId)
+        .where('status', 'in', ['queued', 'active'])
+        .compile(),
+      sql`INSERT INTO job_attempts (job_id, attempt, worker_id, started_at, outcome)
+          SELECT id, attempts, ${workerId}, NOW(3), 'running' FROM jobs WHERE id = ${jobId} AND status = 'active'
+          ON DUPLICATE KEY UPDATE worker_id = VALUES(worker_id), started_at = VALUES(started_at), outcome = 'running', finished_at = NULL, error_code = NULL, error_message = NULL`.compile(
+        db,
+      ),
+      // The record shows the work has started, in the same commit.
+      sql`UPDATE data_records r JOIN jobs j
+            ON j.vendor_id = r.vendor_id AND j.project_id = r.project_id AND j.record_id = r.record_id AND j.id = r.last_job_id
+          SET r.processing_status = 'processing', r.updated_at = NOW(3)
+          WHERE j.id = ${jobId} AND j.status = 'active'`.compile(db),
+      db.selectFrom('jobs').select(['attempts', 'max_attempts', 'vendor_id', 'batch_id', 'kind']).where(ours).compile(),
+    ]);
+    const job = (results[4] as Pick<Job, 'attempts' | 'max_attempts' | 'vendor_id' | 'batch_id' | 'kind'>[])[0];
+    if (!job) {
+      await send(['ROLLBACK']);
+      return null;
+    }
+    // The `active` event is appended last, as the event log requires.
+    await send([...appendEventsQueries(db, [{ vendorId: job.vendor_id, type: 'active', jobId, batchId: job.batch_id, kind: job.kind }]), 'COMMIT']);
+    return { attempt: job.attempts, maxAttempts: job.max_attempts };
   });
 }
 
@@ -116,60 +134,93 @@ export interface Completion {
  * Ends an attempt as completed, with its results, in one transaction. The
  * status change comes first and is conditional: if another copy of the job
  * already completed it, nothing is written and false comes back.
+ *
+ * Two round trips: the conditional status change with the attempt row, the
+ * record and the batch count (each hanging on the first statement's row
+ * count), then the result fields and the events with the COMMIT, in one
+ * packet when they fit under max_allowed_packet and chunk by chunk otherwise.
  */
-export async function completeJob(db: Db, c: Completion, chunkSize: number): Promise<boolean> {
+export async function completeJob(ledger: Ledger, c: Completion, chunkSize: number): Promise<boolean> {
+  const { db } = ledger;
+  const done = sql<boolean>`@iq_completed = 1`;
+  const recordKey = (eb: ExpressionBuilder<Database, 'data_records'>) =>
+    eb.and([eb('vendor_id', '=', c.vendorId), eb('project_id', '=', c.projectId), eb('record_id', '=', c.recordId)]);
   return withChunkHalving(db, chunkSize, (plan) =>
-    db.transaction().execute(async (trx) => {
-      const done = await trx
-        .updateTable('jobs')
-        .set({
-          status: 'completed',
-          progress: 100,
-          error_code: null,
-          error_message: null,
-          finished_at: sql<Date>`NOW(3)`,
-          updated_at: sql<Date>`NOW(3)`,
-          duration_ms: sql<number>`GREATEST(0, TIMESTAMPDIFF(MICROSECOND, started_at, NOW(3)) DIV 1000)`,
-        })
-        .where('id', '=', c.jobId)
-        .where('status', '=', 'active')
-        .where('attempts', '=', c.attempt)
-        .executeTakeFirst();
-      if (Number(done.numUpdatedRows) === 0) return false;
-      await finishAttemptRow(trx, c.jobId, c.attempt, 'completed', null, null);
-      const recordPk = await updateRecord(trx, c);
-      await writeFieldRows(trx, 'job_result_fields', toFieldRows(c.jobId, c.result), plan);
-      if (recordPk !== undefined) await writeFieldRows(trx, 'record_fields', toFieldRows(recordPk, c.recordFields), plan);
-      await appendEvents(trx, await finalEvents(trx, { vendorId: c.vendorId, type: 'completed', jobId: c.jobId, batchId: c.batchId, kind: c.kind }));
+    ledger.multi.session(async (send) => {
+      const first = await send([
+        'START TRANSACTION',
+        db
+          .updateTable('jobs')
+          .set({
+            status: 'completed',
+            progress: 100,
+            error_code: null,
+            error_message: null,
+            finished_at: sql<Date>`NOW(3)`,
+            updated_at: sql<Date>`NOW(3)`,
+            duration_ms: sql<number>`GREATEST(0, TIMESTAMPDIFF(MICROSECOND, started_at, NOW(3)) DIV 1000)`,
+          })
+          .where('id', '=', c.jobId)
+          .where('status', '=', 'active')
+          .where('attempts', '=', c.attempt)
+          .compile(),
+        'SET @iq_completed = ROW_COUNT()',
+        db
+          .updateTable('job_attempts')
+          .set({ outcome: 'completed', finished_at: sql<Date>`NOW(3)`, error_code: null, error_message: null })
+          .where('job_id', '=', c.jobId)
+          .where('attempt', '=', c.attempt)
+          .where(done)
+          .compile(),
+        db
+          .updateTable('data_records')
+          .set({
+            processing_status: 'completed',
+            processed_photo_url: c.record.processedPhotoUrl,
+            result_width: c.record.width,
+            result_height: c.record.height,
+            error_code: null,
+            updated_at: sql<Date>`NOW(3)`,
+          })
+          .where(recordKey)
+          .where('last_job_id', '=', c.jobId)
+          .where(done)
+          .compile(),
+        db.selectFrom('data_records').select('id').where(recordKey).compile(),
+        // A bulk job counts itself finished in its batch; the last one finishes the batch.
+        ...(c.batchId
+          ? [
+              sql`UPDATE batches SET finished_at = IF(finished_at IS NULL AND jobs_finished + 1 >= total, NOW(3), finished_at), jobs_finished = jobs_finished + 1
+                  WHERE id = ${c.batchId} AND ${done}`.compile(db),
+              db.selectFrom('batches').select(['jobs_finished', 'total']).where('id', '=', c.batchId).compile(),
+            ]
+          : []),
+      ]);
+      if (affectedRows(first[1]) === 0) {
+        await send(['ROLLBACK']);
+        return false;
+      }
+      const record = (first[5] as { id: number | string }[])[0];
+      const batch = c.batchId ? (first[7] as { jobs_finished: number; total: number }[])[0] : undefined;
+      const event: NewEvent = { vendorId: c.vendorId, type: 'completed', jobId: c.jobId, batchId: c.batchId, kind: c.kind };
+      const events: NewEvent[] = [event];
+      if (batch && Number(batch.jobs_finished) === Number(batch.total)) events.push({ ...event, type: 'batch.finished', jobId: null });
+      const resultRows = toFieldRows(c.jobId, c.result);
+      const recordRows = record ? toFieldRows(Number(record.id), c.recordFields) : [];
+      await writeFieldRowsWith(
+        send,
+        db,
+        [
+          ['job_result_fields', resultRows],
+          ['record_fields', recordRows],
+        ],
+        plan,
+        // the events last, as the event log requires
+        appendEventsQueries(db, events),
+      );
       return true;
     }),
   );
-}
-
-async function updateRecord(trx: Transaction<Database>, c: Completion): Promise<number | undefined> {
-  await trx
-    .updateTable('data_records')
-    .set({
-      processing_status: 'completed',
-      processed_photo_url: c.record.processedPhotoUrl,
-      result_width: c.record.width,
-      result_height: c.record.height,
-      error_code: null,
-      updated_at: sql<Date>`NOW(3)`,
-    })
-    .where('vendor_id', '=', c.vendorId)
-    .where('project_id', '=', c.projectId)
-    .where('record_id', '=', c.recordId)
-    .where('last_job_id', '=', c.jobId)
-    .execute();
-  const row = await trx
-    .selectFrom('data_records')
-    .select('id')
-    .where('vendor_id', '=', c.vendorId)
-    .where('project_id', '=', c.projectId)
-    .where('record_id', '=', c.recordId)
-    .executeTakeFirst();
-  return row ? Number(row.id) : undefined;
 }
 
 export interface AttemptFailure {

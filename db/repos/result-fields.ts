@@ -1,6 +1,7 @@
 import { sql, type Transaction } from 'kysely';
 import type { Db } from '../connect.js';
 import type { Database } from '../schema.js';
+import type { BatchStatement } from '../multi-statement.js';
 import { isPacketTooLarge, isTransientDbError } from '../errors.js';
 import { AppError } from '../../jobs/errors.js';
 
@@ -63,33 +64,79 @@ export interface ChunkPlan {
 
 /** Writes rows `plan.size` at a time per INSERT … ON DUPLICATE KEY UPDATE, splitting any statement that would not fit. */
 export async function writeFieldRows(db: Conn, table: FieldTable, rows: FieldRow[], plan: ChunkPlan): Promise<void> {
-  for (let i = 0; i < rows.length; i += plan.size) {
-    await writeChunk(db, table, rows.slice(i, i + plan.size), plan);
+  for (const chunk of planChunks(rows, plan)) {
+    try {
+      await fieldInsert(table, chunk).execute(db);
+      plan.statements++;
+    } catch (error) {
+      throw refusal(error, plan, chunk.length);
+    }
   }
 }
 
-async function writeChunk(db: Conn, table: FieldTable, chunk: FieldRow[], plan: ChunkPlan): Promise<void> {
-  const bytes = statementBytes(chunk);
-  if (bytes > plan.maxStatementBytes) {
+/**
+ * The same writes inside a multi-statement session (db/multi-statement.ts),
+ * packed into as few packets as max_allowed_packet allows, the last one
+ * ending with `tail` and COMMIT: for a usual result, one round trip.
+ */
+export async function writeFieldRowsWith(
+  send: (statements: readonly BatchStatement[]) => Promise<unknown[]>,
+  db: Db,
+  tables: readonly (readonly [FieldTable, FieldRow[]])[],
+  plan: ChunkPlan,
+  /** statements that go last, just before the COMMIT */
+  tail: readonly BatchStatement[] = [],
+): Promise<void> {
+  const chunks = tables.flatMap(([table, rows]) => planChunks(rows, plan).map((chunk) => ({ table, chunk, bytes: statementBytes(chunk) })));
+  let packet: typeof chunks = [];
+  let bytes = 0;
+  const flush = async (last: boolean) => {
+    try {
+      await send([...packet.map((c) => fieldInsert(c.table, c.chunk).compile(db)), ...(last ? [...tail, 'COMMIT' as const] : [])]);
+    } catch (error) {
+      throw refusal(error, plan, Math.max(0, ...packet.map((c) => c.chunk.length)));
+    }
+    plan.statements += packet.length;
+    packet = [];
+    bytes = 0;
+  };
+  for (const c of chunks) {
+    if (packet.length > 0 && bytes + c.bytes + 2 > plan.maxStatementBytes) await flush(false);
+    packet.push(c);
+    bytes += c.bytes + 2;
+  }
+  await flush(true);
+}
+
+/** Rows in statements of at most `plan.size` rows, each split in halves until it fits; a single row that cannot is RESULT_TOO_LARGE. */
+function planChunks(rows: FieldRow[], plan: ChunkPlan): FieldRow[][] {
+  const out: FieldRow[][] = [];
+  const split = (chunk: FieldRow[]) => {
+    const bytes = statementBytes(chunk);
+    if (bytes <= plan.maxStatementBytes) return void out.push(chunk);
     const [first] = chunk;
     if (chunk.length === 1 && first) throw resultTooLarge(first, bytes, plan.maxStatementBytes + PACKET_HEADROOM);
     const half = Math.ceil(chunk.length / 2);
-    await writeChunk(db, table, chunk.slice(0, half), plan);
-    await writeChunk(db, table, chunk.slice(half), plan);
-    return;
-  }
+    split(chunk.slice(0, half));
+    split(chunk.slice(half));
+  };
+  for (let i = 0; i < rows.length; i += plan.size) split(rows.slice(i, i + plan.size));
+  return out;
+}
+
+function fieldInsert(table: FieldTable, chunk: readonly FieldRow[]) {
   const owner = sql.ref(OWNER_COLUMN[table]);
   const values = sql.join(chunk.map((r) => sql`(${r.owner}, ${r.field}, ${r.value})`));
-  try {
-    await sql`INSERT INTO ${sql.table(table)} (${owner}, field, value) VALUES ${values} ON DUPLICATE KEY UPDATE value = VALUES(value)`.execute(db);
-    plan.statements++;
-  } catch (error) {
-    if (isPacketTooLarge(error) || isTransientDbError(error)) {
-      plan.refused = true;
-      plan.refusedRows = chunk.length;
-    }
-    throw error;
+  return sql`INSERT INTO ${sql.table(table)} (${owner}, field, value) VALUES ${values} ON DUPLICATE KEY UPDATE value = VALUES(value)`;
+}
+
+/** Notes a refused statement in the plan (so the retry halves the chunk) and passes the error on. */
+function refusal(error: unknown, plan: ChunkPlan, rows: number): unknown {
+  if (isPacketTooLarge(error) || isTransientDbError(error)) {
+    plan.refused = true;
+    plan.refusedRows = rows;
   }
+  return error;
 }
 
 /**

@@ -2,6 +2,10 @@ import type { FastifyInstance } from 'fastify';
 import type { Db } from '../../db/connect.js';
 import type { Job } from '../../db/schema.js';
 import type { TestVendor } from './app.js';
+import type { Test } from 'tap';
+import type { Ledger } from '../../db/repos/jobs.js';
+import { LedgerTransactions } from '../../db/multi-statement.js';
+import type { TestEnv } from './env.js';
 import { waitFor } from './wait.js';
 
 /** Queues one resize of `photoUrl` through the API and returns the job id. */
@@ -31,4 +35,11 @@ export async function waitForFinal(db: Db, jobId: string, timeoutMs = 30_000): P
 
 export async function attemptRows(db: Db, jobId: string) {
   return db.selectFrom('job_attempts').selectAll().where('job_id', '=', jobId).orderBy('attempt').execute();
+}
+
+/** The worker's ledger (db/repos/jobs.ts) over the test's database, for driving attempts by hand. */
+export function testLedger(t: Test, db: Db, env: TestEnv): Ledger {
+  const multi = new LedgerTransactions(env['MYSQL_URL'] as string, 1);
+  t.teardown(() => multi.close());
+  return { db, multi };
 }

@@ -31,7 +31,7 @@ export interface AdminQueueOptions {
 }
 
 const routes: FastifyPluginAsyncTypebox<AdminQueueOptions> = async (app, opts) => {
-  app.addHook('preHandler', app.requireAdmin);
+  app.addHook('onRequest', app.requireAdmin);
 
   app.get('/queues', { schema: listQueuesSchema }, async () => {
     const dead = await countDeadLetters(app.db);

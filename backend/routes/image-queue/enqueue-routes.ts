@@ -2,8 +2,9 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Value } from '@sinclair/typebox/value';
 import { AppError, type FieldProblem } from '../../../jobs/errors.js';
-import { checkOperations } from '../../../jobs/operations.js';
-import { FaceCropOptions, RemoveBgOptions, type JobPayload, type JobSource } from '../../../jobs/payloads.js';
+import { checkFaceCropOptions } from '../../../jobs/face-presets.js';
+import { resolvePipeline } from '../../../jobs/presets.js';
+import { FaceCropOptions, RemoveBgOptions, type FaceCropOptions as FaceCropOptionsType, type JobPayload, type JobSource } from '../../../jobs/payloads.js';
 import type { JobKind } from '../../../jobs/queues.js';
 import { checkUrl } from '../../../platform/address-guard.js';
 import { assertQueueable, planJobs, type JobSpec, type PlannedJobs } from '../../enqueue.js';
@@ -32,8 +33,8 @@ import { multipartReader, storeUploads, type MultipartShape } from './uploads.js
  * stored, jobs planned, the response built, then ledger rows + the
  * Idempotency-Key committed together and the Bull jobs added; 202.
  */
-const SINGLE_SHAPE: MultipartShape = { fileField: 'photo', arrayFields: [], jsonFields: ['operations', 'options'] };
-const BULK_SHAPE: MultipartShape = { fileField: 'photos', arrayFields: ['recordIds'], jsonFields: ['operations', 'options'] };
+const SINGLE_SHAPE: MultipartShape = { fileField: 'photo', arrayFields: [], jsonFields: ['operations', 'presetOptions', 'options'] };
+const BULK_SHAPE: MultipartShape = { fileField: 'photos', arrayFields: ['recordIds'], jsonFields: ['operations', 'presetOptions', 'options'] };
 
 const SINGLE_ROUTES = [
   { url: '/remove-bg-queue', kind: 'remove-bg', tier: 'backgroundRemoval', schema: removeBgQueueSchema },
@@ -145,11 +146,16 @@ function jobOptions(kind: JobKind, body: SingleBody | BulkBody, maxDimension: nu
   switch (kind) {
     case 'remove-bg':
       return Value.Default(RemoveBgOptions, structuredClone(body.options ?? {})) as JobPayload['options'];
-    case 'face-crop':
-      return Value.Default(FaceCropOptions, { ...structuredClone(body.options ?? {}), mode: body.mode }) as JobPayload['options'];
+    case 'face-crop': {
+      const options = Value.Default(FaceCropOptions, { ...structuredClone(body.options ?? {}), mode: body.mode }) as FaceCropOptionsType;
+      const problems = checkFaceCropOptions(options);
+      if (problems.length > 0) throw badFields(problems.map((p) => ({ path: `body/options/${p.path}`, message: p.message })));
+      return options;
+    }
     case 'process': {
-      const operations = body.operations ?? [];
-      const problems = checkOperations(operations, { maxDimension });
+      // `operations` spelled out, or a named `preset`: either way the ledger
+      // and the job carry the resolved operation list.
+      const { operations, problems } = resolvePipeline(body, { maxDimension });
       if (problems.length > 0) throw badFields(problems.map((p) => ({ path: `body/${p.path}`, message: p.message })));
       return { operations };
     }

@@ -1,5 +1,5 @@
 import { Type, type Static, type TProperties, type TSchema } from '@sinclair/typebox';
-import { Operations } from '../../../jobs/operations.js';
+import { PipelineFields, type PipelineRequest } from '../../../jobs/presets.js';
 import { FaceCropOptions, RemoveBgOptions } from '../../../jobs/payloads.js';
 import { JOB_KINDS, JOB_STATES } from '../../../jobs/queues.js';
 import { withErrors } from '../../schemas/common.js';
@@ -25,7 +25,7 @@ const FaceCropExtra = Type.Omit(FaceCropOptions, ['mode'], { description: 'face-
 const KIND_FIELDS = {
   'remove-bg': { options: Type.Optional(RemoveBgOptions) },
   'face-crop': { mode: Mode, options: Type.Optional(FaceCropExtra) },
-  process: { operations: Operations },
+  process: PipelineFields,
 } satisfies Record<string, TProperties>;
 export type EnqueueKind = keyof typeof KIND_FIELDS;
 
@@ -84,7 +84,9 @@ export interface SingleBody {
   vendorId?: string;
   mode?: Static<typeof Mode>;
   options?: Record<string, unknown>;
-  operations?: Static<typeof Operations>;
+  operations?: PipelineRequest['operations'];
+  preset?: PipelineRequest['preset'];
+  presetOptions?: PipelineRequest['presetOptions'];
 }
 
 export interface BulkBody {
@@ -96,7 +98,9 @@ export interface BulkBody {
   vendorId?: string;
   mode?: Static<typeof Mode>;
   options?: Record<string, unknown>;
-  operations?: Static<typeof Operations>;
+  operations?: PipelineRequest['operations'];
+  preset?: PipelineRequest['preset'];
+  presetOptions?: PipelineRequest['presetOptions'];
 }
 
 export const QueuedResponse = Type.Object({

@@ -10,7 +10,7 @@ import { listPersonsSchema, personRecordsSchema, type PersonRecord, type PersonS
  * vendor's person reads as not found.
  */
 const routes: FastifyPluginAsyncTypebox = async (app) => {
-  app.addHook('preHandler', app.authenticate);
+  app.addHook('onRequest', app.authenticate);
 
   app.get('', { schema: listPersonsSchema }, async (request) => {
     const page = await listPersons(app.db, request.vendor.id, { limit: request.query.limit, cursor: request.query.cursor });

@@ -1,10 +1,12 @@
 import { createPool } from 'mysql2';
 import type { Pool, PoolConnection } from 'mysql2/promise';
 import type { CompiledQuery } from 'kysely';
-import { poolOptions } from '../db/connect.js';
+import { poolOptions } from './connect.js';
 
 /**
- * A ledger transaction in as few round trips as the packet size allows:
+ * Ledger transactions in as few round trips as the packet size allows.
+ *
+ * `run` (the API's enqueue):
  * `START TRANSACTION; INSERT …; INSERT …; COMMIT` sent as one multi-statement
  * query (more packets only when the statements do not fit in one). Through a
  * Kysely transaction the same work is four round trips or more, and on a busy
@@ -37,9 +39,50 @@ export class LedgerTransactions {
     conn.release();
   }
 
+  /**
+   * A transaction whose statements come in a few batches, each one round
+   * trip, on one pinned connection; `send` answers with each statement's
+   * result in order (an OK packet with `affectedRows`, or the rows of a
+   * SELECT). The worker's ledger path uses it: starting an attempt is one
+   * round trip, completing one is two, where through Kysely they were six and
+   * eight. `work` must end with COMMIT or ROLLBACK; if it throws, or leaves
+   * the transaction open, the transaction is rolled back.
+   */
+  async session<T>(work: (send: (statements: readonly BatchStatement[]) => Promise<unknown[]>) => Promise<T>): Promise<T> {
+    const conn = await this.pool.getConnection();
+    let open = false;
+    const send = async (statements: readonly BatchStatement[]): Promise<unknown[]> => {
+      const texts = statements.map((q) => (typeof q === 'string' ? q : conn.format(q.sql, q.parameters as unknown[])));
+      for (const text of texts) {
+        if (/^START TRANSACTION/.test(text)) open = true;
+        if (/^(COMMIT|ROLLBACK)$/.test(text)) open = false;
+      }
+      const [results] = await conn.query(texts.join(';\n'));
+      return texts.length === 1 ? [results] : (results as unknown[]);
+    };
+    let result: T;
+    try {
+      result = await work(send);
+    } catch (error) {
+      await rollback(conn);
+      throw error;
+    }
+    if (open) await rollback(conn);
+    else conn.release();
+    return result;
+  }
+
   async close(): Promise<void> {
     await this.pool.end();
   }
+}
+
+/** A compiled, parameterised statement, or a fixed text such as `COMMIT`. */
+export type BatchStatement = CompiledQuery | 'START TRANSACTION' | 'COMMIT' | 'ROLLBACK' | `SET @${string}`;
+
+/** The affected (found) rows of an OK packet among a batch's results. */
+export function affectedRows(result: unknown): number {
+  return Number((result as { affectedRows?: number } | undefined)?.affectedRows ?? 0);
 }
 
 async function rollback(conn: PoolConnection): Promise<void> {
