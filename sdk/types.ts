@@ -98,7 +98,7 @@ export type ProcessRequest = {
   projectId: string;
   /** http(s) URL of the source photo */
   photoUrl: string;
-  operations: (
+  operations?: (
     | {
         op: 'rotate';
         /** degrees clockwise; any angle (multiples of 90 are exact turns, no resampling) */
@@ -169,6 +169,20 @@ export type ProcessRequest = {
         detector?: 'tinyFaceDetector' | 'ssdMobilenetv1';
       }
   )[];
+  /** a named pipeline (docs/processing.md) */
+  preset?: 'nextgallery' | 'gallery-variants';
+  presetOptions?: {
+    /** nextgallery: also detect and tag faces (default false) */
+    faces?: boolean;
+    /** gallery-variants: name → width (default sm 640, md 1024, lg 1920) */
+    sizes?: {
+      [key: string]: number;
+    };
+    /** gallery-variants: default webp, avif */
+    formats?: ('jpeg' | 'png' | 'webp' | 'avif')[];
+    /** gallery-variants: encoder quality */
+    quality?: number;
+  };
   /** optional; must equal the token's vendor (403 otherwise) */
   vendorId?: string;
 };
@@ -237,7 +251,7 @@ export type BulkProcessRequest = {
     /** http(s) URL of the source photo */
     photoUrl: string;
   }[];
-  operations: (
+  operations?: (
     | {
         op: 'rotate';
         /** degrees clockwise; any angle (multiples of 90 are exact turns, no resampling) */
@@ -308,6 +322,20 @@ export type BulkProcessRequest = {
         detector?: 'tinyFaceDetector' | 'ssdMobilenetv1';
       }
   )[];
+  /** a named pipeline (docs/processing.md) */
+  preset?: 'nextgallery' | 'gallery-variants';
+  presetOptions?: {
+    /** nextgallery: also detect and tag faces (default false) */
+    faces?: boolean;
+    /** gallery-variants: name → width (default sm 640, md 1024, lg 1920) */
+    sizes?: {
+      [key: string]: number;
+    };
+    /** gallery-variants: default webp, avif */
+    formats?: ('jpeg' | 'png' | 'webp' | 'avif')[];
+    /** gallery-variants: encoder quality */
+    quality?: number;
+  };
   /** optional; must equal the token's vendor (403 otherwise) */
   vendorId?: string;
 };
