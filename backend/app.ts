@@ -23,6 +23,8 @@ import personsRoutes from './routes/persons/index.js';
 import workerRoutes from './routes/worker/index.js';
 import adminVendorRoutes from './routes/admin/vendors.js';
 import webhookRoutes from './routes/webhooks/index.js';
+import dashboardRoutes from './routes/dashboard/index.js';
+import boardRoutes from './routes/admin/board.js';
 
 export interface BuildOptions {
   /** Replace the logger (`false` silences). */
@@ -105,6 +107,8 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
     allowPrivate: config.ALLOW_PRIVATE_WEBHOOK_URLS,
     allowedPrivateHosts: hostAllowlist('WEBHOOK_ALLOWED_PRIVATE_HOSTS', config.WEBHOOK_ALLOWED_PRIVATE_HOSTS),
   });
+  await app.register(dashboardRoutes);
+  await app.register(boardRoutes, { boardToken: config.ADMIN_BOARD_TOKEN, redisUrl: config.REDIS_URL, bullPrefix: config.BULL_PREFIX });
   return app;
 }
 

@@ -87,6 +87,7 @@ const routes: FastifyPluginAsyncTypebox<AdminQueueOptions> = async (app, opts) =
     const job = await reviveDeadLetter(app.db, request.params.jobId, opts.attempts);
     if (!job) throw new AppError('NOT_FOUND', 'no such dead letter');
     const inRedis = await queueAgain(app, job);
+    app.eventHub.nudge(job.vendor_id);
     request.log.info({ jobId: job.id, admin: request.vendor.id }, 'dead letter retried');
     return reply.code(202).send({ jobId: job.id, state: 'queued' as const, attempts: job.attempts, maxAttempts: job.max_attempts, inRedis });
   });
