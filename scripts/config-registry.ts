@@ -1,6 +1,7 @@
 import type { TObject, TProperties } from '@sinclair/typebox';
 import { ApiConfigSchema } from '../backend/config.js';
 import { WorkerConfigSchema } from '../worker/config.js';
+import { RembgConfigSchema } from '../rembg/config.js';
 import { LauncherConfigSchema } from './launcher-config.js';
 import { ComposeConfigSchema } from './compose-config.js';
 
@@ -13,6 +14,7 @@ export const CONFIG_SCHEMAS: Record<string, TObject> = {
   'npm start': LauncherConfigSchema,
   api: ApiConfigSchema,
   worker: WorkerConfigSchema,
+  rembg: RembgConfigSchema,
   'docker compose': ComposeConfigSchema,
 };
 

@@ -8,13 +8,15 @@ import { serveBytes, testServer, type TestServer } from './helpers/http.js';
 import { readFixture } from './helpers/fixtures.js';
 import { waitFor } from './helpers/wait.js';
 import { DEMO_FACES, demoPhotoPath, measureCrop, portrait } from './helpers/faces.js';
-import { u2netpRembg } from './helpers/u2netp-rembg.js';
+import { rembgListening } from './helpers/rembg.js';
 import { enqueueJobs } from '../backend/enqueue.js';
 import { findVendorRecord } from '../db/repos/records.js';
 import type { FaceCropOptions } from '../jobs/payloads.js';
 import { FACE_PRESETS } from '../jobs/face-presets.js';
 import { faceEngineResource } from '../worker/faces/engine.js';
 import { createFaceCropProcessor } from '../worker/processors/face-crop.js';
+import { RembgPool } from '../worker/rembg/pool.js';
+import { createLogger } from '../platform/logger.js';
 import { readFile } from 'node:fs/promises';
 
 /**
@@ -185,7 +187,13 @@ t.test('passport and ID-card crops meet their presets; bad photos fail at once w
 
 t.test('white and transparent backgrounds cut the person out through background removal', async (t) => {
   const s = await setup(t);
-  const rembg = await u2netpRembg();
+  // a real rembg service instance, reached through the worker's pool
+  const service = await rembgListening(t);
+  const rembg = new RembgPool(
+    { urls: [service.url], defaultModel: 'u2netp', timeoutMs: 60_000, healthIntervalMs: 1_000, failureThreshold: 3, openMs: 1_000, waitMs: 5_000 },
+    createLogger('silent', 'test'),
+  );
+  t.teardown(() => rembg.close());
   const faces = faceEngineResource({ detector: 'tinyFaceDetector', maxSide: 640, minScore: 0.5, tinyInputSizes: [224, 416] });
   t.teardown(() => faces.resource.close());
   const processor = createFaceCropProcessor({
@@ -229,5 +237,5 @@ t.test('white and transparent backgrounds cut the person out through background 
   const alpha = (x: number, y: number) => data[(y * info.width + x) * 4 + 3] as number;
   t.ok(alpha(3, 3) < 30 && alpha(354, 3) < 30, `top corners are transparent (${alpha(3, 3)}, ${alpha(354, 3)})`);
   t.ok(alpha(179, 200) > 220, `the face is opaque (${alpha(179, 200)})`);
-  t.equal(rembg.calls, 2);
+  t.same(Object.values(rembg.callCounts()), [2], 'both went through the pool');
 });

@@ -3,6 +3,7 @@ import { env, loadConfig, type LoadOptions } from '../platform/config.js';
 import { LogSection, MetricsSection, MysqlSection, RedisSection, SourceSection, StorageSection, WebhookSection } from '../platform/config-sections.js';
 import { WebhookWorkerSection } from './webhooks/config-section.js';
 import { FaceSection } from './faces/config-section.js';
+import { RembgPoolSection } from './rembg/config-section.js';
 
 export const WorkerConfigSchema = Type.Object({
   ...LogSection,
@@ -37,6 +38,7 @@ export const WorkerConfigSchema = Type.Object({
   ...FaceSection,
   ...WebhookSection,
   ...WebhookWorkerSection,
+  ...RembgPoolSection,
 });
 
 export type WorkerConfig = Static<typeof WorkerConfigSchema>;

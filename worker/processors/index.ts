@@ -9,6 +9,8 @@ import { faceEngineResource } from '../faces/engine.js';
 import { createFaceTagger } from '../faces/tagging.js';
 import { createFaceCropProcessor } from './face-crop.js';
 import { createProcessImage } from './process-image.js';
+import { createRemoveBgProcessor } from './remove-bg.js';
+import { parseRembgUrls, RembgPool } from '../rembg/pool.js';
 
 /**
  * The processors of each job kind, and the long-lived resources they need
@@ -36,7 +38,12 @@ export interface ProcessorDeps {
   db: Db;
 }
 
-export async function buildProcessors(config: WorkerConfig, _log: Logger, deps: ProcessorDeps): Promise<ProcessorSet> {
+export async function buildProcessors(config: WorkerConfig, log: Logger, deps: ProcessorDeps): Promise<ProcessorSet> {
+  const served = config.WORKER_QUEUES.split(',').map((q) => q.trim());
+  // The rembg pool serves background removal and face crops on white or
+  // transparent backgrounds; a worker serving neither does not probe it.
+  const needsRembg = served.includes('background-removal') || served.includes('face-crop');
+  const pool = needsRembg ? rembgPool(config, log) : null;
   const faces = faceEngineResource({
     detector: config.FACE_DETECTOR,
     maxSide: config.FACE_DETECT_MAX_SIDE,
@@ -46,8 +53,7 @@ export async function buildProcessors(config: WorkerConfig, _log: Logger, deps: 
   const tagger = createFaceTagger(deps.db, faces.engine, { maxDistance: config.FACE_PERSON_MAX_DISTANCE, minFacePx: config.FACE_TAG_MIN_FACE_PX });
   const faceCrop = createFaceCropProcessor({
     engine: faces.engine,
-    // White/transparent backgrounds take the rembg pool's client here once it exists (issue 7).
-    rembg: null,
+    rembg: pool,
     tagger,
     settings: {
       minHeadPx: { passport: config.FACE_MIN_HEAD_PX_PASSPORT, idcard: config.FACE_MIN_HEAD_PX_IDCARD },
@@ -58,10 +64,33 @@ export async function buildProcessors(config: WorkerConfig, _log: Logger, deps: 
   // Face models load before a worker that may need them takes jobs (face
   // crops, and the `faces` processing operation); a background-removal-only
   // worker does not load them.
-  const served = config.WORKER_QUEUES.split(',').map((q) => q.trim());
   const needsFaces = served.includes('face-crop') || served.includes('image-processing');
   return {
-    processors: { process: createProcessImage({ faces: tagger }), 'face-crop': faceCrop },
-    resources: needsFaces ? [faces.resource] : [],
+    processors: {
+      process: createProcessImage({ faces: tagger }),
+      'face-crop': faceCrop,
+      'remove-bg': createRemoveBgProcessor({ rembg: pool, defaultModel: config.REMBG_DEFAULT_MODEL }),
+    },
+    resources: [...(needsFaces ? [faces.resource] : []), ...(pool ? [poolResource(pool)] : [])],
   };
+}
+
+function rembgPool(config: WorkerConfig, log: Logger): RembgPool {
+  return new RembgPool(
+    {
+      urls: parseRembgUrls(config.REMBG_URLS),
+      defaultModel: config.REMBG_DEFAULT_MODEL,
+      timeoutMs: config.REMBG_TIMEOUT_MS,
+      healthIntervalMs: config.REMBG_HEALTH_INTERVAL_MS,
+      failureThreshold: config.REMBG_FAILURE_THRESHOLD,
+      openMs: config.REMBG_OPEN_MS,
+      waitMs: config.REMBG_WAIT_MS,
+    },
+    log.child({ component: 'rembg-pool' }),
+  );
+}
+
+/** The pool as a worker resource: no start check (jobs that need rembg fail retryably while it is down), its instances in the heartbeat. */
+function poolResource(pool: RembgPool): WorkerResource {
+  return { name: 'rembg-pool', close: () => pool.close(), rembgInstances: () => pool.rembgInstances() };
 }

@@ -1,0 +1,199 @@
+import sharp from 'sharp';
+import { AppError } from '../jobs/errors.js';
+import { inspectImage, openImage, runSharp } from '../platform/images.js';
+import type { InferenceThread } from './inference.js';
+import type { ModelCatalog } from './models.js';
+import { postProcessMask } from './post-process.js';
+
+/**
+ * rembg's `remove()` for one image, step for step: EXIF orientation applied,
+ * RGB resized to the model's side (Lanczos), divided by the image's maximum,
+ * normalized with the model's mean and std; channel 0 of the first output,
+ * min-max scaled to 0–255 and truncated as rembg's uint8 cast does, resized
+ * back (Lanczos) as the alpha mask; optionally rembg's post-processing
+ * (opening, Gaussian blur, threshold). Differences from rembg, on purpose:
+ * the cut-out keeps the photo's colours under the alpha (rembg's composite
+ * also darkens them by it), and PNGs are written with a faster zlib level.
+ */
+export interface RemoveOptions {
+  model: string;
+  onlyMask: boolean;
+  postProcessMask: boolean;
+  /** rembg's bgc: the cut-out is composited over this colour (r, g, b, a) */
+  background: readonly [number, number, number, number] | null;
+  signal?: AbortSignal;
+}
+
+export interface RemoveResult {
+  png: Buffer;
+  width: number;
+  height: number;
+  inferenceMs: number;
+}
+
+/** An error the HTTP layer answers with `status` and `{ detail }`. */
+export class RembgError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'RembgError';
+  }
+}
+
+export interface RemoverSettings {
+  maxPixels: number;
+  pngCompression: number;
+}
+
+export class BackgroundRemover {
+  constructor(
+    private readonly catalog: ModelCatalog,
+    private readonly thread: InferenceThread,
+    private readonly settings: RemoverSettings,
+  ) {}
+
+  async remove(bytes: Buffer, options: RemoveOptions): Promise<RemoveResult> {
+    const spec = this.catalog.find(options.model);
+    if (!spec) throw new RembgError(400, `model "${options.model}" is not available here (available: ${this.catalog.available().join(', ')})`);
+    const model = await this.thread.load(spec).catch((error: unknown) => {
+      throw new RembgError(500, `model "${options.model}" could not be loaded: ${(error as Error).message}`, { cause: error });
+    });
+    const image = await decode(bytes, this.settings.maxPixels);
+    options.signal?.throwIfAborted();
+    const input = await modelInput(image, model.size, spec.mean, spec.std);
+    const { output, side, ms } = await this.thread.run(model, input);
+    let mask = await resizeMask(toMask(output), side, image.width, image.height);
+    if (options.postProcessMask) mask = postProcessMask(mask, image.width, image.height);
+    options.signal?.throwIfAborted();
+    const png = await this.encode(image, mask, options);
+    return { png, width: image.width, height: image.height, inferenceMs: ms };
+  }
+
+  private encode(image: Decoded, mask: Buffer, options: RemoveOptions): Promise<Buffer> {
+    const { width, height } = image;
+    const png = { compressionLevel: this.settings.pngCompression, adaptiveFiltering: false };
+    if (options.onlyMask)
+      return sharp(mask, { raw: { width, height, channels: 1 } })
+        .toColourspace('b-w')
+        .png(png)
+        .toBuffer();
+    const rgba = cutOut(image, mask);
+    if (options.background) composite(rgba, options.background);
+    return sharp(rgba, { raw: { width, height, channels: 4 } })
+      .png(png)
+      .toBuffer();
+  }
+}
+
+interface Decoded {
+  data: Buffer;
+  width: number;
+  height: number;
+  channels: 3 | 4;
+}
+
+/** Decoded upright as 8-bit sRGB; bad bytes are 400, too many pixels 413, formats we do not read 415. */
+async function decode(bytes: Buffer, maxPixels: number): Promise<Decoded> {
+  try {
+    await inspectImage(bytes, maxPixels);
+    const { data, info } = await runSharp(() =>
+      openImage(bytes, maxPixels).toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true }),
+    );
+    if (info.channels === 3 || info.channels === 4) return { data, width: info.width, height: info.height, channels: info.channels };
+    // grey (and grey + alpha) images: rembg converts them to RGB
+    const rgb = await runSharp(() =>
+      sharp(data, { raw: { width: info.width, height: info.height, channels: info.channels } })
+        .toColourspace('srgb')
+        .raw({ depth: 'uchar' })
+        .toBuffer({ resolveWithObject: true }),
+    );
+    return { data: rgb.data, width: rgb.info.width, height: rgb.info.height, channels: rgb.info.channels === 4 ? 4 : 3 };
+  } catch (error) {
+    throw asRequestError(error);
+  }
+}
+
+function asRequestError(error: unknown): unknown {
+  if (!(error instanceof AppError)) return error;
+  const status = error.code === 'TOO_MANY_PIXELS' ? 413 : error.code === 'UNSUPPORTED_FORMAT' ? 415 : 400;
+  return new RembgError(status, error.message, { cause: error });
+}
+
+/** rembg's normalize(): RGB at side×side (Lanczos), / max, (x − mean) / std, channels first. */
+async function modelInput(image: Decoded, side: number, mean: readonly number[], std: readonly number[]): Promise<Float32Array> {
+  const raw = { raw: { width: image.width, height: image.height, channels: image.channels } };
+  const rgb = await sharp(image.data, raw).removeAlpha().resize(side, side, { fit: 'fill', kernel: 'lanczos3' }).raw().toBuffer();
+  let max = 0;
+  for (const v of rgb) if (v > max) max = v;
+  const scale = max > 0 ? 1 / max : 1;
+  const plane = side * side;
+  const input = new Float32Array(3 * plane);
+  for (let c = 0; c < 3; c++) {
+    const m = mean[c]!;
+    const s = std[c]!;
+    const offset = c * plane;
+    for (let i = 0; i < plane; i++) input[offset + i] = (rgb[i * 3 + c]! * scale - m) / s;
+  }
+  return input;
+}
+
+/** Min-max scaled to 0–255 and truncated, as rembg's `(pred * 255).astype("uint8")`. */
+function toMask(output: Float32Array): Buffer {
+  let min = Infinity;
+  let max = -Infinity;
+  for (const v of output) {
+    if (v < min) min = v;
+    if (v > max) max = v;
+  }
+  const range = max - min;
+  const mask = Buffer.allocUnsafe(output.length);
+  for (let i = 0; i < output.length; i++) mask[i] = range > 0 ? Math.trunc(((output[i]! - min) / range) * 255) : 0;
+  return mask;
+}
+
+function resizeMask(mask: Buffer, side: number, width: number, height: number): Promise<Buffer> {
+  return sharp(mask, { raw: { width: side, height: side, channels: 1 } })
+    .resize(width, height, { fit: 'fill', kernel: 'lanczos3' })
+    .extractChannel(0)
+    .raw()
+    .toBuffer();
+}
+
+/** The photo's colours with the mask as alpha (times the photo's own alpha, as rembg's composite gives). */
+function cutOut(image: Decoded, mask: Buffer): Buffer {
+  const pixels = image.width * image.height;
+  const out = Buffer.allocUnsafe(pixels * 4);
+  const src = image.data;
+  const n = image.channels;
+  for (let i = 0; i < pixels; i++) {
+    const s = i * n;
+    const d = i * 4;
+    out[d] = src[s]!;
+    out[d + 1] = src[s + 1]!;
+    out[d + 2] = src[s + 2]!;
+    out[d + 3] = n === 4 ? Math.round((mask[i]! * src[s + 3]!) / 255) : mask[i]!;
+  }
+  return out;
+}
+
+/** rembg's apply_background_color: the cut-out alpha-composited over a background of colour (r, g, b, a), in place. */
+function composite(rgba: Buffer, [r, g, b, a]: readonly [number, number, number, number]): void {
+  const ba = a / 255;
+  for (let d = 0; d < rgba.length; d += 4) {
+    const fa = rgba[d + 3]! / 255;
+    const oa = fa + ba * (1 - fa);
+    if (oa === 0) {
+      rgba[d] = rgba[d + 1] = rgba[d + 2] = rgba[d + 3] = 0;
+      continue;
+    }
+    const k = (ba * (1 - fa)) / oa;
+    const f = fa / oa;
+    rgba[d] = Math.round(rgba[d]! * f + r * k);
+    rgba[d + 1] = Math.round(rgba[d + 1]! * f + g * k);
+    rgba[d + 2] = Math.round(rgba[d + 2]! * f + b * k);
+    rgba[d + 3] = Math.round(oa * 255);
+  }
+}
