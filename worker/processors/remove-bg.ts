@@ -65,16 +65,19 @@ async function encode(png: Buffer, format: 'png' | 'webp' | 'jpeg', background: 
       .catch((error: unknown) => {
         throw new AppError('REMBG_FAILED', 'background removal returned something that is not an image', { cause: error });
       });
-    if ((meta.width ?? 0) * (meta.height ?? 0) > maxPixels) {
+    if (meta.format !== 'png' || !meta.width || !meta.height) throw new AppError('REMBG_FAILED', 'background removal did not return a PNG');
+    if (meta.width * meta.height > maxPixels) {
       throw new AppError('REMBG_FAILED', `background removal returned a ${meta.width}×${meta.height} image, larger than its source`);
     }
+    // The service's PNG is the cut-out already: stored as it came, not decoded and encoded again.
+    if (format === 'png' && !background) return { data: png, info: { width: meta.width, height: meta.height } };
     let image = sharp(png, { failOn: 'truncated', limitInputPixels: maxPixels });
     if (background) {
       const colour = parseColour(background);
       if (colour.alpha === 1 || format === 'jpeg') {
         image = image.flatten({ background: { r: colour.r, g: colour.g, b: colour.b } });
       } else {
-        const canvas = sharp({ create: { width: meta.width!, height: meta.height!, channels: 4, background: colour } });
+        const canvas = sharp({ create: { width: meta.width, height: meta.height, channels: 4, background: colour } });
         image = sharp(
           await canvas
             .composite([{ input: png }])
