@@ -23,6 +23,8 @@ import personsRoutes from './routes/persons/index.js';
 import workerRoutes from './routes/worker/index.js';
 import adminVendorRoutes from './routes/admin/vendors.js';
 import webhookRoutes from './routes/webhooks/index.js';
+import dashboardRoutes from './routes/dashboard/index.js';
+import boardRoutes from './routes/admin/board.js';
 
 export interface BuildOptions {
   /** Replace the logger (`false` silences). */
@@ -43,8 +45,10 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
     logger: options.logger ?? { ...loggerOptions(config.LOG_LEVEL, 'api'), stream: logDestination(options.logStream) },
     trustProxy: config.TRUST_PROXY,
     bodyLimit: 1024 * 1024,
-    requestIdHeader: 'x-request-id',
-    genReqId: () => crypto.randomUUID(),
+    // A caller's X-Request-Id is kept for tracing only when it looks like an
+    // id: it is written into every log line of the request.
+    requestIdHeader: false,
+    genReqId: (request) => callerRequestId(request.headers['x-request-id']) ?? crypto.randomUUID(),
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false, discriminator: true } },
   }).withTypeProvider<TypeBoxTypeProvider>();
   if (options.onRoute) app.addHook('onRoute', options.onRoute);
@@ -103,7 +107,15 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
     allowPrivate: config.ALLOW_PRIVATE_WEBHOOK_URLS,
     allowedPrivateHosts: hostAllowlist('WEBHOOK_ALLOWED_PRIVATE_HOSTS', config.WEBHOOK_ALLOWED_PRIVATE_HOSTS),
   });
+  await app.register(dashboardRoutes);
+  await app.register(boardRoutes, { boardToken: config.ADMIN_BOARD_TOKEN, redisUrl: config.REDIS_URL, bullPrefix: config.BULL_PREFIX });
   return app;
+}
+
+const REQUEST_ID = /^[\w.:-]{1,128}$/;
+
+function callerRequestId(header: string | string[] | undefined): string | undefined {
+  return typeof header === 'string' && REQUEST_ID.test(header) ? header : undefined;
 }
 
 /** The same private-host allowlist the worker fetches with, so the API does not refuse what the worker would fetch. */

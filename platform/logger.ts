@@ -6,7 +6,8 @@ export type { Logger };
  * Structured JSON logs (pino) for every process. Secrets are kept out twice:
  * by field (REDACT_PATHS, for objects a caller logs) and, for whatever slips
  * into a message or an error's text, by a last scrub of each line before it
- * is written (scrubLine: tokens, API keys, passwords in URLs, base64 blobs).
+ * is written (scrubLine: tokens, API keys, webhook secrets, passwords in
+ * URLs, base64 blobs).
  * Job log lines carry `jobId`, `vendorId`, `queue` and `attempt`; API lines
  * carry `reqId` and, once the token is checked, `vendorId`.
  */
@@ -28,7 +29,10 @@ export const REDACT_PATHS = [
   '*.password',
   'secret',
   '*.secret',
+  'webhookSecret',
   '*.webhookSecret',
+  'webhook_secret',
+  '*.webhook_secret',
   'api_secret',
   '*.api_secret',
   'JWT_SECRET',
@@ -70,8 +74,9 @@ export function logDestination(target?: LogTarget): DestinationStream {
 const SCRUBS: [RegExp, string][] = [
   // JSON Web Tokens (vendor tokens, anything signed)
   [/eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{8,}/g, '[redacted-jwt]'],
-  // our API keys (platform/api-keys.ts)
+  // our API keys (platform/api-keys.ts) and webhook signing secrets
   [/iqk_[A-Za-z0-9_-]{8,}/g, 'iqk_[redacted]'],
+  [/whsec_[A-Za-z0-9_-]{8,}/g, 'whsec_[redacted]'],
   // bearer and basic credentials quoted in a message
   [/\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{8,}/gi, '$1 [redacted]'],
   // user:password@ in any URL (mysql://, redis://, cloudinary://, https://)

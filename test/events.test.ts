@@ -164,14 +164,20 @@ t.test('under concurrent enqueues and completions, a resumed stream misses nothi
   const events = `${url}/api/image-queue/events`;
 
   const jobs = 40;
+  // The first stream is open before anything happens; then it and its
+  // successors are dropped and resumed from the last id seen, again and
+  // again, while the jobs are queued and run.
+  let stream = await openSse(t, events, vendor.auth);
+  await stream.next((m) => m.event === 'ready');
   const enqueues = Promise.all(Array.from({ length: jobs }, (_, i) => queueResize(app, vendor, `${images.url}/photo.jpg`, `r${i}`)));
-  // Reconnect repeatedly while the jobs run, each time from the last id seen.
   const seen: number[] = [];
   let last: string | null = null;
   const expected = jobs * 3;
   for (let round = 0; seen.length < expected && round < 200; round++) {
-    const stream = await openSse(t, events, last === null ? vendor.auth : { ...vendor.auth, 'last-event-id': last });
-    await stream.next((m) => m.event === 'ready');
+    if (round > 0) {
+      stream = await openSse(t, events, last === null ? vendor.auth : { ...vendor.auth, 'last-event-id': last });
+      await stream.next((m) => m.event === 'ready');
+    }
     await new Promise((r) => setTimeout(r, 150));
     stream.close();
     await stream.closed;

@@ -22,8 +22,9 @@ import { waitFor } from './helpers/wait.js';
  * lines carry jobId, vendorId, queue and attempt. The run goes through every
  * path that logs: token exchange and refusals, enqueue by URL and upload,
  * completion, a storage retry, retries to a dead letter, a non-retryable
- * failure, rate limiting, admin dead-letter routes, /metrics, and a worker
- * waiting for a database it cannot reach.
+ * failure, a webhook delivery refused then retried, rate limiting, admin
+ * dead-letter routes, /metrics, and a worker waiting for a database it
+ * cannot reach.
  */
 const CLOUD = 'log-cloud';
 const CLOUD_KEY = '987654321098765';
@@ -78,6 +79,8 @@ t.test('a full run logs no secrets and no image bytes, and job lines carry their
     METRICS_TOKEN,
     JOB_ATTEMPTS: '2',
     RATE_LIMIT_PROCESSING_MAX: '6',
+    ALLOW_PRIVATE_WEBHOOK_URLS: 'true',
+    WEBHOOK_BACKOFF_MS: '200',
   });
   const app = await buildApp(loadApiConfig({ env, processEnv: false }), { logStream: logs });
   t.teardown(() => app.close());
@@ -121,6 +124,14 @@ t.test('a full run logs no secrets and no image bytes, and job lines carry their
   const auth = { authorization: `Bearer ${token}` };
   const adminAuth = { authorization: `Bearer ${adminToken}` };
 
+  // A webhook receiver that refuses the first delivery, so a retry is logged too.
+  const receiver = await testServer(t);
+  let deliveries = 0;
+  receiver.route('/hook', (_req, res) => void res.writeHead(deliveries++ === 0 ? 500 : 200).end());
+  const hook = await app.inject({ method: 'PUT', url: '/api/webhooks', headers: auth, payload: { webhookUrl: `${receiver.url}/hook` } });
+  t.equal(hook.statusCode, 200, hook.body);
+  const webhookSecret = hook.json().secret as string;
+
   // Jobs: by URL (completes after one failed upload), from an upload, retried to death, failing at once.
   const enqueue = async (recordId: string, photoUrl: string) => {
     const res = await app.inject({
@@ -146,6 +157,7 @@ t.test('a full run logs no secrets and no image bytes, and job lines carry their
   t.equal((await waitForFinal(app.db, flaky)).status, 'dead');
   t.equal((await waitForFinal(app.db, gone)).status, 'failed');
   t.ok(cloudinary.state.uploads >= 2, 'results (and the upload) went to the Cloudinary stand-in');
+  await waitFor(async () => deliveries >= 2 || undefined, 30_000);
 
   // Rate limit reached: 429s are logged as refusals.
   let limited = 0;
@@ -190,6 +202,7 @@ t.test('a full run logs no secrets and no image bytes, and job lines carry their
     'Cloudinary API secret': CLOUD_SECRET,
     'MySQL password': DB_PASSWORD,
     'source URL password': SOURCE_PASSWORD,
+    'webhook secret': webhookSecret,
   };
   t.ok(logs.lines.length > 40, `a realistic amount of logging was scanned (${logs.lines.length} lines)`);
   for (const [what, secret] of Object.entries(secrets)) {
@@ -238,6 +251,7 @@ t.test('scrubLine removes what slips into a message', async (t) => {
   const jwt = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U';
   t.equal(scrubLine(`{"msg":"got ${jwt}"}`), '{"msg":"got [redacted-jwt]"}');
   t.equal(scrubLine('{"msg":"key iqk_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG refused"}'), '{"msg":"key iqk_[redacted] refused"}');
+  t.equal(scrubLine('{"msg":"signed with whsec_abcdefghijklmnopqrstuvwxyz0123"}'), '{"msg":"signed with whsec_[redacted]"}');
   t.equal(scrubLine('{"msg":"Authorization: Bearer abc.def-ghi_jkl"}'), '{"msg":"Authorization: Bearer [redacted]"}');
   t.equal(scrubLine('{"msg":"mysql://root:hunter2-long@db:3306/iq down"}'), '{"msg":"mysql://root:[redacted]@db:3306/iq down"}');
   t.equal(scrubLine('{"url":"cloudinary://1234:s3cr3t@cloud"}'), '{"url":"cloudinary://1234:[redacted]@cloud"}');

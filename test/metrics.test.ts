@@ -176,3 +176,29 @@ t.test("rembg instances from the worker's pool appear per instance, without cred
   metrics.refresh({ queues: {}, rembg: [] });
   t.notOk(hasSeries(await metrics.registry.metrics(), 'iq_rembg_instance_up'));
 });
+
+t.test("the worker's /metrics shows each instance of its rembg pool as the pool's probes see it", async (t) => {
+  const workerPort = await freePort();
+  const rembg = await testServer(t);
+  rembg.route('/health', (_req, res) => void res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}'));
+  const closedPort = await freePort();
+  const env = await isolatedEnv(t, {
+    WORKER_QUEUES: 'background-removal',
+    WORKER_METRICS_PORT: String(workerPort),
+    REMBG_URLS: `${rembg.url},http://127.0.0.1:${closedPort}`,
+    REMBG_HEALTH_INTERVAL_MS: '200',
+  });
+  await testWorker(t, env);
+  const up = new URL(rembg.url).host;
+  const down = `127.0.0.1:${closedPort}`;
+  const text = await waitFor(async () => {
+    const body = await (await fetch(`http://127.0.0.1:${workerPort}/metrics`)).text();
+    return sample(body, 'iq_rembg_instance_up', { instance: up }) === 1 && sample(body, 'iq_rembg_instance_circuit', { instance: down, state: 'open' }) === 1
+      ? body
+      : undefined;
+  });
+  t.equal(sample(text, 'iq_rembg_instance_up', { instance: down }), 0, 'the closed port is down');
+  t.equal(sample(text, 'iq_rembg_instance_circuit', { instance: up, state: 'closed' }), 1);
+  t.ok(hasSeries(text, 'iq_rembg_instance_in_flight'));
+  t.ok((rembg.hits.get('/health') ?? 0) >= 1, 'the pool probed the instance');
+});

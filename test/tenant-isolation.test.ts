@@ -30,10 +30,15 @@ function fill(url: string, ids: Record<string, string>): string {
   });
 }
 
+let callers = 0;
+
+/** Each call from its own address: anonymous and badly-tokened requests count per IP, and this sweep is not about that limit. */
 function call(app: FastifyInstance, route: FuzzRoute, url: string, authorization: string | undefined) {
   const headers: Record<string, string> = authorization ? { authorization } : {};
-  const hasBody = route.method === 'POST' || route.method === 'PATCH';
-  return app.inject({ method: route.method as 'GET', url, headers, ...(hasBody ? { payload: {} } : {}) });
+  const hasBody = route.method === 'POST' || route.method === 'PATCH' || route.method === 'PUT';
+  callers++;
+  const remoteAddress = `198.18.${Math.floor(callers / 250) % 250}.${(callers % 250) + 1}`;
+  return app.inject({ method: route.method as 'GET', url, headers, remoteAddress, ...(hasBody ? { payload: {} } : {}) });
 }
 
 t.test('tokens: forged, expired, deleted and under-privileged tokens are refused on every route', async (t) => {

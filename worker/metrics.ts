@@ -94,7 +94,7 @@ export function createWorkerMetrics(queuesServed: readonly QueueName[]): WorkerM
   });
   const rembgLatency = new Gauge({
     name: `${METRIC_PREFIX}rembg_instance_latency_seconds`,
-    help: 'latency of the last call or probe to each rembg instance',
+    help: 'recent latency of calls to each rembg instance (moving average; absent before the first call)',
     labelNames: ['instance'] as const,
     registers: [registry],
   });

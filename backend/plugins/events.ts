@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin';
 import { Redis } from 'ioredis';
-import { eventsChannel, vendorOfChannel, type ChannelMessage } from '../../jobs/events.js';
+import { eventsChannel, vendorOfChannel, type ChannelMessage, type EventLogNudge } from '../../jobs/events.js';
 
 type Listener = (message: ChannelMessage) => void;
 
@@ -9,6 +9,8 @@ export interface EventHub {
   listen(vendorId: string, listener: Listener): Promise<() => void>;
   /** Streams still open for a vendor in this process. */
   streams(vendorId: string): number;
+  /** Tells the vendor's streams (in every API process) that its event log has news. Best effort: streams also re-read on their heartbeat. */
+  nudge(vendorId: string): void;
   /** Registers an open stream; `end` is called when the app closes. Returns the unregister function. */
   track(vendorId: string, end: () => void): () => void;
 }
@@ -83,6 +85,10 @@ export default fp<EventsPluginOptions>(
           }
         };
       },
+      nudge(vendorId) {
+        const message: EventLogNudge = { type: 'log', vendorId, at: new Date().toISOString() };
+        app.redis.publish(eventsChannel(opts.prefix, vendorId), JSON.stringify(message)).catch(() => undefined);
+      },
       streams: (vendorId) => open.get(vendorId)?.size ?? 0,
       track(vendorId, end) {
         let set = open.get(vendorId);
@@ -103,5 +109,5 @@ export default fp<EventsPluginOptions>(
       await subscriber.quit().catch(() => subscriber.disconnect());
     });
   },
-  { name: 'events' },
+  { name: 'events', dependencies: ['redis'] },
 );

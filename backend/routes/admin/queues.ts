@@ -31,7 +31,8 @@ export interface AdminQueueOptions {
 }
 
 const routes: FastifyPluginAsyncTypebox<AdminQueueOptions> = async (app, opts) => {
-  app.addHook('onRequest', app.requireAdmin);
+  // preValidation: after the rate limiter (which counts an anonymous caller per IP), before the request is validated.
+  app.addHook('preValidation', app.requireAdmin);
 
   app.get('/queues', { schema: listQueuesSchema }, async () => {
     const dead = await countDeadLetters(app.db);
@@ -86,6 +87,7 @@ const routes: FastifyPluginAsyncTypebox<AdminQueueOptions> = async (app, opts) =
     const job = await reviveDeadLetter(app.db, request.params.jobId, opts.attempts);
     if (!job) throw new AppError('NOT_FOUND', 'no such dead letter');
     const inRedis = await queueAgain(app, job);
+    app.eventHub.nudge(job.vendor_id);
     request.log.info({ jobId: job.id, admin: request.vendor.id }, 'dead letter retried');
     return reply.code(202).send({ jobId: job.id, state: 'queued' as const, attempts: job.attempts, maxAttempts: job.max_attempts, inRedis });
   });

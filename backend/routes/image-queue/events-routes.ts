@@ -57,6 +57,8 @@ class EventStream {
   private reading = false;
   private readAgain = false;
   private closed = false;
+  /** set once the start position is known: messages before it are dropped (the first read after it covers them) */
+  private started = false;
   private readonly cleanups: (() => void)[] = [];
 
   constructor(
@@ -102,6 +104,7 @@ class EventStream {
     }
     const ready: ReadyMessage = { lastEventId: this.last, resumed: resumeFrom !== null, reset };
     this.send(`id: ${this.last}\nevent: ready\ndata: ${JSON.stringify(ready)}\n\n`);
+    this.started = true;
     await this.readLog();
 
     const heartbeat = setInterval(() => {
@@ -118,6 +121,7 @@ class EventStream {
   }
 
   private onMessage(message: ChannelMessage): void {
+    if (!this.started) return;
     if (message.type === 'progress') {
       const progress: ProgressMessage = {
         type: 'progress',
