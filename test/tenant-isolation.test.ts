@@ -145,8 +145,6 @@ t.test('tenant sweep: vendor B using vendor A ids learns nothing', async (t) => 
     queueName: 'image-processing',
     queueStatus: 'failed',
     schedulerId: 'none',
-    queueStatus: 'failed',
-    schedulerId: 'none',
   };
   const randomIds: Record<string, string> = {
     jobId: MISSING_ID,
