@@ -1,6 +1,6 @@
 import Fastify, { type FastifyInstance, type RouteOptions } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { loggerOptions } from '../platform/logger.js';
+import { logDestination, loggerOptions, type LogTarget } from '../platform/logger.js';
 import { parseHostAllowlist } from '../platform/address-guard.js';
 import type { ApiConfig } from './config.js';
 import errors from './plugins/errors.js';
@@ -11,6 +11,7 @@ import queues from './plugins/queues.js';
 import storage from './plugins/storage.js';
 import auth from './plugins/auth.js';
 import docs from './plugins/docs.js';
+import metrics from './plugins/metrics.js';
 import rateLimit from './plugins/rate-limit.js';
 import idempotency from './plugins/idempotency.js';
 import enqueue from './enqueue.js';
@@ -26,8 +27,10 @@ import dashboardRoutes from './routes/dashboard/index.js';
 import boardRoutes from './routes/admin/board.js';
 
 export interface BuildOptions {
-  /** Replace the logger (tests collect lines; `false` silences). */
+  /** Replace the logger (`false` silences). */
   logger?: boolean | object;
+  /** Where the API's own logger writes its scrubbed lines (default stdout; tests collect them). */
+  logStream?: LogTarget;
   /** Called for every route as it is registered (tests enumerate the routes with it). */
   onRoute?: (route: RouteOptions) => void;
 }
@@ -39,11 +42,13 @@ export interface BuildOptions {
  */
 export async function buildApp(config: ApiConfig, options: BuildOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: options.logger ?? loggerOptions(config.LOG_LEVEL, 'api'),
+    logger: options.logger ?? { ...loggerOptions(config.LOG_LEVEL, 'api'), stream: logDestination(options.logStream) },
     trustProxy: config.TRUST_PROXY,
     bodyLimit: 1024 * 1024,
-    requestIdHeader: 'x-request-id',
-    genReqId: () => crypto.randomUUID(),
+    // A caller's X-Request-Id is kept for tracing only when it looks like an
+    // id: it is written into every log line of the request.
+    requestIdHeader: false,
+    genReqId: (request) => callerRequestId(request.headers['x-request-id']) ?? crypto.randomUUID(),
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false, discriminator: true } },
   }).withTypeProvider<TypeBoxTypeProvider>();
   if (options.onRoute) app.addHook('onRoute', options.onRoute);
@@ -51,6 +56,7 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
   await app.register(errors);
   await app.register(jsonBody);
   await app.register(docs, { publicBaseUrl: config.PUBLIC_BASE_URL });
+  await app.register(metrics, { token: config.METRICS_TOKEN, bullPrefix: config.BULL_PREFIX });
   await app.register(mysql, { url: config.MYSQL_URL, poolSize: config.MYSQL_POOL_SIZE });
   await app.register(redis, { url: config.REDIS_URL });
   await app.register(queues, {
@@ -104,6 +110,12 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
   await app.register(dashboardRoutes);
   await app.register(boardRoutes, { boardToken: config.ADMIN_BOARD_TOKEN, redisUrl: config.REDIS_URL, bullPrefix: config.BULL_PREFIX });
   return app;
+}
+
+const REQUEST_ID = /^[\w.:-]{1,128}$/;
+
+function callerRequestId(header: string | string[] | undefined): string | undefined {
+  return typeof header === 'string' && REQUEST_ID.test(header) ? header : undefined;
 }
 
 /** The same private-host allowlist the worker fetches with, so the API does not refuse what the worker would fetch. */

@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { env, loadConfig, type LoadOptions } from '../platform/config.js';
-import { LogSection, MysqlSection, RedisSection, SourceSection, StorageSection, WebhookSection } from '../platform/config-sections.js';
+import { LogSection, MetricsSection, MysqlSection, RedisSection, SourceSection, StorageSection, WebhookSection } from '../platform/config-sections.js';
 import { EventsSection } from './events-config.js';
 import { VendorApiSection } from './vendor-api-config.js';
 
@@ -11,6 +11,7 @@ export const ApiConfigSchema = Type.Object({
   ...StorageSection,
   ...SourceSection,
   ...VendorApiSection,
+  ...MetricsSection,
   ...WebhookSection,
   ...EventsSection,
   HOST: env.string('0.0.0.0', 'address the API listens on'),

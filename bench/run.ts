@@ -8,6 +8,9 @@ const BENCHMARKS: Record<string, { file: string; what: string }> = {
   'worker-memory': { file: 'worker-memory.ts', what: 'worker process RSS over many real processing jobs (≤ 10 % growth after warm-up)' },
   'face-crop': { file: 'face-crop.ts', what: 'passport crops per minute end to end through the API; face detection latency per detector' },
   processing: { file: 'processing.ts', what: 'seed-001 load table: mixed processing jobs through API + worker vs a bare sharp loop' },
+  chaos: { file: 'chaos.ts', what: 'reliability table: worker SIGKILL, Redis flush/restart, MySQL stop, storage 500s at scale; long route fuzzing' },
+  'rembg-service': { file: 'rembg-service.ts', what: 'rembg service images/min vs raw onnxruntime inference, same run; service RSS over 1,000 images' },
+  'rembg-e2e': { file: 'rembg-e2e.ts', what: 'background-removal jobs/min end to end through the API with 2 rembg instances (target ≥ 150/min)' },
   enqueue: { file: 'enqueue.ts', what: 'enqueue req/s and p99 vs a bare and a minimal durable route; bulk 100/1000 latency' },
 };
 

@@ -15,7 +15,10 @@ export const MysqlSection = {
 };
 
 export const RedisSection = {
-  REDIS_URL: env.string('redis://127.0.0.1:6379', 'Redis URL for Bull queues, rate limits, events and heartbeats'),
+  REDIS_URL: env.string(
+    'redis://127.0.0.1:6379',
+    'Redis for Bull queues, rate limits, events and heartbeats: redis://[:password@]host:port[/db], rediss:// for TLS, or redis+sentinel://host1:26379,host2:26379/master-name for Sentinel failover',
+  ),
   BULL_PREFIX: env.string('bull', 'key prefix of every Bull queue; use a hash tag such as {iq} on Redis Cluster', { pattern: '^[A-Za-z0-9:_{}.-]{1,64}$' }),
 };
 
@@ -43,6 +46,10 @@ export const SourceSection = {
   SOURCE_TIMEOUT_MS: env.int(20_000, 'time limit for fetching one source image', { minimum: 100 }),
   SOURCE_MAX_REDIRECTS: env.int(3, 'redirects followed when fetching a source (each re-checked)', { minimum: 0, maximum: 10 }),
   MAX_INPUT_PIXELS: env.int(50_000_000, 'largest decoded image (width × height) accepted', { minimum: 1 }),
+};
+
+export const MetricsSection = {
+  METRICS_TOKEN: env.string('', 'bearer token /metrics requires (Authorization: Bearer <token>); empty = /metrics is open (keep it on a private network)'),
 };
 
 /** Webhooks (issue 10): read by the API (checks a vendor's URL when it is set) and the worker (delivers). */

@@ -8,7 +8,39 @@ import { Redis, type RedisOptions } from 'ioredis';
 export type RedisRole = 'client' | 'subscriber' | 'bclient';
 
 export function createRedis(url: string, extra: RedisOptions = {}): Redis {
-  return new Redis(url, { lazyConnect: false, ...extra });
+  const sentinel = parseSentinelUrl(url);
+  return sentinel ? new Redis({ ...sentinel, ...extra }) : new Redis(url, extra);
+}
+
+/**
+ * REDIS_URL names one Redis (`redis://[:password@]host:port[/db]`,
+ * `rediss://` for TLS) or, for failover, the Sentinels that know the
+ * current primary:
+ *
+ *   redis+sentinel://[:password@]host1:26379,host2:26379,host3:26379/<master-name>[/db][?sentinelPassword=…]
+ *
+ * Every connection then asks the Sentinels for the primary and reconnects to
+ * the new one after a failover. `password` is the data nodes' password.
+ */
+export function parseSentinelUrl(url: string): RedisOptions | null {
+  const match = /^redis\+sentinel:\/\/(?:([^:@/]*)(?::([^@/]*))?@)?([^/?]+)\/([^/?]+)(?:\/(\d+))?\/?(?:\?(.*))?$/.exec(url);
+  if (!url.startsWith('redis+sentinel:')) return null;
+  if (!match) throw new Error('REDIS_URL: a Sentinel URL looks like redis+sentinel://[:password@]host1:26379,host2:26379/master-name[/db]');
+  const [, user, password, hosts, name, db, query] = match;
+  const sentinels = hosts!.split(',').map((hostPort) => {
+    const [host, port] = hostPort.trim().split(':');
+    if (!host) throw new Error(`REDIS_URL: bad Sentinel address "${hostPort}"`);
+    return { host, port: port ? Number(port) : 26379 };
+  });
+  const params = new URLSearchParams(query ?? '');
+  return {
+    sentinels,
+    name: decodeURIComponent(name!),
+    ...(user ? { username: decodeURIComponent(user) } : {}),
+    ...(password ? { password: decodeURIComponent(password) } : {}),
+    ...(db ? { db: Number(db) } : {}),
+    ...(params.get('sentinelPassword') ? { sentinelPassword: params.get('sentinelPassword')! } : {}),
+  };
 }
 
 export interface BullConnections {
@@ -25,7 +57,7 @@ export function bullConnections(url: string, connectionName: string, clientOptio
   let client: Redis | undefined;
   let subscriber: Redis | undefined;
   const open = (opts: RedisOptions) => {
-    const conn = new Redis(url, { connectionName, ...opts });
+    const conn = createRedis(url, { connectionName, ...opts });
     // Errors surface through the queue; without a listener ioredis prints them unformatted.
     conn.on('error', () => {});
     opened.push(conn);

@@ -57,7 +57,9 @@ export async function buildRembgApp(config: RembgConfig, options: RembgBuildOpti
     if (error instanceof AppError) return detail(reply, error.statusCode >= 500 ? 502 : 400, error.message);
     const status = error.statusCode ?? 500;
     if (status < 500) return detail(reply, status, error.message);
-    request.log.error({ err: error }, 'remove failed');
+    // A caller that hung up aborted its own work: nothing failed here.
+    if (request.raw.socket?.destroyed) request.log.info({ err: error.message }, 'caller went away; work stopped');
+    else request.log.error({ err: error }, 'remove failed');
     return detail(reply, 500, 'background removal failed');
   });
   app.setNotFoundHandler((_request, reply) => detail(reply, 404, 'Not Found'));

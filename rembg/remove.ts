@@ -61,7 +61,7 @@ export class BackgroundRemover {
     const model = await this.thread.load(spec).catch((error: unknown) => {
       throw new RembgError(500, `model "${options.model}" could not be loaded: ${(error as Error).message}`, { cause: error });
     });
-    const image = await decode(bytes, this.settings.maxPixels);
+    const image = await decodeImage(bytes, this.settings.maxPixels);
     options.signal?.throwIfAborted();
     const input = await modelInput(image, model.size, spec.mean, spec.std);
     const { output, side, ms } = await this.thread.run(model, input);
@@ -88,7 +88,7 @@ export class BackgroundRemover {
   }
 }
 
-interface Decoded {
+export interface Decoded {
   data: Buffer;
   width: number;
   height: number;
@@ -96,7 +96,7 @@ interface Decoded {
 }
 
 /** Decoded upright as 8-bit sRGB; bad bytes are 400, too many pixels 413, formats we do not read 415. */
-async function decode(bytes: Buffer, maxPixels: number): Promise<Decoded> {
+export async function decodeImage(bytes: Buffer, maxPixels: number): Promise<Decoded> {
   try {
     await inspectImage(bytes, maxPixels);
     const { data, info } = await runSharp(() =>
@@ -123,7 +123,7 @@ function asRequestError(error: unknown): unknown {
 }
 
 /** rembg's normalize(): RGB at side×side (Lanczos), / max, (x − mean) / std, channels first. */
-async function modelInput(image: Decoded, side: number, mean: readonly number[], std: readonly number[]): Promise<Float32Array> {
+export async function modelInput(image: Decoded, side: number, mean: readonly number[], std: readonly number[]): Promise<Float32Array> {
   const raw = { raw: { width: image.width, height: image.height, channels: image.channels } };
   const rgb = await sharp(image.data, raw).removeAlpha().resize(side, side, { fit: 'fill', kernel: 'lanczos3' }).raw().toBuffer();
   let max = 0;

@@ -3,6 +3,7 @@ import { ApiConfigSchema } from '../backend/config.js';
 import { WorkerConfigSchema } from '../worker/config.js';
 import { RembgConfigSchema } from '../rembg/config.js';
 import { LauncherConfigSchema } from './launcher-config.js';
+import { ComposeConfigSchema } from './compose-config.js';
 
 /**
  * Every process's configuration schema, so `.env.example` and the README's
@@ -14,6 +15,7 @@ export const CONFIG_SCHEMAS: Record<string, TObject> = {
   api: ApiConfigSchema,
   worker: WorkerConfigSchema,
   rembg: RembgConfigSchema,
+  'docker compose': ComposeConfigSchema,
 };
 
 export interface Variable {
@@ -65,4 +67,33 @@ export function renderMarkdownTable(): string {
       `| \`${v.name}\` | ${v.default === undefined ? '(required)' : v.default === '' ? '(empty)' : `\`${v.default}\``} | ${v.description.replace(/\|/g, '\\|')} | ${v.usedBy.join(', ')} |`,
   );
   return ['| variable | default | meaning | read by |', '|---|---|---|---|', ...rows].join('\n');
+}
+
+export const TABLE_START = '<!-- variables:start -->';
+export const TABLE_END = '<!-- variables:end -->';
+
+/** The document with the text between the table markers replaced by `table`. */
+export function replaceVariablesTable(doc: string, table: string): string {
+  const start = doc.indexOf(TABLE_START);
+  const end = doc.indexOf(TABLE_END);
+  if (start < 0 || end < start) throw new Error(`the document has no ${TABLE_START} … ${TABLE_END} markers`);
+  return `${doc.slice(0, start + TABLE_START.length)}\n\n${table}\n\n${doc.slice(end)}`;
+}
+
+/** The rows of the table between the markers, as trimmed cells (formatting and padding ignored). */
+export function tableRows(doc: string): string[][] {
+  const start = doc.indexOf(TABLE_START);
+  const end = doc.indexOf(TABLE_END);
+  if (start < 0 || end < start) return [];
+  return doc
+    .slice(start + TABLE_START.length, end)
+    .split('\n')
+    .filter((line) => line.trim().startsWith('|') && !/^\|[\s|:-]+\|$/.test(line.trim()))
+    .map((line) =>
+      line
+        .trim()
+        .replace(/^\||\|$/g, '')
+        .split(/(?<!\\)\|/)
+        .map((cell) => cell.trim()),
+    );
 }

@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis';
+import { createRedis } from '../platform/redis.js';
 import { serverPool } from '../db/connect.js';
 
 /**
@@ -34,7 +34,7 @@ export async function checkMysql(url: string): Promise<void> {
 }
 
 export async function checkRedis(url: string): Promise<void> {
-  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 3000, retryStrategy: () => null });
+  const redis = createRedis(url, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 3000, retryStrategy: () => null });
   redis.on('error', () => {});
   try {
     await redis.connect();
@@ -47,7 +47,7 @@ export async function checkRedis(url: string): Promise<void> {
 function safeAddress(url: string): string {
   try {
     const u = new URL(url);
-    return `${u.hostname}:${u.port || (u.protocol === 'redis:' ? 6379 : 3306)}`;
+    return `${u.hostname}:${u.port || (u.protocol === 'mysql:' ? 3306 : 6379)}`;
   } catch {
     return '(unparseable URL)';
   }

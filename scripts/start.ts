@@ -46,7 +46,7 @@ const services: Service[] = [
   ...Array.from({ length: config.WORKER_PROCESSES }, (_, i) => ({
     name: config.WORKER_PROCESSES > 1 ? `worker-${i}` : 'worker',
     script: script('worker/main'),
-    env: { REMBG_URLS: rembgUrls },
+    env: { REMBG_URLS: rembgUrls, WORKER_METRICS_PORT: String(config.WORKER_METRICS_PORT === 0 ? 0 : config.WORKER_METRICS_PORT + i) },
     restarts: [],
   })),
 ];

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { loadApiConfig } from '../backend/config.js';
 import { loadWorkerConfig } from '../worker/config.js';
 import { type ConfigError } from '../platform/config.js';
-import { allVariables, renderEnvExample } from '../scripts/config-registry.js';
+import { allVariables, renderEnvExample, renderMarkdownTable, TABLE_END, TABLE_START, tableRows } from '../scripts/config-registry.js';
 import { TEST_JWT_SECRET } from './helpers/env.js';
 
 t.test('a missing or bad variable stops the process with a message naming it', async (t) => {
@@ -28,12 +28,14 @@ t.test('defaults run on one machine with no credentials', async (t) => {
   t.equal(worker.JOB_TIMEOUT_MS, 60_000);
 });
 
-t.test('.env.example and docs/configuration.md list every variable with its default', async (t) => {
+t.test('.env.example, docs/configuration.md and the README list every variable with its default', async (t) => {
   const example = await readFile(new URL('../.env.example', import.meta.url), 'utf8');
   t.equal(example, renderEnvExample(), '.env.example is current (npm run config:docs)');
-  const doc = await readFile(new URL('../docs/configuration.md', import.meta.url), 'utf8');
-  for (const v of allVariables()) {
-    t.ok(doc.includes(`\`${v.name}\``), `docs/configuration.md lists ${v.name}`);
-    t.ok(v.description.length > 10, `${v.name} has a description`);
+  for (const v of allVariables()) t.ok(v.description.length > 10, `${v.name} has a description`);
+  const expected = tableRows(`${TABLE_START}\n${renderMarkdownTable()}\n${TABLE_END}`);
+  t.equal(expected.length, allVariables().length + 1, 'one row per variable, and the header');
+  for (const path of ['docs/configuration.md', 'README.md']) {
+    const doc = await readFile(new URL(`../${path}`, import.meta.url), 'utf8');
+    t.same(tableRows(doc), expected, `the table in ${path} is current (npm run config:docs)`);
   }
 });

@@ -121,6 +121,13 @@ t.test('the shapes the issue names, on the enqueue routes', async (t) => {
   );
   t.ok(idem.statusCode === 202 || idem.statusCode === 400, `a 5000-char Idempotency-Key: ${idem.statusCode} ${idem.body.slice(0, 200)}`);
 
+  const noBoundary = await post('bulk-process', 'x', { 'content-type': 'multipart/form-data' });
+  t.equal(noBoundary.statusCode, 400, `multipart without a boundary (was a 500): ${noBoundary.body}`);
+  const cut = await post('process-queue', '--xyz\r\nContent-Disposition: form-data; name="recordId"\r\n\r\nr', {
+    'content-type': 'multipart/form-data; boundary=xyz',
+  });
+  t.equal(cut.statusCode, 400, `a multipart body cut short (was a 500): ${cut.body}`);
+
   const png = await makeJpeg(8, 8);
   const wrongField = await multipartBody({ recordId: 'r', projectId: 'p', operations: '[{"op":"resize","width":8}]' }, [
     { field: 'other', filename: 'a.jpg', contentType: 'image/jpeg', bytes: png },
@@ -130,4 +137,23 @@ t.test('the shapes the issue names, on the enqueue routes', async (t) => {
     { field: 'photo', filename: 'a.jpg', contentType: 'image/jpeg', bytes: png },
   ]);
   t.equal((await post('process-queue', badJson.payload, badJson.headers)).statusCode, 400, 'operations that are not JSON');
+});
+
+t.test("a caller's X-Request-Id is logged only when it looks like an id", async (t) => {
+  const env = await isolatedEnv(t, { LOG_LEVEL: 'silent' });
+  const lines: { reqId?: string }[] = [];
+  const stream = { write: (line: string) => void lines.push(JSON.parse(line) as { reqId?: string }) };
+  const { app } = await fuzzableApp(env, { level: 'info', stream });
+  t.teardown(() => app.close());
+  const long = 'k'.repeat(8000);
+  await app.inject({ method: 'GET', url: '/api/nope', headers: { 'x-request-id': 'trace-42.a:b' } });
+  await app.inject({ method: 'GET', url: '/api/nope', headers: { 'x-request-id': long } });
+  await app.inject({ method: 'GET', url: '/api/nope', headers: { 'x-request-id': 'evil\u2028"}{' } });
+  const ids = new Set(lines.map((l) => l.reqId).filter(Boolean));
+  t.ok(ids.has('trace-42.a:b'), 'an id-like value is kept for tracing');
+  t.notOk(
+    [...ids].some((id) => id === long || String(id).includes('evil')),
+    'anything else is replaced',
+  );
+  t.equal(ids.size, 3, `three requests, three ids: ${[...ids].join(', ').slice(0, 200)}`);
 });

@@ -256,3 +256,21 @@ t.test('three instances', async (t) => {
     });
   });
 });
+
+t.test('credentials in an instance URL go in a header, never into logs or the heartbeat', async (t) => {
+  const proxy = await testServer(t);
+  const seen: (string | undefined)[] = [];
+  proxy.route('/health', (req, res) => {
+    seen.push(req.headers.authorization);
+    res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
+  });
+  const url = proxy.url.replace('http://', 'http://bench:s3cret@');
+  const p = pool(t, [url], { healthIntervalMs: 100 });
+  await waitFor(async () => seen.length > 0);
+  t.equal(seen[0], `Basic ${Buffer.from('bench:s3cret').toString('base64')}`);
+  t.same(
+    p.rembgInstances().map((i) => i.url),
+    [proxy.url],
+  );
+  t.notMatch(JSON.stringify(p.rembgInstances()), /s3cret/);
+});

@@ -18,7 +18,8 @@ import { deleteVendor } from '../db/repos/vendors.js';
  * - every route with an id in its path, called by vendor B with vendor A's
  *   id, answers exactly what it answers for an id that does not exist.
  */
-const PUBLIC = [/^\/docs/, /^\/files\//, /^\/api\/auth\/token$/, /^\/api\/worker\/health$/, /^\/dashboard/];
+// /metrics and /healthz are for operators: open, or behind METRICS_TOKEN (test/metrics.test.ts), never a vendor token. /dashboard is static files.
+const PUBLIC = [/^\/docs/, /^\/files\//, /^\/api\/auth\/token$/, /^\/api\/worker\/health$/, /^\/metrics$/, /^\/healthz$/, /^\/dashboard/];
 const MISSING_ID = '01ARZ3NDEKTSV4RRFFQ69G5FAV';
 
 function fill(url: string, ids: Record<string, string>): string {
@@ -29,10 +30,15 @@ function fill(url: string, ids: Record<string, string>): string {
   });
 }
 
+let callers = 0;
+
+/** Each call from its own address: anonymous and badly-tokened requests count per IP, and this sweep is not about that limit. */
 function call(app: FastifyInstance, route: FuzzRoute, url: string, authorization: string | undefined) {
   const headers: Record<string, string> = authorization ? { authorization } : {};
-  const hasBody = route.method === 'POST' || route.method === 'PATCH';
-  return app.inject({ method: route.method as 'GET', url, headers, ...(hasBody ? { payload: {} } : {}) });
+  const hasBody = route.method === 'POST' || route.method === 'PATCH' || route.method === 'PUT';
+  callers++;
+  const remoteAddress = `198.18.${Math.floor(callers / 250) % 250}.${(callers % 250) + 1}`;
+  return app.inject({ method: route.method as 'GET', url, headers, remoteAddress, ...(hasBody ? { payload: {} } : {}) });
 }
 
 t.test('tokens: forged, expired, deleted and under-privileged tokens are refused on every route', async (t) => {

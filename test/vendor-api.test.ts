@@ -540,7 +540,11 @@ t.test('vendor API', async (t) => {
     for (const [path, methods] of Object.entries(spec.paths as Record<string, Record<string, { responses: Record<string, { content?: unknown }> }>>)) {
       if (!path.startsWith('/api/')) continue;
       for (const [method, op] of Object.entries(methods)) {
-        for (const [status, response] of Object.entries(op.responses)) t.ok(response.content, `${method.toUpperCase()} ${path} ${status} has a schema`);
+        for (const [status, response] of Object.entries(op.responses)) {
+          // 204 No Content is the one answer that has no body to describe
+          if (status === '204') t.notOk(response.content, `${method.toUpperCase()} ${path} 204 has no body`);
+          else t.ok(response.content, `${method.toUpperCase()} ${path} ${status} has a schema`);
+        }
       }
     }
     t.equal((await app.inject({ method: 'GET', url: '/docs/' })).statusCode, 200, 'browsable');

@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { env, loadConfig, type LoadOptions } from '../platform/config.js';
-import { LogSection, MysqlSection, RedisSection, SourceSection, StorageSection, WebhookSection } from '../platform/config-sections.js';
+import { LogSection, MetricsSection, MysqlSection, RedisSection, SourceSection, StorageSection, WebhookSection } from '../platform/config-sections.js';
 import { WebhookWorkerSection } from './webhooks/config-section.js';
 import { FaceSection } from './faces/config-section.js';
 import { RembgPoolSection } from './rembg/config-section.js';
@@ -28,6 +28,12 @@ export const WorkerConfigSchema = Type.Object({
   JOB_BACKOFF_MS: env.int(2000, 'first retry delay; doubles each retry (2 s, 4 s, 8 s)', { minimum: 0 }),
   QUEUE_KEEP_COMPLETED: env.int(1000, 'completed jobs Bull keeps in Redis (the ledger keeps all)', { minimum: 0 }),
   QUEUE_KEEP_FAILED: env.int(5000, 'failed jobs Bull keeps in Redis (the ledger keeps all)', { minimum: 0 }),
+  WORKER_METRICS_PORT: env.int(9464, "port of the worker's /metrics server (0 = no metrics server); npm start gives each worker process the next port", {
+    minimum: 0,
+    maximum: 65535,
+  }),
+  WORKER_METRICS_HOST: env.string('0.0.0.0', "address the worker's /metrics server listens on"),
+  ...MetricsSection,
   READY_RETRY_MS: env.int(5_000, 'while MySQL, Redis or storage is not ready, how often the worker checks again', { minimum: 100 }),
   ...FaceSection,
   ...WebhookSection,

@@ -11,6 +11,8 @@ import type { Logger } from '../platform/logger.js';
 export interface HeartbeatSource {
   queues(): Promise<WorkerHeartbeat['queues']>;
   rembg(): WorkerHeartbeat['rembg'];
+  /** called after each beat that reached Redis (metrics count them) */
+  written?(): void;
 }
 
 export interface Heartbeat {
@@ -43,7 +45,9 @@ export function startHeartbeat(
       queues: await source.queues(),
       rembg: source.rembg(),
     };
-    if (!stopped) await redis.set(key, JSON.stringify(beat), 'PX', ttlMs);
+    if (stopped) return;
+    await redis.set(key, JSON.stringify(beat), 'PX', ttlMs);
+    source.written?.();
   }
 
   const beat = () => {

@@ -10,6 +10,7 @@ import type { FetchLimits } from '../platform/source-fetch.js';
 import { CONTENT_TYPES, type Storage } from '../platform/storage/index.js';
 import type { JobContext, Processor } from './context.js';
 import { publishJobEvent } from './events.js';
+import type { JobMetrics, JobOutcome } from './metrics.js';
 import { retryDb } from './retry-db.js';
 import { loadSource } from './source.js';
 
@@ -42,6 +43,7 @@ export interface RunnerDeps {
   dbWriteRetryMs: number;
   /** aborted when the worker is shutting down past its grace period */
   shutdown: AbortSignal;
+  metrics?: JobMetrics;
 }
 
 export type JobHandler = (job: Bull.Job<JobPayload>) => Promise<{ jobId: string; status: string }>;
@@ -61,9 +63,12 @@ export function jobHandler<K extends JobKind>(deps: RunnerDeps, queue: string, p
     const log = deps.log.child({ jobId, vendorId, queue, bullAttempt: job.attemptsMade + 1 });
     const event = { jobId, vendorId, batchId, kind };
 
+    const measuredFrom = performance.now();
+    const ended = (outcome: JobOutcome, code?: string) => deps.metrics?.attemptEnded(queue, outcome, (performance.now() - measuredFrom) / 1000, code);
     const started = await retryDb(() => startAttempt(deps.ledger, jobId, deps.workerId), deps.dbWriteRetryMs);
     if (started === null) {
       log.info('ledger says this job already finished; skipping the duplicate');
+      ended('skipped');
       return { jobId, status: 'skipped' };
     }
     const { attempt, maxAttempts } = started;
@@ -102,9 +107,11 @@ export function jobHandler<K extends JobKind>(deps: RunnerDeps, queue: string, p
       );
       if (!completed) {
         attemptLog.warn('another copy of this job completed first; this result is dropped');
+        ended('duplicate');
         return { jobId, status: 'duplicate' };
       }
       attemptLog.info({ ms: Math.round(performance.now() - startedAt) }, 'job completed');
+      ended('completed');
       publishJobEvent(deps.redis, deps.bullPrefix, { ...event, type: 'completed', progress: 100 });
       return { jobId, status: 'completed' };
     } catch (raw) {
@@ -119,6 +126,7 @@ export function jobHandler<K extends JobKind>(deps: RunnerDeps, queue: string, p
       await retryDb(() => failAttempt(deps.db, { jobId, attempt, status, code: error.code, message: error.message, refund }), deps.dbWriteRetryMs).catch(
         (e: unknown) => attemptLog.error({ err: e }, 'could not record the failure in the ledger; the reconciler will queue the job again'),
       );
+      ended(refund ? 'shutdown' : retrying ? 'retry' : status === 'dead' ? 'dead' : 'failed', error.code);
       if (!retrying) await job.discard();
       publishJobEvent(deps.redis, deps.bullPrefix, { ...event, type: status, error: { code: error.code, message: error.message } });
       throw Object.assign(new Error(`${error.code}: ${error.message}`), { code: error.code });

@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type Bull from 'bull';
 import { sql } from 'kysely';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { connectDb, type Db } from '../db/connect.js';
 import { failStalledJob, findJob, type Ledger } from '../db/repos/jobs.js';
 import { LedgerTransactions } from '../db/multi-statement.js';
@@ -12,6 +12,7 @@ import { ALL_QUEUES, kindOfQueue, type JobKind, type QueueName } from '../jobs/q
 import { parseHostAllowlist } from '../platform/address-guard.js';
 import { createLogger, type Logger } from '../platform/logger.js';
 import { openQueues, type QueueSet } from '../platform/queues.js';
+import { createRedis } from '../platform/redis.js';
 import { requeueJob } from '../platform/requeue.js';
 import { createStorage, type Storage } from '../platform/storage/index.js';
 import type { WorkerConfig } from './config.js';
@@ -21,6 +22,8 @@ import { startHeartbeat, type Heartbeat } from './heartbeat.js';
 import { buildProcessors, type ProcessorMap, type WorkerResource } from './processors/index.js';
 import { reconcile, reconcileLockKey } from './reconciler.js';
 import { jobHandler, type RunnerDeps } from './run-job.js';
+import { createWorkerMetrics, type WorkerMetrics } from './metrics.js';
+import { startMetricsServer, type MetricsServer } from '../platform/metrics.js';
 import { startWebhooks, type Webhooks } from './webhooks/index.js';
 
 /**
@@ -37,6 +40,10 @@ export interface Worker {
   close(): Promise<void>;
   /** jobs running now, per served queue */
   active(): Record<string, number>;
+  /** this worker's Prometheus registry (served on WORKER_METRICS_PORT) */
+  readonly metrics: WorkerMetrics;
+  /** the port /metrics listens on, or null when WORKER_METRICS_PORT is 0 (or before start) */
+  metricsPort(): number | null;
   readonly log: Logger;
 }
 
@@ -74,14 +81,14 @@ export function concurrencyOf(config: WorkerConfig, queue: QueueName): number {
 
 export function createWorker(config: WorkerConfig, options: WorkerOptions = {}): Worker {
   const id = config.WORKER_ID || `${hostname()}:${process.pid}`;
-  const log = options.logger ?? createLogger(config.LOG_LEVEL, 'worker');
+  const log = (options.logger ?? createLogger(config.LOG_LEVEL, 'worker')).child({ workerId: id });
   const queuesServed = servedQueues(config);
   const allowedPrivateHosts = allowlistOf(config);
 
   const db: Db = connectDb({ url: config.MYSQL_URL, poolSize: config.MYSQL_POOL_SIZE });
   // Attempts start and complete through multi-statement transactions (db/multi-statement.ts): one connection per running job.
   const ledger: Ledger = { db, multi: new LedgerTransactions(config.MYSQL_URL, config.MYSQL_POOL_SIZE) };
-  const redis = new Redis(config.REDIS_URL, { connectionName: `imagequeue-worker:${id}`, maxRetriesPerRequest: null });
+  const redis: Redis = createRedis(config.REDIS_URL, { connectionName: `imagequeue-worker:${id}`, maxRetriesPerRequest: null });
   redis.on('error', (error) => log.debug({ err: error }, 'redis connection error'));
   const queueSet: QueueSet = openQueues({
     redisUrl: config.REDIS_URL,
@@ -104,6 +111,8 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
   let resources: WorkerResource[] = [];
   let reconcileTimer: NodeJS.Timeout | undefined;
   let heartbeat: Heartbeat | undefined;
+  let metricsServer: MetricsServer | undefined;
+  const metrics = createWorkerMetrics(queuesServed);
   let webhooks: Webhooks | undefined;
   let stopping = false;
   let closing: Promise<void> | undefined;
@@ -152,7 +161,7 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
     try {
       const status = await failStalledJob(db, jobId, 'JOB_STALLED', 'the worker running this job stopped mid-attempt too many times');
       if (!status) return;
-      log.error({ jobId, queue, status }, 'job stalled more than the allowed number of times');
+      log.error({ jobId, vendorId: job.data.vendorId, queue, status }, 'job stalled more than the allowed number of times');
       publishJobEvent(redis, config.BULL_PREFIX, {
         jobId,
         vendorId: job.data.vendorId,
@@ -164,7 +173,7 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
       const row = status === 'queued' ? await findJob(db, jobId) : undefined;
       if (row) await requeueJob(queueSet.queues, row);
     } catch (error) {
-      log.warn({ err: error, jobId }, 'could not record a stalled job; the reconciler will pick it up');
+      log.warn({ err: error, jobId, vendorId: job.data.vendorId, queue }, 'could not record a stalled job; the reconciler will pick it up');
     }
   }
 
@@ -178,6 +187,10 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
     return Object.fromEntries(entries);
   }
 
+  function localQueueStates(): WorkerHeartbeat['queues'] {
+    return Object.fromEntries(queuesServed.map((queue) => [queue, { concurrency: concurrencyOf(config, queue), active: activeJobs[queue], paused: stopping }]));
+  }
+
   function rembgStates(): RembgInstanceState[] {
     return resources.flatMap((r) => r.rembgInstances?.() ?? []);
   }
@@ -186,7 +199,20 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
     id,
     log,
     active: () => ({ ...activeJobs }),
+    metrics,
+    metricsPort: () => metricsServer?.port ?? null,
     async start() {
+      // Up before the dependencies are: a worker waiting for MySQL or Redis is worth seeing.
+      if (config.WORKER_METRICS_PORT > 0) {
+        metricsServer = await startMetricsServer(metrics.registry, {
+          host: config.WORKER_METRICS_HOST,
+          port: config.WORKER_METRICS_PORT,
+          token: config.METRICS_TOKEN,
+          // A Redis that does not answer must not hold the scrape: the paused flags then come from this process alone.
+          beforeScrape: async () =>
+            metrics.refresh({ queues: await Promise.race([queueStates(), sleep(1000, localQueueStates(), { ref: false })]), rembg: rembgStates() }),
+        });
+      }
       const built = await buildProcessors(config, log, { db });
       resources = built.resources;
       const processors: ProcessorMap = { ...built.processors, ...options.processors };
@@ -214,6 +240,7 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
         chunkFields: config.RESULT_CHUNK_FIELDS,
         dbWriteRetryMs: config.DB_WRITE_RETRY_MS,
         shutdown: shutdown.signal,
+        metrics,
       };
       await runReconciler();
       if (config.RECONCILE_INTERVAL_MS > 0) {
@@ -255,9 +282,16 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
           },
         });
       }
-      heartbeat = startHeartbeat(redis, config.BULL_PREFIX, id, { queues: queueStates, rembg: rembgStates }, log, options.heartbeatIntervalMs);
+      heartbeat = startHeartbeat(
+        redis,
+        config.BULL_PREFIX,
+        id,
+        { queues: queueStates, rembg: rembgStates, written: () => metrics.heartbeat() },
+        log,
+        options.heartbeatIntervalMs,
+      );
       await heartbeat.beat();
-      log.info({ workerId: id, queues: queuesServed.map((q) => `${q}×${concurrencyOf(config, q)}`) }, 'worker started');
+      log.info({ queues: queuesServed.map((q) => `${q}×${concurrencyOf(config, q)}`) }, 'worker started');
     },
     close() {
       closing ??= closeNow();
@@ -286,6 +320,7 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
     await redis.quit().catch(() => redis.disconnect());
     await ledger.multi.close();
     await db.destroy();
+    await metricsServer?.close();
     log.info('worker closed');
   }
 }

@@ -86,7 +86,13 @@ export default fp<AuthPluginOptions>(
       if (typeof claims.sub !== 'string') throw new AppError('UNAUTHORIZED', 'invalid bearer token');
       const vendor = await loadVendor(claims.sub);
       if (!vendor) throw new AppError('UNAUTHORIZED', 'the vendor of this token no longer exists');
+      if (request.vendor?.id !== vendor.id) request.log = request.log.child({ vendorId: vendor.id });
       request.vendor = vendor;
+    });
+    // The rate limiter identifies the vendor before the reply's logger is
+    // made; the request's last lines ("request completed") carry it too.
+    app.addHook('onSend', async (request, reply) => {
+      if (request.vendor && reply.log !== request.log) reply.log = request.log;
     });
     app.decorate('requireAdmin', async (request: FastifyRequest, reply: FastifyReply) => {
       await app.authenticate(request, reply);

@@ -89,6 +89,7 @@ export default fp<RateLimitPluginOptions>(
       store: tierStore(app.redis, `${opts.prefix}:rl:`),
       errorResponseBuilder: (request, context) => {
         const tier = resolveTier(request.routeOptions.config.rateLimitTier ?? 'auto', request);
+        app.metrics.rateLimited(tier);
         return new AppError(
           'RATE_LIMITED',
           `rate limit reached: ${context.max} requests per ${describeWindow(request, tier, limitOf)} in the ${tier} tier; retry in ${context.after}`,
@@ -96,7 +97,7 @@ export default fp<RateLimitPluginOptions>(
       },
     });
   },
-  { name: 'rate-limit', dependencies: ['redis', 'auth'] },
+  { name: 'rate-limit', dependencies: ['redis', 'auth', 'metrics'] },
 );
 
 /**

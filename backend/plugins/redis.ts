@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { createRedis } from '../../platform/redis.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -19,7 +20,7 @@ export interface RedisPluginOptions {
  */
 export default fp<RedisPluginOptions>(
   async (app, opts) => {
-    const redis = new Redis(opts.url, {
+    const redis = createRedis(opts.url, {
       connectionName: 'imagequeue-api',
       enableOfflineQueue: false,
       maxRetriesPerRequest: 1,

@@ -48,6 +48,8 @@ export async function isolatedEnv(t: Test, extra: TestEnv = {}): Promise<TestEnv
     JOB_BACKOFF_MS: '200',
     READY_RETRY_MS: '200',
     RECONCILE_GRACE_MS: '1000',
+    // Many workers run at once in tests; a test that scrapes one gives it a port of its own.
+    WORKER_METRICS_PORT: '0',
     ...extra,
   };
 }

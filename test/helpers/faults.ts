@@ -7,7 +7,12 @@ import { isolatedEnv, type TestEnv } from './env.js';
 import { testApp, testVendor, type TestVendor } from './app.js';
 import { testWorker } from './worker.js';
 import { spawnWorker } from './worker-process.js';
-import { privateMariadb, privateRedis } from './private-services.js';
+import { freePort, privateMariadb, privateRedis } from './private-services.js';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import sharp from 'sharp';
+import { spawnRembg } from './rembg.js';
+import { readFixture } from './fixtures.js';
 import { serveBytes, testServer, type TestServer } from './http.js';
 import { fakeCloudinary } from './cloudinary.js';
 import { makeJpeg } from './fixtures.js';
@@ -40,7 +45,8 @@ export interface FaultOutcome {
   extra: Record<string, number | string | boolean>;
 }
 
-const asTest = (scope: Scope) => scope as Test;
+/** The helpers that take a tap Test use only its teardown. */
+export const asTest = (scope: Scope) => scope as Test;
 
 /** The fate of each job, from the ledger, once every one is final or `timeoutMs` passed. */
 export async function ledgerOutcome(db: Db, jobIds: readonly string[], timeoutMs: number): Promise<Omit<FaultOutcome, 'scenario' | 'notes' | 'extra'>> {
@@ -226,6 +232,7 @@ export async function stopMysql(scope: Scope, options: { jobs: number; downMs: n
   await testWorker(asTest(scope), env);
   await waitFor(async () => (await completedCount(app.db, jobIds)) >= 1, 60_000, 50);
 
+  const doneAtStop = await completedCount(app.db, jobIds);
   await mariadb.stop();
   const stoppedAt = Date.now();
   const probes: { status: number; ms: number; code: string }[] = [];
@@ -239,6 +246,9 @@ export async function stopMysql(scope: Scope, options: { jobs: number; downMs: n
       payload: { recordId: `during-${i}`, projectId: 'chaos', photoUrl: images.url, operations: [{ op: 'resize', width: 8 }] },
     });
     probes.push({ status: res.statusCode, ms: performance.now() - started, code: String(res.json().code ?? '') });
+    const readStarted = performance.now();
+    const read = await app.inject({ method: 'GET', url: `/api/image-queue/job/${jobIds[0]}`, headers: vendor.auth });
+    probes.push({ status: read.statusCode, ms: performance.now() - readStarted, code: String(read.json().code ?? '') });
     await new Promise((r) => setTimeout(r, Math.min(1000, options.downMs / (probeCount + 1))));
   }
   const remaining = options.downMs - (Date.now() - stoppedAt);
@@ -256,8 +266,13 @@ export async function stopMysql(scope: Scope, options: { jobs: number; downMs: n
   return {
     scenario: `MySQL stopped ${Math.round(options.downMs / 1000)} s while ${options.jobs} jobs run`,
     ...outcome,
-    notes: `POSTs while down: ${probes.map((p) => p.status).join(', ')}, slowest ${slowest.toFixed(0)} ms; ${Number(records.n)} records for ${options.jobs} jobs`,
-    extra: { probesAll503: all503, slowestProbeMs: Math.round(slowest), records: Number(records.n) },
+    notes: `${doneAtStop} done at the stop; while down, ${probes.filter((p) => p.status === 503).length} of ${probes.length} POSTs and status reads answered 503 (others: ${
+      probes
+        .filter((p) => p.status !== 503)
+        .map((p) => p.status)
+        .join(', ') || 'none'
+    }), slowest ${slowest.toFixed(0)} ms; ${Number(records.n)} records for ${options.jobs} jobs`,
+    extra: { doneAtStop, probesAll503: all503, slowestProbeMs: Math.round(slowest), records: Number(records.n) },
   };
 }
 
@@ -310,5 +325,155 @@ export async function failingStorage(scope: Scope, options: { jobs: number; reco
     ...outcome,
     notes: `${uploadsTried} upload requests; ${letters} dead letters; ${partialResults + partialRecords} partial results or records${sample?.error_message ? `; error: "${sample.error_message.slice(0, 120)}"` : ''}`,
     extra: { uploadsTried, deadLetters: letters, partialResults, partialRecords, errorMessage: sample?.error_message ?? '' },
+  };
+}
+
+/**
+ * The vendor's webhook receiver is down (nothing listens on its port) while
+ * jobs complete, for `downMs`, then comes up: every completed job's event is
+ * delivered once it answers, each retried try logged. Lost = jobs whose
+ * event never arrived (plus any job not final).
+ */
+export async function webhookReceiverDown(scope: Scope, options: { jobs: number; downMs: number }): Promise<FaultOutcome> {
+  const port = await freePort();
+  const host = `127.0.0.1:${port}`;
+  const env = await isolatedEnv(asTest(scope), {
+    WORKER_QUEUES: 'image-processing',
+    WEBHOOK_ALLOWED_PRIVATE_HOSTS: host,
+    WEBHOOK_BACKOFF_MS: '200',
+    WEBHOOK_OUTBOX_INTERVAL_MS: '100',
+    WEBHOOK_TIMEOUT_MS: '2000',
+    LOG_LEVEL: 'silent',
+  });
+  const app = await testApp(asTest(scope), env);
+  const vendor = await testVendor(app);
+  const set = await app.inject({ method: 'PUT', url: '/api/webhooks', headers: vendor.auth, payload: { webhookUrl: `http://${host}/hook` } });
+  if (set.statusCode !== 200) throw new Error(`webhook setup failed: ${set.statusCode} ${set.body}`);
+  const images = await slowImages(scope, 0);
+  const jobIds = await bulkResize(app, vendor, images.url, options.jobs);
+  await testWorker(asTest(scope), env);
+  const downSince = Date.now();
+  const failedTries = async () =>
+    Number(
+      (
+        await app.db
+          .selectFrom('webhook_deliveries')
+          .select((eb) => eb.fn.countAll<number>().as('n'))
+          .where('vendor_id', '=', vendor.vendorId)
+          .where('outcome', '=', 'failed')
+          .executeTakeFirstOrThrow()
+      ).n,
+    );
+  await waitFor(async () => (await failedTries()) > 0, 60_000, 100);
+  const remaining = options.downMs - (Date.now() - downSince);
+  if (remaining > 0) await new Promise((r) => setTimeout(r, remaining));
+  const triesWhileDown = await failedTries();
+
+  const delivered = new Map<string, number>();
+  const receiver = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const event = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { type?: string; job?: { jobId?: string } };
+      const jobId = event.job?.jobId;
+      if (jobId) delivered.set(jobId, (delivered.get(jobId) ?? 0) + 1);
+      res.writeHead(200).end('ok');
+    });
+  });
+  await new Promise<void>((resolve) => receiver.listen(port, '127.0.0.1', resolve));
+  scope.teardown(() => new Promise<void>((resolve) => (receiver.closeAllConnections(), receiver.close(() => resolve()))));
+  const upAt = Date.now();
+  const outcome = await ledgerOutcome(app.db, jobIds, 120_000);
+  await waitFor(async () => jobIds.every((id) => delivered.has(id)), 120_000, 100).catch(() => undefined);
+  const undelivered = jobIds.filter((id) => !delivered.has(id)).length;
+  const repeats = [...delivered.values()].filter((n) => n > 1).length;
+  return {
+    scenario: `Webhook receiver down ${Math.round(options.downMs / 1000)} s while ${options.jobs} jobs complete`,
+    ...outcome,
+    lost: outcome.lost + undelivered,
+    notes: `${triesWhileDown} failed tries logged while down; ${jobIds.length - undelivered} of ${jobIds.length} events delivered within ${((Date.now() - upAt) / 1000).toFixed(0)} s of the receiver coming up${repeats > 0 ? `, ${repeats} more than once (at-least-once)` : ''}`,
+    extra: { triesWhileDown, undelivered, repeats },
+  };
+}
+
+/** A real HTTP server that holds each request `delayMs`, then forwards it to `target`: an instance on a slow host. */
+async function slowProxy(scope: Scope, target: string, delayMs: number): Promise<string> {
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      setTimeout(() => {
+        fetch(`${target}${req.url}`, {
+          method: req.method ?? 'GET',
+          headers: { 'content-type': req.headers['content-type'] ?? 'application/octet-stream' },
+          ...(req.method === 'POST' ? { body: Buffer.concat(chunks) } : {}),
+        })
+          .then(async (upstream) => {
+            res.writeHead(upstream.status, { 'content-type': upstream.headers.get('content-type') ?? 'application/octet-stream' });
+            res.end(Buffer.from(await upstream.arrayBuffer()));
+          })
+          .catch(() => res.writeHead(502).end());
+      }, delayMs);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  scope.teardown(() => new Promise<void>((resolve) => (server.closeAllConnections(), server.close(() => resolve()))));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+/**
+ * Three rembg instances (real processes), one behind a slow link (every
+ * call delayed `slowMs`), and another SIGKILLed once a fifth of the
+ * background-removal jobs are done: the pool routes around both, no job fails.
+ */
+export async function rembgInstancesFail(scope: Scope, options: { jobs: number; slowMs?: number }): Promise<FaultOutcome> {
+  const instances = [];
+  // one after another: three model loads at once on two cores only make each slower
+  for (let i = 0; i < 3; i++) instances.push(await spawnRembg(asTest(scope), { REMBG_CONCURRENCY: '2', REMBG_QUEUE: '8' }));
+  const [healthy, doomed, slowed] = instances as [(typeof instances)[0], (typeof instances)[0], (typeof instances)[0]];
+  const slowMs = options.slowMs ?? 1500;
+  const slowUrl = await slowProxy(scope, slowed.url, slowMs);
+  const env = await isolatedEnv(asTest(scope), {
+    LOG_LEVEL: 'silent',
+    WORKER_QUEUES: 'background-removal',
+    CONCURRENCY_BACKGROUND_REMOVAL: '6',
+    REMBG_URLS: [healthy.url, doomed.url, slowUrl].join(','),
+    REMBG_HEALTH_INTERVAL_MS: '300',
+    REMBG_OPEN_MS: '1000',
+    REMBG_WAIT_MS: '2000',
+    JOB_BACKOFF_MS: '1000',
+    JOB_TIMEOUT_MS: '120000',
+  });
+  const app = await testApp(asTest(scope), env);
+  const vendor = await testVendor(app);
+  const images = await testServer(asTest(scope));
+  images.route(
+    '/car.jpg',
+    serveBytes(
+      await sharp(await readFixture('rembg/car-1.jpg'))
+        .resize(160)
+        .jpeg()
+        .toBuffer(),
+      'image/jpeg',
+    ),
+  );
+  const jobIds: string[] = [];
+  for (let start = 0; start < options.jobs; start += 1000) {
+    const items = Array.from({ length: Math.min(1000, options.jobs - start) }, (_, i) => ({ recordId: `cut-${start + i}`, photoUrl: `${images.url}/car.jpg` }));
+    const res = await app.inject({ method: 'POST', url: '/api/image-queue/bulk-remove-bg', headers: vendor.auth, payload: { projectId: 'chaos', items } });
+    if (res.statusCode !== 202) throw new Error(`bulk remove-bg failed: ${res.statusCode} ${res.body}`);
+    jobIds.push(...(res.json() as { jobIds: string[] }).jobIds);
+  }
+  await testWorker(asTest(scope), env);
+  await waitFor(async () => (await completedCount(app.db, jobIds)) >= Math.max(1, Math.floor(options.jobs / 5)), 240_000, 100);
+  const doneAtKill = await completedCount(app.db, jobIds);
+  await doomed.kill();
+  const outcome = await ledgerOutcome(app.db, jobIds, 300_000);
+  const retried = await app.db.selectFrom('jobs').select('id').where('id', 'in', jobIds).where('attempts', '>', 1).execute();
+  return {
+    scenario: `rembg ×3: one SIGKILLed mid-run, one ${slowMs} ms slower per call (${options.jobs} background removals)`,
+    ...outcome,
+    notes: `killed with ${doneAtKill} done; ${retried.length} jobs needed a second attempt (the rest were retried on another instance within their attempt)`,
+    extra: { doneAtKill, secondAttempts: retried.length },
   };
 }

@@ -39,46 +39,19 @@ export interface PrivateServer {
 export async function privateRedis(t: Test): Promise<PrivateServer> {
   const dir = await mkdtemp(join(tmpdir(), 'iqt-redis-'));
   const port = await freePort();
-  let child: ChildProcess | undefined;
-  const server: PrivateServer = {
-    url: `redis://127.0.0.1:${port}`,
-    port,
-    async start() {
-      child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
-      await waitFor(
-        async () =>
-          await run('redis-cli', ['-p', String(port), 'ping'])
-            .then((r) => r.stdout.includes('PONG'))
-            .catch(() => false),
-        10_000,
-        50,
-      );
-    },
-    async stop() {
-      if (!child) return;
-      const exited = new Promise((r) => child!.once('exit', r));
-      child.kill('SIGTERM');
-      await exited;
-      child = undefined;
-    },
-    kill() {
-      child?.kill('SIGKILL');
-      child = undefined;
-    },
-  };
-  await server.start();
-  t.teardown(async () => {
-    await server.stop();
-    await rm(dir, { recursive: true, force: true });
-  });
-  return server;
+  const ping = () =>
+    run('redis-cli', ['-p', String(port), 'ping'])
+      .then((r) => r.stdout.includes('PONG'))
+      .catch(() => false);
+  return childServer(t, { url: `redis://127.0.0.1:${port}`, port, dir, timeoutMs: 10_000 }, ping, () =>
+    spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' }),
+  );
 }
 
 export async function privateMariadb(t: Test, options: { maxAllowedPacket?: number } = {}): Promise<PrivateServer> {
   const dir = await mkdtemp(join(tmpdir(), 'iqt-mariadb-'));
   const port = await freePort();
   await run('mariadb-install-db', ['--no-defaults', `--datadir=${dir}/data`, '--user=root', '--auth-root-authentication-method=normal', '--skip-test-db']);
-  let child: ChildProcess | undefined;
   const args = [
     '--no-defaults',
     `--datadir=${dir}/data`,
@@ -94,12 +67,23 @@ export async function privateMariadb(t: Test, options: { maxAllowedPacket?: numb
     run('mariadb', ['-uroot', '-h127.0.0.1', `-P${port}`, '-e', 'SELECT 1'])
       .then(() => true)
       .catch(() => false);
+  return childServer(t, { url: `mysql://root@127.0.0.1:${port}`, port, dir, timeoutMs: 30_000 }, ping, () => spawn('mariadbd', args, { stdio: 'ignore' }));
+}
+
+/** A server in a child process: started now, stopped and its directory removed at teardown. */
+async function childServer(
+  t: Test,
+  where: { url: string; port: number; dir: string; timeoutMs: number },
+  ping: () => Promise<boolean>,
+  launch: () => ChildProcess,
+): Promise<PrivateServer> {
+  let child: ChildProcess | undefined;
   const server: PrivateServer = {
-    url: `mysql://root@127.0.0.1:${port}`,
-    port,
+    url: where.url,
+    port: where.port,
     async start() {
-      child = spawn('mariadbd', args, { stdio: 'ignore' });
-      await waitFor(ping, 30_000, 100);
+      child = launch();
+      await waitFor(ping, where.timeoutMs, 50);
     },
     async stop() {
       if (!child) return;
@@ -116,7 +100,7 @@ export async function privateMariadb(t: Test, options: { maxAllowedPacket?: numb
   await server.start();
   t.teardown(async () => {
     await server.stop();
-    await rm(dir, { recursive: true, force: true });
+    await rm(where.dir, { recursive: true, force: true });
   });
   return server;
 }

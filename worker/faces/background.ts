@@ -50,8 +50,10 @@ export async function replaceBackground(
 /** The mask as one 8-bit channel of the crop's size: the image's alpha when it has one (a cut-out), else its grey levels. */
 async function maskOf(png: Buffer, width: number, height: number): Promise<Buffer> {
   try {
-    const meta = await sharp(png).metadata();
-    const source = meta.hasAlpha ? sharp(png).extractChannel('alpha') : sharp(png).greyscale();
+    // The mask comes from another service: decoded no larger than the crop it is for.
+    const decode = () => sharp(png, { limitInputPixels: width * height, failOn: 'truncated' });
+    const meta = await decode().metadata();
+    const source = meta.hasAlpha ? decode().extractChannel('alpha') : decode().greyscale();
     return await source.resize(width, height, { fit: 'fill' }).extractChannel(0).raw().toBuffer();
   } catch (error) {
     throw new AppError('REMBG_FAILED', 'background removal returned something that is not a mask image', { cause: error });

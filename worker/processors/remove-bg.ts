@@ -36,7 +36,7 @@ export function createRemoveBgProcessor(services: RemoveBgServices): Processor<'
     ctx.signal.throwIfAborted();
 
     const background = options.background ?? (format === 'jpeg' ? '#ffffff' : null);
-    const { data, info: out } = await encode(cutOut, format, background);
+    const { data, info: out } = await encode(cutOut, format, background, info.width * info.height);
     const output = await ctx.store('cutout', data, { format, width: out.width, height: out.height });
     return {
       result: {
@@ -56,18 +56,28 @@ export function createRemoveBgProcessor(services: RemoveBgServices): Processor<'
   };
 }
 
-async function encode(png: Buffer, format: 'png' | 'webp' | 'jpeg', background: string | null) {
+/** `maxPixels`: the source's size; a cut-out is the same size, and it comes from another service, so it is decoded no larger. */
+async function encode(png: Buffer, format: 'png' | 'webp' | 'jpeg', background: string | null, maxPixels: number) {
   return runSharp(async () => {
-    let image = sharp(png, { failOn: 'truncated' });
-    const meta = await image.metadata().catch((error: unknown) => {
-      throw new AppError('REMBG_FAILED', 'background removal returned something that is not an image', { cause: error });
-    });
+    // the header alone first, so that an oversized answer is named as such
+    const meta = await sharp(png, { limitInputPixels: false })
+      .metadata()
+      .catch((error: unknown) => {
+        throw new AppError('REMBG_FAILED', 'background removal returned something that is not an image', { cause: error });
+      });
+    if (meta.format !== 'png' || !meta.width || !meta.height) throw new AppError('REMBG_FAILED', 'background removal did not return a PNG');
+    if (meta.width * meta.height > maxPixels) {
+      throw new AppError('REMBG_FAILED', `background removal returned a ${meta.width}×${meta.height} image, larger than its source`);
+    }
+    // The service's PNG is the cut-out already: stored as it came, not decoded and encoded again.
+    if (format === 'png' && !background) return { data: png, info: { width: meta.width, height: meta.height } };
+    let image = sharp(png, { failOn: 'truncated', limitInputPixels: maxPixels });
     if (background) {
       const colour = parseColour(background);
       if (colour.alpha === 1 || format === 'jpeg') {
         image = image.flatten({ background: { r: colour.r, g: colour.g, b: colour.b } });
       } else {
-        const canvas = sharp({ create: { width: meta.width!, height: meta.height!, channels: 4, background: colour } });
+        const canvas = sharp({ create: { width: meta.width, height: meta.height, channels: 4, background: colour } });
         image = sharp(
           await canvas
             .composite([{ input: png }])

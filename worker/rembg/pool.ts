@@ -27,7 +27,10 @@ export interface PoolSettings {
 }
 
 interface Instance {
+  /** without credentials: what logs and the heartbeat show */
   url: string;
+  /** Basic credentials from the configured URL (an instance behind an authenticating proxy), sent as a header */
+  headers: Record<string, string>;
   circuit: RembgInstanceState['circuit'];
   healthy: boolean;
   inFlight: number;
@@ -38,6 +41,8 @@ interface Instance {
   latencyMs: number | null;
   /** calls sent, for tests and the bench */
   calls: number;
+  /** answered at least once: a failure before that is an instance still starting, not news */
+  seen: boolean;
 }
 
 /** Why one instance could not answer; whether another may. */
@@ -75,8 +80,8 @@ export class RembgPool implements RembgClient {
     private readonly settings: PoolSettings,
     private readonly log: Logger,
   ) {
-    this.instances = settings.urls.map((url) => ({
-      url,
+    this.instances = settings.urls.map((configured) => ({
+      ...withoutCredentials(configured),
       circuit: 'closed',
       healthy: true,
       inFlight: 0,
@@ -85,6 +90,7 @@ export class RembgPool implements RembgClient {
       lastError: null,
       latencyMs: null,
       calls: 0,
+      seen: false,
     }));
     this.agent = new Agent({ keepAliveTimeout: 4_000, connections: 32, connect: { timeout: Math.min(5_000, settings.timeoutMs) } });
     this.timer = setInterval(() => void this.probeAll(), settings.healthIntervalMs);
@@ -173,6 +179,7 @@ export class RembgPool implements RembgClient {
     const started = performance.now();
     try {
       const response = await request(`${instance.url}/api/remove`, {
+        headers: instance.headers,
         method: 'POST',
         body: form,
         signal,
@@ -209,6 +216,7 @@ export class RembgPool implements RembgClient {
   }
 
   private succeeded(instance: Instance, ms: number): void {
+    instance.seen = true;
     instance.failures = 0;
     instance.healthy = true;
     if (instance.circuit !== 'closed') this.log.info({ rembg: instance.url }, 'rembg instance is back; circuit closed');
@@ -222,7 +230,10 @@ export class RembgPool implements RembgClient {
     if (instance.circuit === 'open') return;
     if (immediately || instance.circuit === 'half-open' || instance.failures >= this.settings.failureThreshold) {
       // closed → open is news; a trial that fails again (half-open → open) is not
-      if (instance.circuit === 'closed') this.log.warn({ rembg: instance.url, err: message }, 'rembg instance failing; circuit open');
+      if (instance.circuit === 'closed') {
+        if (instance.seen) this.log.warn({ rembg: instance.url, err: message }, 'rembg instance failing; circuit open');
+        else this.log.info({ rembg: instance.url, err: message }, 'rembg instance not reachable yet; circuit open');
+      }
       instance.circuit = 'open';
       instance.healthy = false;
       instance.openedAt = Date.now();
@@ -247,12 +258,14 @@ export class RembgPool implements RembgClient {
   private async probe(instance: Instance): Promise<void> {
     try {
       const response = await request(`${instance.url}/health`, {
+        headers: instance.headers,
         dispatcher: this.agent,
         signal: AbortSignal.timeout(Math.min(this.settings.timeoutMs, Math.max(1_000, this.settings.healthIntervalMs))),
       });
       await response.body.dump();
       if (response.statusCode !== 200 && response.statusCode !== 404) throw new Error(`/health answered ${response.statusCode}`);
       if (this.closed) return;
+      instance.seen = true;
       instance.healthy = true;
       if (instance.circuit === 'open') {
         instance.circuit = 'half-open';
@@ -292,6 +305,15 @@ export class RembgPool implements RembgClient {
       this.changed.add(done);
     });
   }
+}
+
+function withoutCredentials(configured: string): { url: string; headers: Record<string, string> } {
+  const url = new URL(configured);
+  if (!url.username && !url.password) return { url: configured, headers: {} };
+  const credentials = `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`;
+  url.username = '';
+  url.password = '';
+  return { url: url.toString().replace(/\/+$/, ''), headers: { authorization: `Basic ${Buffer.from(credentials).toString('base64')}` } };
 }
 
 function faster(a: Instance, b: Instance): boolean {

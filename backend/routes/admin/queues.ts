@@ -31,7 +31,8 @@ export interface AdminQueueOptions {
 }
 
 const routes: FastifyPluginAsyncTypebox<AdminQueueOptions> = async (app, opts) => {
-  app.addHook('onRequest', app.requireAdmin);
+  // preValidation: after the rate limiter (which counts an anonymous caller per IP), before the request is validated.
+  app.addHook('preValidation', app.requireAdmin);
 
   app.get('/queues', { schema: listQueuesSchema }, async () => {
     const dead = await countDeadLetters(app.db);

@@ -37,7 +37,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       ...(rateLimits !== undefined ? { rateLimits: rateLimits === null ? null : JSON.stringify(rateLimits) } : {}),
     });
     if (!vendor) throw new AppError('NOT_FOUND', 'no such vendor');
-    request.log.info({ vendorId: vendor.id, plan: vendor.plan, rateLimits: vendor.rate_limits, by: request.vendor.id }, 'vendor limits changed');
+    request.log.info({ targetVendorId: vendor.id, plan: vendor.plan, rateLimits: vendor.rate_limits }, 'vendor limits changed');
     return present(vendor, app.vendorLimits(limitInput(vendor)));
   });
 };

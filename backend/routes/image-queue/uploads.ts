@@ -6,7 +6,7 @@ import sharp from 'sharp';
 import { AppError } from '../../../jobs/errors.js';
 import type { JobSource } from '../../../jobs/payloads.js';
 import { newId, randomToken } from '../../../platform/ids.js';
-import { keySegment } from '../../../platform/storage/index.js';
+import { EXTENSIONS, keySegment } from '../../../platform/storage/index.js';
 import { badFields } from '../../plugins/errors.js';
 
 /**
@@ -52,14 +52,10 @@ export interface MultipartShape {
   jsonFields: readonly string[];
 }
 
-const ACCEPTED: Record<string, string> = {
-  'image/jpeg': 'jpg',
-  'image/png': 'png',
-  'image/webp': 'webp',
-  'image/avif': 'avif',
-  'image/heic': 'heic',
-  'image/heif': 'heif',
-};
+/** The types an upload may have, with the extension it is stored under. */
+const ACCEPTED: Record<string, string> = Object.fromEntries(
+  ['image/jpeg', 'image/png', 'image/webp', 'image/avif', 'image/heic', 'image/heif'].map((type) => [type, EXTENSIONS[type] as string]),
+);
 
 /** sharp's prebuilt libvips reads AV1 HEIF (avif) only; a build with libde265 also lists .heic. */
 const SHARP_READS_HEIC = sharp.format.heif.input.fileSuffix?.includes('.heic') ?? false;
@@ -74,18 +70,22 @@ export function multipartReader(shape: MultipartShape, limits: UploadLimits) {
     const parts = request.parts({
       limits: { fileSize: limits.maxFileBytes, files: limits.maxFiles, fields: 10_100, fieldSize: 1024 * 1024, parts: limits.maxFiles + 10_100 },
     });
-    for await (const part of parts) {
-      if (part.type === 'file') {
-        const upload = await readFile(part as MultipartFile, shape, files.length, limits);
-        total += upload.bytes.length;
-        if (total > limits.maxTotalBytes) {
-          throw new AppError('PAYLOAD_TOO_LARGE', `the uploaded photos exceed ${limits.maxTotalBytes} bytes in total`);
+    try {
+      for await (const part of parts) {
+        if (part.type === 'file') {
+          const upload = await readFile(part as MultipartFile, shape, files.length, limits);
+          total += upload.bytes.length;
+          if (total > limits.maxTotalBytes) {
+            throw new AppError('PAYLOAD_TOO_LARGE', `the uploaded photos exceed ${limits.maxTotalBytes} bytes in total`);
+          }
+          request.uploads.push(upload);
+          files.push(`sha256:${upload.sha256}`);
+        } else {
+          addField(body, part as MultipartValue<unknown>, shape);
         }
-        request.uploads.push(upload);
-        files.push(`sha256:${upload.sha256}`);
-      } else {
-        addField(body, part as MultipartValue<unknown>, shape);
       }
+    } catch (error) {
+      throw malformedMultipart(error);
     }
     if (files.length > 0) body[shape.fileField] = shape.fileField === 'photos' ? files : files[0];
     if (shape.fileField === 'photo' && files.length > 1) throw badFields([{ path: 'body/photo', message: 'must be one file' }]);
@@ -140,6 +140,17 @@ async function checkHeader(bytes: Buffer, path: string, maxPixels: number): Prom
       details: { fields: [{ path, message: 'has too many pixels' }] },
     });
   }
+}
+
+/**
+ * The parser's own complaints (no boundary, a body cut short, a broken part
+ * header) carry no status: they are the client's malformed body, a 400, not
+ * a 500. Limits (413) and our own refusals pass through.
+ */
+function malformedMultipart(error: unknown): unknown {
+  if (error instanceof AppError || typeof (error as { statusCode?: unknown })?.statusCode === 'number') return error;
+  const message = (error as Error)?.message ?? String(error);
+  return new AppError('BAD_REQUEST', `the multipart/form-data body could not be read: ${message.slice(0, 200)}`, { cause: error });
 }
 
 function addField(body: Record<string, unknown>, part: MultipartValue<unknown>, shape: MultipartShape): void {

@@ -10,7 +10,8 @@ import { listPersonsSchema, personRecordsSchema, type PersonRecord, type PersonS
  * vendor's person reads as not found.
  */
 const routes: FastifyPluginAsyncTypebox = async (app) => {
-  app.addHook('onRequest', app.authenticate);
+  // preValidation: after the rate limiter (which counts an anonymous caller per IP), before the request is validated.
+  app.addHook('preValidation', app.authenticate);
 
   app.get('', { schema: listPersonsSchema }, async (request) => {
     const page = await listPersons(app.db, request.vendor.id, { limit: request.query.limit, cursor: request.query.cursor });

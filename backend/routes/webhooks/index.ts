@@ -30,7 +30,7 @@ const routes: FastifyPluginAsyncTypebox<WebhookRoutesOptions> = async (app, opts
     const url = checkUrl(request.body.webhookUrl, { allowPrivate: opts.allowPrivate, purpose: 'webhook', allowedPrivateHosts: opts.allowedPrivateHosts });
     const secret = `whsec_${randomToken(32)}`;
     if (!(await setVendorWebhook(app.db, request.vendor.id, url.toString(), secret))) throw new AppError('NOT_FOUND', 'no such vendor');
-    request.log.info({ vendorId: request.vendor.id, host: url.host }, 'webhook URL set');
+    request.log.info({ host: url.host }, 'webhook URL set');
     return { webhookUrl: url.toString(), secret, signatureHeader: SIGNATURE_HEADER };
   });
 

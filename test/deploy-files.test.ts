@@ -1,0 +1,201 @@
+import t, { type Test } from 'tap';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { parse } from 'yaml';
+import { allVariables, CONFIG_SCHEMAS } from '../scripts/config-registry.js';
+
+/**
+ * docker-compose.yml and the Dockerfiles, checked offline (no Docker engine
+ * runs here): the compose file passes dclint (compose-spec schema and rules),
+ * has every service the README promises with health checks, starts the API
+ * and workers only after migrations succeeded, lets the worker scale, and
+ * points at commands and variables that exist; the images are multi-stage,
+ * on a slim Node 20 base, and run as a non-root user.
+ */
+const root = (path: string) => fileURLToPath(new URL(`../${path}`, import.meta.url));
+const composeText = readFileSync(root('docker-compose.yml'), 'utf8');
+
+interface Service {
+  build?: { context: string; dockerfile: string };
+  image?: string;
+  command?: string[];
+  environment?: Record<string, string>;
+  env_file?: ({ path: string; required?: boolean } | string)[];
+  depends_on?: Record<string, { condition: string }>;
+  healthcheck?: { test: string[] };
+  ports?: unknown[];
+  expose?: string[];
+  container_name?: string;
+  volumes?: string[];
+  restart?: string;
+}
+const compose = parse(composeText, { merge: true }) as { services: Record<string, Service>; volumes: Record<string, unknown> };
+const services = compose.services;
+
+t.test('dclint accepts docker-compose.yml with no warnings', async (t) => {
+  const run = spawnSync(root('node_modules/.bin/dclint'), ['docker-compose.yml', '--max-warnings', '0'], { cwd: root('.'), encoding: 'utf8' });
+  t.equal(run.status, 0, run.stdout + run.stderr);
+});
+
+t.test('every service of the system is there, with a health check', async (t) => {
+  t.same(Object.keys(services).sort(), ['api', 'migrate', 'mysql', 'redis', 'rembg', 'rembg-1', 'rembg-2', 'worker'].sort());
+  for (const [name, service] of Object.entries(services)) {
+    if (name === 'migrate') continue;
+    t.ok(service.healthcheck?.test?.length, `${name} has a health check`);
+  }
+});
+
+t.test('redis keeps jobs across restarts and never evicts Bull keys', async (t) => {
+  const command = services['redis']?.command?.join(' ') ?? '';
+  t.match(command, /--appendonly yes/);
+  t.match(command, /--maxmemory-policy noeviction/);
+  t.ok(
+    services['redis']?.volumes?.some((v) => v.endsWith(':/data')),
+    'the append-only file is on a volume',
+  );
+});
+
+t.test('mysql is 8.x with max_allowed_packet set and its data on a volume', async (t) => {
+  const mysql = services['mysql']!;
+  t.match(mysql.image, /^mysql:8(\.\d+)*$/);
+  t.ok(mysql.command?.some((c) => /^--max[-_]allowed[-_]packet=\d+[KMG]?$/.test(c)));
+  t.ok(mysql.volumes?.some((v) => v.endsWith(':/var/lib/mysql')));
+  t.match(mysql.healthcheck?.test.join(' '), /mysqladmin ping/);
+});
+
+t.test('three rembg instances built from rembg/Dockerfile, reachable by the workers', async (t) => {
+  const workerUrls = services['worker']?.environment?.['REMBG_URLS']?.split(',') ?? [];
+  for (const name of ['rembg', 'rembg-1', 'rembg-2']) {
+    const rembg = services[name]!;
+    t.same(rembg.build, { context: '.', dockerfile: 'rembg/Dockerfile' }, `${name} is built from rembg/Dockerfile`);
+    t.equal(rembg.environment?.['REMBG_HOST'], '0.0.0.0', `${name} listens beyond its container`);
+    t.ok(workerUrls.includes(`http://${name}:${rembg.environment?.['REMBG_PORT']}`), `the workers' pool includes ${name}`);
+    t.notOk(rembg.container_name, `${name} can be scaled or renamed`);
+  }
+  t.equal(workerUrls.length, 3);
+  t.match(composeText, /image: danielgatis\/rembg/, 'a comment shows how to use the stock rembg image');
+});
+
+t.test('migrations run once, before the API and the workers start', async (t) => {
+  const migrate = services['migrate']!;
+  t.same(migrate.command, ['node', 'dist/scripts/migrate.js']);
+  t.equal(migrate.restart, 'no');
+  t.equal(migrate.depends_on?.['mysql']?.condition, 'service_healthy');
+  for (const name of ['api', 'worker']) {
+    const service = services[name]!;
+    t.equal(service.depends_on?.['migrate']?.condition, 'service_completed_successfully', `${name} waits for migrations`);
+    t.equal(service.depends_on?.['redis']?.condition, 'service_healthy', `${name} waits for redis`);
+    t.equal(service.depends_on?.['mysql']?.condition, 'service_healthy', `${name} waits for mysql`);
+  }
+});
+
+t.test('the app services read .env, share storage and run commands the build produces', async (t) => {
+  for (const name of ['migrate', 'api', 'worker']) {
+    const service = services[name]!;
+    t.ok(
+      service.env_file?.some((e) => (typeof e === 'string' ? e : e.path) === '.env'),
+      `${name} reads .env`,
+    );
+    t.same(service.build, { context: '.', dockerfile: 'Dockerfile' });
+    const script = service.command?.[1] ?? '';
+    t.match(script, /^dist\/.+\.js$/);
+    t.ok(existsSync(root(script.replace(/^dist\//, '').replace(/\.js$/, '.ts'))), `${script} is compiled from a source file that exists`);
+    t.match(service.environment?.['MYSQL_URL'], /@mysql:3306\//, `${name} reaches the mysql service`);
+    t.equal(service.environment?.['REDIS_URL'], 'redis://redis:6379');
+  }
+  for (const name of ['api', 'worker']) {
+    t.ok(services[name]?.volumes?.includes('storage:/app/data/storage'), `${name} shares the storage volume`);
+    t.equal(services[name]?.environment?.['STORAGE_LOCAL_DIR'], '/app/data/storage');
+  }
+  t.ok('storage' in compose.volumes && 'mysql-data' in compose.volumes && 'redis-data' in compose.volumes);
+});
+
+t.test('the worker scales with --scale worker=N', async (t) => {
+  const worker = services['worker']!;
+  t.notOk(worker.container_name, 'no fixed container name');
+  t.notOk(worker.ports, 'no published host port');
+  t.same(worker.expose, [worker.environment?.['WORKER_METRICS_PORT']], 'its /metrics port is exposed on the network only');
+  t.equal(worker.environment?.['WORKER_METRICS_HOST'], '0.0.0.0');
+  t.match(worker.healthcheck?.test.join(' '), new RegExp(`127\\.0\\.0\\.1:${worker.environment?.['WORKER_METRICS_PORT']}/healthz`));
+  t.match(services['api']?.healthcheck?.test.join(' '), /127\.0\.0\.1:3000\/healthz/);
+});
+
+t.test('every variable the compose file reads is documented, with the same default', async (t) => {
+  const declared = new Map(allVariables().map((v) => [v.name, v]));
+  const uncommented = composeText.replace(/^\s*#.*$/gm, '');
+  const used = [...uncommented.matchAll(/\$\{([A-Z0-9_]+)(?::-([^}]*))?\}/g)];
+  t.ok(used.length >= 4);
+  for (const [, name, def] of used) {
+    const variable = declared.get(name!);
+    t.ok(variable?.usedBy.includes('docker compose'), `${name} is declared for docker compose (scripts/compose-config.ts)`);
+    if (def !== undefined) t.equal(def, variable?.default, `${name} has the same default in both places`);
+  }
+  for (const [serviceName, service] of Object.entries(services)) {
+    // The rembg service's variables are declared with the service itself, when its schema is registered.
+    if (serviceName.startsWith('rembg') && !CONFIG_SCHEMAS['rembg']) continue;
+    for (const name of Object.keys(service.environment ?? {})) {
+      if (/^MYSQL_(ROOT_PASSWORD|DATABASE|USER|PASSWORD)$/.test(name)) continue; // the mysql image's own
+      t.ok(declared.has(name), `${name} set in docker-compose.yml is a configuration variable`);
+    }
+  }
+});
+
+/** The stages of a Dockerfile: base image (ARGs resolved to their defaults) and instructions. */
+function dockerStages(path: string): { from: string; lines: string[] }[] {
+  const text = readFileSync(root(path), 'utf8').replace(/\\\n/g, ' ');
+  const args = new Map<string, string>();
+  const stages: { from: string; lines: string[] }[] = [];
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (!line || line.startsWith('#')) continue;
+    const arg = /^ARG\s+([A-Za-z_]+)=(\S+)/.exec(line);
+    if (arg && stages.length === 0) args.set(arg[1]!, arg[2]!);
+    const from = /^FROM\s+(\S+)/i.exec(line);
+    if (from) {
+      const image = from[1]!.replace(/\$\{?([A-Za-z_]+)\}?/g, (_, n: string) => args.get(n) ?? '');
+      const previous = stages.find((s) => s.lines[0]?.match(new RegExp(`\\sAS\\s+${image}$`, 'i')));
+      stages.push({ from: previous?.from ?? image, lines: [line] });
+    } else stages.at(-1)?.lines.push(line);
+  }
+  return stages;
+}
+
+function checkImage(t: Test, path: string) {
+  const stages = dockerStages(path);
+  t.ok(stages.length >= 2, `${path} is multi-stage`);
+  for (const stage of stages) t.match(stage.from, /^node:20(\.\d+)*-[a-z]+-slim$/, `${path}: every stage is on a slim Node 20 base (${stage.from})`);
+  const last = stages.at(-1)!;
+  const user = last.lines.filter((l) => /^USER\s/i.test(l)).at(-1);
+  t.ok(user, `${path}: the runtime stage sets a user`);
+  t.notMatch(user, /^USER\s+(root|0)(:|$)/i, `${path}: the runtime user is not root`);
+  t.ok(
+    last.lines.some((l) => /^CMD\s+\[/.test(l)),
+    `${path}: the runtime stage has an exec-form CMD`,
+  );
+}
+
+t.test('the API/worker image: multi-stage, slim Node 20, non-root, small context', async (t) => {
+  checkImage(t, 'Dockerfile');
+  const text = readFileSync(root('Dockerfile'), 'utf8');
+  t.match(text, /RUN npm ci\b/, 'dependencies come from the lockfile');
+  t.match(text, /RUN npm run build\b/, 'TypeScript is compiled in the image');
+  t.match(text, /CMD \["node", "dist\/backend\/server\.js"\]/, 'the default command is the API');
+  for (const copied of ['package.json', 'package-lock.json', '.npmrc', 'tsconfig.build.json']) t.ok(existsSync(root(copied)), `${copied} exists`);
+  const ignored = readFileSync(root('.dockerignore'), 'utf8')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
+  for (const entry of ['node_modules', '.env', '.git', 'data', 'dist']) t.ok(ignored.includes(entry), `.dockerignore leaves out ${entry}`);
+  for (const needed of ['package-lock.json', 'tsconfig.json', 'tsconfig.build.json', '.npmrc', 'backend', 'worker', 'platform', 'jobs', 'db', 'scripts']) {
+    t.notOk(ignored.includes(needed), `.dockerignore keeps ${needed}`);
+  }
+});
+
+t.test(
+  'the rembg image follows the same rules',
+  { skip: existsSync(root('rembg/Dockerfile')) ? false : 'rembg/Dockerfile is not in this checkout yet (the rembg service brings it)' },
+  async (t) => {
+    checkImage(t, 'rembg/Dockerfile');
+  },
+);
