@@ -18,8 +18,8 @@ import { deleteVendor } from '../db/repos/vendors.js';
  * - every route with an id in its path, called by vendor B with vendor A's
  *   id, answers exactly what it answers for an id that does not exist.
  */
-// /metrics and /healthz are for operators: open, or behind METRICS_TOKEN (test/metrics.test.ts), never a vendor token.
-const PUBLIC = [/^\/docs/, /^\/files\//, /^\/api\/auth\/token$/, /^\/api\/worker\/health$/, /^\/metrics$/, /^\/healthz$/];
+// /metrics and /healthz are for operators: open, or behind METRICS_TOKEN (test/metrics.test.ts), never a vendor token. /dashboard is static files.
+const PUBLIC = [/^\/docs/, /^\/files\//, /^\/api\/auth\/token$/, /^\/api\/worker\/health$/, /^\/metrics$/, /^\/healthz$/, /^\/dashboard/];
 const MISSING_ID = '01ARZ3NDEKTSV4RRFFQ69G5FAV';
 
 function fill(url: string, ids: Record<string, string>): string {
@@ -66,7 +66,16 @@ t.test('tokens: forged, expired, deleted and under-privileged tokens are refused
     'no scheme': admin.token,
     none: '',
   };
-  const ids = { jobId: MISSING_ID, batchId: MISSING_ID, personId: MISSING_ID, vendorId: admin.vendorId, queue: 'image-processing' };
+  const ids = {
+    jobId: MISSING_ID,
+    batchId: MISSING_ID,
+    personId: MISSING_ID,
+    vendorId: admin.vendorId,
+    queue: 'image-processing',
+    queueName: 'image-processing',
+    queueStatus: 'failed',
+    schedulerId: 'none',
+  };
 
   let checked = 0;
   for (const route of routes) {
@@ -81,7 +90,7 @@ t.test('tokens: forged, expired, deleted and under-privileged tokens are refused
     // The token is checked before the request is validated: no schema is revealed to a caller without one.
     const invalid = await call(app, route, `${url}?limit=-1&status=nope&queue=nope`, undefined);
     t.equal(invalid.statusCode, 401, `${route.method} ${route.url} with an invalid query and no token: ${invalid.body.slice(0, 160)}`);
-    if (route.url.startsWith('/api/admin/')) {
+    if (route.url.startsWith('/api/admin/') || route.url.startsWith('/admin/')) {
       const res = await call(app, route, url, vendor.auth.authorization);
       t.equal(res.statusCode, 403, `${route.method} ${route.url} with a vendor token: ${res.body.slice(0, 160)}`);
       t.equal(res.json().code, 'FORBIDDEN');
@@ -133,9 +142,28 @@ t.test('tenant sweep: vendor B using vendor A ids learns nothing', async (t) => 
   const personId = tagged.faces[0]?.personId as string;
   t.ok(personId, 'A has a person');
 
-  const aIds: Record<string, string> = { jobId: deadJobId, batchId, personId, vendorId: a.vendorId, queue: 'image-processing' };
-  const randomIds: Record<string, string> = { jobId: MISSING_ID, batchId: MISSING_ID, personId: MISSING_ID, vendorId: MISSING_ID, queue: 'image-processing' };
-  const owner = (route: FuzzRoute): TestVendor => (route.url.startsWith('/api/admin/') ? aAdmin : a);
+  const aIds: Record<string, string> = {
+    jobId: deadJobId,
+    batchId,
+    personId,
+    vendorId: a.vendorId,
+    queue: 'image-processing',
+    queueName: 'image-processing',
+    queueStatus: 'failed',
+    schedulerId: 'none',
+  };
+  const randomIds: Record<string, string> = {
+    jobId: MISSING_ID,
+    batchId: MISSING_ID,
+    personId: MISSING_ID,
+    vendorId: MISSING_ID,
+    queue: 'image-processing',
+    queueName: 'image-processing',
+    queueStatus: 'failed',
+    schedulerId: 'none',
+  };
+  const isAdminRoute = (url: string) => url.startsWith('/api/admin/') || url.startsWith('/admin/');
+  const owner = (route: FuzzRoute): TestVendor => (isAdminRoute(route.url) ? aAdmin : a);
 
   let swept = 0;
   for (const route of routes.filter((r) => r.url.includes('/:') && !PUBLIC.some((p) => p.test(r.url)))) {
@@ -144,7 +172,7 @@ t.test('tenant sweep: vendor B using vendor A ids learns nothing', async (t) => 
     const foreign = await call(app, route, fill(route.url, aIds), b.auth.authorization);
     const missing = await call(app, route, fill(route.url, randomIds), b.auth.authorization);
     const name = `${route.method} ${route.url}`;
-    if (route.url.startsWith('/api/admin/')) {
+    if (isAdminRoute(route.url)) {
       t.equal(foreign.statusCode, 403, `${name}: B is not an admin`);
     } else {
       t.equal(mine.statusCode, 200, `${name}: A sees its own (${mine.body.slice(0, 120)})`);
