@@ -1,3 +1,4 @@
+import { fixturePath } from '../test/helpers/fixtures.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
@@ -159,7 +160,7 @@ async function loadImages(set: ImageSet): Promise<BenchImage[]> {
   const files =
     set === 'photos'
       ? [1, 2, 3, 4, 5, 6].map((n) => join(ROOT, `node_modules/@vladmandic/face-api/demo/sample${n}.jpg`))
-      : ['anime-girl-1.jpg', 'car-1.jpg', 'cloth-1.jpg', 'plants-1.jpg'].map((f) => join(ROOT, '../shared/fixtures/rembg', f));
+      : ['anime-girl-1.jpg', 'car-1.jpg', 'cloth-1.jpg', 'plants-1.jpg'].map((f) => fixturePath(`rembg/${f}`));
   return Promise.all(
     files.map(async (file) => {
       const bytes = await readFile(file);

@@ -1,3 +1,4 @@
+import { fixturePath } from '../test/helpers/fixtures.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -42,7 +43,7 @@ const SEED_PER_MIN = 6;
 const TARGET_PER_MIN = 150;
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const FIXTURES = fileURLToPath(new URL('../../shared/fixtures/rembg/', import.meta.url));
+const FIXTURES = fixturePath('rembg/');
 const NAMES = ['anime-girl-1.jpg', 'car-1.jpg', 'cloth-1.jpg', 'plants-1.jpg'];
 const MYSQL_BASE = 'mysql://root@127.0.0.1:3306';
 const REDIS_URL = 'redis://127.0.0.1:6379';

@@ -1,3 +1,4 @@
+import { fixturePath } from '../test/helpers/fixtures.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -42,7 +43,7 @@ const INSTANCE_THREADS = Number(args['instance-threads']);
 const TARGET_RATIO = 0.9;
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const FIXTURES = fileURLToPath(new URL('../../shared/fixtures/rembg/', import.meta.url));
+const FIXTURES = fixturePath('rembg/');
 const NAMES = ['anime-girl-1.jpg', 'car-1.jpg', 'cloth-1.jpg', 'plants-1.jpg'];
 const require = createRequire(import.meta.url);
 

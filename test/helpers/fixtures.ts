@@ -1,10 +1,20 @@
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 
-/** The shared fixtures folder, beside the checkout (../shared/fixtures). */
+/**
+ * The shared fixtures folder: `../shared/fixtures` beside the checkout, else
+ * the workplace's `/work/shared/fixtures` (a clone made elsewhere, such as
+ * CI's, may have no `../shared`).
+ */
+export const FIXTURES_DIR =
+  [fileURLToPath(new URL('../../../shared/fixtures', import.meta.url)), '/work/shared/fixtures'].find((dir): dir is string => !!dir && existsSync(dir)) ??
+  fileURLToPath(new URL('../../../shared/fixtures', import.meta.url));
+
 export function fixturePath(name: string): string {
-  return fileURLToPath(new URL(`../../../shared/fixtures/${name}`, import.meta.url));
+  return join(FIXTURES_DIR, name);
 }
 
 export function readFixture(name: string): Promise<Buffer> {
