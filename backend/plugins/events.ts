@@ -106,7 +106,10 @@ export default fp<EventsPluginOptions>(
       for (const set of [...open.values()]) for (const end of [...set]) end();
     });
     app.addHook('onClose', async () => {
-      await subscriber.quit().catch(() => subscriber.disconnect());
+      // Never connected (no stream was opened) or Redis unreachable: just drop it; QUIT would wait for a connection.
+      if (subscriber.status !== 'ready') return subscriber.disconnect();
+      await Promise.race([subscriber.quit().catch(() => subscriber.disconnect()), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
+      subscriber.disconnect();
     });
   },
   { name: 'events', dependencies: ['redis'] },

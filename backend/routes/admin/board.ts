@@ -26,11 +26,17 @@ export const BOARD_PATH = '/admin/queues';
 const COOKIE = 'iq_board';
 
 const routes: FastifyPluginAsync<BoardOptions> = async (app, opts) => {
-  const connections = bullConnections(opts.redisUrl, 'imagequeue-api-board');
+  // As the API's own queues: fail fast while Redis is away, so neither a board request nor app.close() hangs on it.
+  const connections = bullConnections(opts.redisUrl, 'imagequeue-api-board', {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout: 2000,
+    connectTimeout: 2000,
+  });
   const webhooks = new Bull(WEBHOOK_QUEUE, { prefix: opts.bullPrefix, createClient: (type) => connections.createClient(type) });
   webhooks.on('error', (error) => app.log.debug({ err: error }, 'board webhooks queue error'));
   app.addHook('onClose', async () => {
-    await webhooks.close().catch(() => undefined);
+    await Promise.race([webhooks.close().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 3000).unref())]);
     await connections.close();
   });
 
