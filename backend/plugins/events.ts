@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin';
-import { Redis } from 'ioredis';
+import { createRedis } from '../../platform/redis.js';
 import { eventsChannel, vendorOfChannel, type ChannelMessage, type EventLogNudge } from '../../jobs/events.js';
 
 type Listener = (message: ChannelMessage) => void;
@@ -36,7 +36,7 @@ const SUBSCRIBE_WAIT_MS = 2000;
  */
 export default fp<EventsPluginOptions>(
   async (app, opts) => {
-    const subscriber = new Redis(opts.redisUrl, {
+    const subscriber = createRedis(opts.redisUrl, {
       connectionName: 'imagequeue-api-events',
       maxRetriesPerRequest: null,
       enableReadyCheck: false,
@@ -106,7 +106,10 @@ export default fp<EventsPluginOptions>(
       for (const set of [...open.values()]) for (const end of [...set]) end();
     });
     app.addHook('onClose', async () => {
-      await subscriber.quit().catch(() => subscriber.disconnect());
+      // QUIT on a subscriber that never connected (or whose Redis is gone)
+      // would wait for a connection forever and hold the API's shutdown.
+      if (subscriber.status !== 'ready') subscriber.disconnect();
+      else await subscriber.quit().catch(() => subscriber.disconnect());
     });
   },
   { name: 'events', dependencies: ['redis'] },
