@@ -7,7 +7,7 @@ import { makeJpeg } from './helpers/fixtures.js';
 import { queueResize, waitForFinal } from './helpers/jobs.js';
 import { waitFor } from './helpers/wait.js';
 import { hasSeries, sample } from './helpers/metrics.js';
-import { freePort } from './helpers/private-services.js';
+import { freePort, privateRedis } from './helpers/private-services.js';
 import { createWorkerMetrics } from '../worker/metrics.js';
 
 /**
@@ -138,8 +138,12 @@ t.test('METRICS_TOKEN protects /metrics on the API and the worker', async (t) =>
 });
 
 t.test('the API keeps answering /metrics with Redis series left out while Redis is unreachable', async (t) => {
-  const env = await isolatedEnv(t, { REDIS_URL: 'redis://127.0.0.1:1' });
+  const redis = await privateRedis(t);
+  const env = await isolatedEnv(t, { REDIS_URL: redis.url });
   const app = await testApp(t, env);
+  await redis.stop();
+  // Back before the app closes: closing is not what this test is about.
+  t.teardown(() => redis.start());
   const started = Date.now();
   const res = await app.inject({ method: 'GET', url: '/metrics' });
   t.equal(res.statusCode, 200);

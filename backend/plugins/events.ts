@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin';
-import { Redis } from 'ioredis';
+import { createRedis } from '../../platform/redis.js';
 import { eventsChannel, vendorOfChannel, type ChannelMessage, type EventLogNudge } from '../../jobs/events.js';
 
 type Listener = (message: ChannelMessage) => void;
@@ -36,7 +36,7 @@ const SUBSCRIBE_WAIT_MS = 2000;
  */
 export default fp<EventsPluginOptions>(
   async (app, opts) => {
-    const subscriber = new Redis(opts.redisUrl, {
+    const subscriber = createRedis(opts.redisUrl, {
       connectionName: 'imagequeue-api-events',
       maxRetriesPerRequest: null,
       enableReadyCheck: false,
