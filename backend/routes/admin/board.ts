@@ -4,6 +4,7 @@ import { createBullBoard } from '@bull-board/api';
 import { BullAdapter } from '@bull-board/api/bullAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import { findVendor } from '../../../db/repos/vendors.js';
 import { WEBHOOK_QUEUE } from '../../../jobs/webhooks.js';
 import { bullConnections } from '../../../platform/redis.js';
 
@@ -63,12 +64,16 @@ const routes: FastifyPluginAsync<BoardOptions> = async (app, opts) => {
 
   async function allowed(token: string): Promise<boolean> {
     if (opts.boardToken && sameSecret(token, opts.boardToken)) return true;
+    let claims: { sub?: unknown };
     try {
-      const claims = app.jwt.verify<{ sub?: string; role?: string }>(token);
-      return claims.role === 'admin';
+      claims = app.jwt.verify<{ sub?: unknown }>(token);
     } catch {
       return false;
     }
+    // As for the API's admin routes: the vendor must still exist and be an admin now, not only when the token was signed.
+    if (typeof claims.sub !== 'string') return false;
+    const vendor = await findVendor(app.db, claims.sub).catch(() => undefined);
+    return vendor?.role === 'admin';
   }
 
   await app.register(serverAdapter.registerPlugin(), { prefix: BOARD_PATH });
