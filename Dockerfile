@@ -37,6 +37,8 @@ ENV NODE_ENV=production \
 WORKDIR /app
 COPY --from=prod-deps --chown=node:node /app/node_modules ./node_modules
 COPY --from=build --chown=node:node /app/dist ./dist
+# the vendors' dashboard (/dashboard): static files the API serves as they are
+COPY --from=build --chown=node:node /app/web ./web
 COPY --chown=node:node package.json ./
 # Local storage lives in a volume shared by the API and the workers; it is
 # created here so a fresh named volume is owned by the non-root user.

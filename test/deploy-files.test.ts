@@ -187,9 +187,25 @@ t.test('the API/worker image: multi-stage, slim Node 20, non-root, small context
     .map((l) => l.trim())
     .filter((l) => l && !l.startsWith('#'));
   for (const entry of ['node_modules', '.env', '.git', 'data', 'dist']) t.ok(ignored.includes(entry), `.dockerignore leaves out ${entry}`);
-  for (const needed of ['package-lock.json', 'tsconfig.json', 'tsconfig.build.json', '.npmrc', 'backend', 'worker', 'platform', 'jobs', 'db', 'scripts']) {
+  for (const needed of [
+    'package-lock.json',
+    'tsconfig.json',
+    'tsconfig.build.json',
+    '.npmrc',
+    'backend',
+    'worker',
+    'platform',
+    'jobs',
+    'db',
+    'scripts',
+    'web',
+  ]) {
     t.notOk(ignored.includes(needed), `.dockerignore keeps ${needed}`);
   }
+  // What the compiled processes read from disk besides dist/ and node_modules/ must be in the runtime stage.
+  const runtime = dockerStages('Dockerfile').at(-1)!.lines.join('\n');
+  t.match(runtime, /COPY --from=build .*\/app\/dist \.\/dist/, 'the compiled code');
+  t.match(runtime, /COPY --from=build .*\/app\/web \.\/web/, "the dashboard's static files (backend/routes/dashboard serves web/ beside dist/)");
 });
 
 t.test(

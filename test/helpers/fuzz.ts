@@ -324,7 +324,7 @@ export async function sendAndJudge(app: FastifyInstance, request: FuzzRequest, d
   if (res === 'hang') return { statusCode: 0, ms, problem: `no answer within ${deadlineMs} ms` };
   if (res.statusCode === 503 && isHealthVerdict(request, res.body)) return { statusCode: res.statusCode, ms, problem: null };
   if (res.statusCode >= 500) return { statusCode: res.statusCode, ms, problem: `${res.statusCode}: ${res.body.slice(0, 300)}` };
-  if (res.statusCode >= 400 && !THIRD_PARTY_UI.test(request.url)) {
+  if (res.statusCode >= 400) {
     let body: { statusCode?: unknown; code?: unknown; message?: unknown } | undefined;
     try {
       body = res.json() as typeof body;
@@ -344,13 +344,6 @@ async function readWhole(res: LightMyRequestResponse): Promise<{ statusCode: num
   const body = Buffer.concat(chunks).toString('utf8');
   return { statusCode: res.statusCode, body, json: () => JSON.parse(body) };
 }
-
-/**
- * Bull Board (/admin/queues, operators only) is a third-party UI with its
- * own answers (plain-text 401s, its own JSON errors): it must never answer a
- * 5xx or hang, but its errors are not in the API's shape.
- */
-const THIRD_PARTY_UI = /^\/admin\/queues(\/|\?|$)/;
 
 /**
  * GET /api/worker/health answers 503 `{ status: 'unhealthy' }` when no worker

@@ -1,16 +1,16 @@
 import { timingSafeEqual } from 'node:crypto';
+import { STATUS_CODES } from 'node:http';
 import Bull from 'bull';
 import { createBullBoard } from '@bull-board/api';
 import { BullAdapter } from '@bull-board/api/bullAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
-import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
-import { findVendor } from '../../../db/repos/vendors.js';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { WEBHOOK_QUEUE } from '../../../jobs/webhooks.js';
 import { bullConnections } from '../../../platform/redis.js';
 
 /**
  * Bull Board at /admin/queues, for operators. Opened by the ADMIN_BOARD_TOKEN
- * or an admin-role JWT, sent as `Authorization: Bearer …` or once as
+ * or an admin's token (checked by the API's own admin guard), sent as `Authorization: Bearer …` or once as
  * `?token=…` (which sets an HttpOnly cookie for this path and redirects to
  * drop the token from the address bar). The work queues are read-only here:
  * retrying a job is the dead-letter API's business, so the ledger stays the
@@ -51,35 +51,74 @@ const routes: FastifyPluginAsync<BoardOptions> = async (app, opts) => {
   app.addHook('onRequest', async (request, reply) => {
     const fromQuery = (request.query as { token?: unknown } | undefined)?.token;
     if (typeof fromQuery === 'string' && fromQuery !== '') {
-      if (!(await allowed(fromQuery))) return reply.code(401).type('text/plain').send('not an admin token');
+      const refusal = await refused(request, reply, fromQuery);
+      if (refusal) return reply.code(refusal.statusCode).send(refusal);
       const secure = request.protocol === 'https' ? '; Secure' : '';
       void reply.header('set-cookie', `${COOKIE}=${encodeURIComponent(fromQuery)}; Path=${BOARD_PATH}; HttpOnly; SameSite=Strict${secure}`);
       return reply.redirect(`${BOARD_PATH}/`, 303);
     }
     const given = bearer(request) ?? cookie(request);
-    if (!given || !(await allowed(given))) {
-      return reply.code(401).type('text/plain').send(`open ${BOARD_PATH}?token=<ADMIN_BOARD_TOKEN or an admin token>`);
-    }
+    const refusal = given
+      ? await refused(request, reply, given)
+      : errorBody(401, 'UNAUTHORIZED', `open ${BOARD_PATH}?token=<ADMIN_BOARD_TOKEN or an admin token>, or send it as a bearer token`);
+    if (refusal) return reply.code(refusal.statusCode).send(refusal);
   });
 
-  async function allowed(token: string): Promise<boolean> {
-    if (opts.boardToken && sameSecret(token, opts.boardToken)) return true;
-    let claims: { sub?: unknown };
+  /**
+   * Null when the token opens the board: the board token, or a token that
+   * passes the API's own admin guard (signature, expiry, the vendor still
+   * there and an admin). Otherwise the error to answer with.
+   */
+  async function refused(request: FastifyRequest, reply: FastifyReply, token: string): Promise<ErrorBody | null> {
+    if (opts.boardToken && sameSecret(token, opts.boardToken)) return null;
+    request.headers.authorization = `Bearer ${token}`;
     try {
-      claims = app.jwt.verify<{ sub?: unknown }>(token);
-    } catch {
-      return false;
+      await app.requireAdmin(request, reply);
+      return null;
+    } catch (error) {
+      const e = error as { statusCode?: number; code?: string; message?: string };
+      const status = e.statusCode === 403 ? 403 : 401;
+      return errorBody(status, status === 403 ? 'FORBIDDEN' : 'UNAUTHORIZED', e.message ?? 'not an admin token');
     }
-    // As for the API's admin routes: the vendor must still exist and be an admin now, not only when the token was signed.
-    if (typeof claims.sub !== 'string') return false;
-    const vendor = await findVendor(app.db, claims.sub).catch(() => undefined);
-    return vendor?.role === 'admin';
   }
+
+  // The board's own API answers errors as { error: { key } }: they get the
+  // API's error fields too (statusCode, code, message), the board's kept.
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (reply.statusCode < 400 || typeof payload !== 'string') return payload;
+    let body: Record<string, unknown>;
+    try {
+      body = JSON.parse(payload) as Record<string, unknown>;
+    } catch {
+      return payload;
+    }
+    if (typeof body.code === 'string' && typeof body.message === 'string') return payload;
+    const key = (body.error as { key?: unknown } | undefined)?.key;
+    return JSON.stringify({
+      ...body,
+      statusCode: reply.statusCode,
+      code: BOARD_CODES[reply.statusCode] ?? (reply.statusCode >= 500 ? 'INTERNAL' : 'BAD_REQUEST'),
+      message: typeof key === 'string' ? key : `the board answered ${reply.statusCode}`,
+    });
+  });
 
   await app.register(serverAdapter.registerPlugin(), { prefix: BOARD_PATH });
 };
 
 export default routes;
+
+const BOARD_CODES: Record<number, string> = { 400: 'BAD_REQUEST', 401: 'UNAUTHORIZED', 403: 'FORBIDDEN', 404: 'NOT_FOUND', 409: 'CONFLICT' };
+
+interface ErrorBody {
+  statusCode: number;
+  code: string;
+  error: string;
+  message: string;
+}
+
+function errorBody(statusCode: number, code: string, message: string): ErrorBody {
+  return { statusCode, code, error: STATUS_CODES[statusCode] ?? 'Error', message };
+}
 
 function bearer(request: FastifyRequest): string | null {
   const header = request.headers.authorization;
