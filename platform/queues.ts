@@ -57,7 +57,9 @@ export function openQueues(settings: QueueSettings): QueueSet {
   return {
     queues,
     async close() {
-      await Promise.all(Object.values(queues).map((q) => q.close().catch(() => undefined)));
+      // Bull's close waits for its connections to be ready; with Redis away it would wait forever.
+      const bounded = (q: Bull.Queue) => Promise.race([q.close().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 3000).unref())]);
+      await Promise.all(Object.values(queues).map(bounded));
       await connections.close();
     },
   };

@@ -70,7 +70,8 @@ export function bullConnections(url: string, connectionName: string, clientOptio
       return open({ maxRetriesPerRequest: null, enableReadyCheck: false });
     },
     async close() {
-      await Promise.all(opened.map((c) => c.quit().catch(() => c.disconnect())));
+      // QUIT waits for a connection: one that is not up (Redis unreachable) is dropped instead.
+      await Promise.all(opened.map((c) => (c.status === 'ready' ? c.quit().catch(() => c.disconnect()) : c.disconnect())));
     },
   };
 }

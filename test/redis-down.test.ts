@@ -2,6 +2,8 @@ import t from 'tap';
 import type { FastifyInstance } from 'fastify';
 import { isolatedEnv } from './helpers/env.js';
 import { testApp } from './helpers/app.js';
+import { buildApp } from '../backend/app.js';
+import { loadApiConfig } from '../backend/config.js';
 import { privateRedis } from './helpers/private-services.js';
 import { waitFor } from './helpers/wait.js';
 import { createVendor, findVendor } from '../db/repos/vendors.js';
@@ -92,4 +94,13 @@ t.test('Redis down: POST routes answer 503 fast and write nothing', async (t) =>
     200,
   );
   t.ok(await app.queues['image-processing'].getJob(after.json().jobId), 'queued in Redis again once it is back');
+});
+
+t.test('an API that never reached Redis still closes at once (no QUIT waiting for a connection)', async (t) => {
+  const env = await isolatedEnv(t, { REDIS_URL: 'redis://127.0.0.1:1' });
+  const app = await buildApp(loadApiConfig({ env, processEnv: false }), { logger: false });
+  await app.ready();
+  const started = Date.now();
+  await app.close();
+  t.ok(Date.now() - started < 10_000, `closed in ${Date.now() - started} ms`);
 });

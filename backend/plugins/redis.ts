@@ -32,7 +32,8 @@ export default fp<RedisPluginOptions>(
     await redis.connect().catch((error) => app.log.warn({ err: error }, 'redis is not reachable yet; requests that need it will answer 503'));
     app.decorate('redis', redis);
     app.addHook('onClose', async () => {
-      await redis.quit().catch(() => redis.disconnect());
+      if (redis.status !== 'ready') redis.disconnect();
+      else await redis.quit().catch(() => redis.disconnect());
     });
   },
   { name: 'redis' },
