@@ -1,5 +1,3 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import t, { type Test } from 'tap';
 import sharp from 'sharp';
 import { enqueueJobs } from '../backend/enqueue.js';
@@ -11,7 +9,7 @@ import { isolatedEnv } from './helpers/env.js';
 import { readFixture } from './helpers/fixtures.js';
 import { serveBytes, testServer } from './helpers/http.js';
 import { attemptRows, waitForFinal } from './helpers/jobs.js';
-import { spawnRembg, type RembgProcess } from './helpers/rembg.js';
+import { slowProxy, spawnRembg, type RembgProcess } from './helpers/rembg.js';
 import { testWorker } from './helpers/worker.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -31,31 +29,6 @@ function pool(t: Test, urls: string[], extra: Partial<PoolSettings> = {}): Rembg
   );
   t.teardown(() => p.close());
   return p;
-}
-
-/** A real HTTP server that holds each request `delayMs` and then forwards it to `target`: an instance on a slow host. */
-async function slowProxy(t: Test, target: string, delayMs: number): Promise<string> {
-  const server: Server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      setTimeout(() => {
-        fetch(`${target}${req.url}`, {
-          method: req.method ?? 'GET',
-          headers: { 'content-type': req.headers['content-type'] ?? 'application/octet-stream' },
-          ...(req.method === 'POST' ? { body: Buffer.concat(chunks) } : {}),
-        })
-          .then(async (upstream) => {
-            res.writeHead(upstream.status, { 'content-type': upstream.headers.get('content-type') ?? 'application/octet-stream' });
-            res.end(Buffer.from(await upstream.arrayBuffer()));
-          })
-          .catch(() => res.writeHead(502).end());
-      }, delayMs);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => (server.closeAllConnections(), server.close(() => resolve()))));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
 // Three model loads and some ninety inferences: minutes on a loaded 2-core machine.

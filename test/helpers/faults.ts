@@ -9,9 +9,8 @@ import { testWorker } from './worker.js';
 import { spawnWorker } from './worker-process.js';
 import { freePort, privateMariadb, privateRedis } from './private-services.js';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import sharp from 'sharp';
-import { spawnRembg } from './rembg.js';
+import { slowProxy, spawnRembg } from './rembg.js';
 import { readFixture } from './fixtures.js';
 import { serveBytes, testServer, type TestServer } from './http.js';
 import { fakeCloudinary } from './cloudinary.js';
@@ -394,31 +393,6 @@ export async function webhookReceiverDown(scope: Scope, options: { jobs: number;
     notes: `${triesWhileDown} failed tries logged while down; ${jobIds.length - undelivered} of ${jobIds.length} events delivered within ${((Date.now() - upAt) / 1000).toFixed(0)} s of the receiver coming up${repeats > 0 ? `, ${repeats} more than once (at-least-once)` : ''}`,
     extra: { triesWhileDown, undelivered, repeats },
   };
-}
-
-/** A real HTTP server that holds each request `delayMs`, then forwards it to `target`: an instance on a slow host. */
-async function slowProxy(scope: Scope, target: string, delayMs: number): Promise<string> {
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      setTimeout(() => {
-        fetch(`${target}${req.url}`, {
-          method: req.method ?? 'GET',
-          headers: { 'content-type': req.headers['content-type'] ?? 'application/octet-stream' },
-          ...(req.method === 'POST' ? { body: Buffer.concat(chunks) } : {}),
-        })
-          .then(async (upstream) => {
-            res.writeHead(upstream.status, { 'content-type': upstream.headers.get('content-type') ?? 'application/octet-stream' });
-            res.end(Buffer.from(await upstream.arrayBuffer()));
-          })
-          .catch(() => res.writeHead(502).end());
-      }, delayMs);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  scope.teardown(() => new Promise<void>((resolve) => (server.closeAllConnections(), server.close(() => resolve()))));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
 /**
