@@ -19,6 +19,7 @@ import { childEnv } from '../platform/config.js';
 import { createFaceEngine, type DetectorName, type FaceEngine, type RgbImage } from '../worker/faces/engine.js';
 import { DEMO_FACES, demoPhotoPath, portrait } from '../test/helpers/faces.js';
 import { percentile, table, writeSection } from './results.js';
+import { settle } from './support.js';
 
 /**
  * Face crops end to end: vendor requests to a listening API, a worker in
@@ -298,21 +299,6 @@ async function measure(label: string, jobs: number, submit: (i: number) => Promi
     p95: percentile(durations, 95),
     failed: rows.filter((r) => r.status !== 'completed').length,
   };
-}
-
-async function settle(app: FastifyInstance, ids: string[], timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const row = await app.db
-      .selectFrom('jobs')
-      .select((eb) => eb.fn.countAll<number>().as('n'))
-      .where('id', 'in', ids)
-      .where('status', 'in', ['completed', 'failed', 'dead'])
-      .executeTakeFirstOrThrow();
-    if (Number(row.n) >= ids.length) return;
-    if (Date.now() > deadline) throw new Error(`${ids.length - Number(row.n)} jobs did not finish within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 async function photoServer(images: Photo[]): Promise<{ server: Server; url: string }> {

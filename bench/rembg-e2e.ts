@@ -3,12 +3,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../backend/app.js';
 import { loadApiConfig } from '../backend/config.js';
 import { connectDb, serverPool } from '../db/connect.js';
@@ -16,6 +15,8 @@ import { ensureDatabase, migrateToLatest } from '../db/migrate.js';
 import { createVendor } from '../db/repos/vendors.js';
 import { childEnv } from '../platform/config.js';
 import { percentile, table, writeSection } from './results.js';
+import { settle, untilHealthy } from './support.js';
+import { freePort } from '../test/helpers/private-services.js';
 
 /**
  * Background removal end to end, as deployed on one machine: vendor requests
@@ -148,21 +149,6 @@ function start(script: string, env: Record<string, string>): ChildProcess {
   return child;
 }
 
-async function settle(app: FastifyInstance, ids: string[], timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const row = await app.db
-      .selectFrom('jobs')
-      .select((eb) => eb.fn.countAll<number>().as('n'))
-      .where('id', 'in', ids)
-      .where('status', 'in', ['completed', 'failed', 'dead'])
-      .executeTakeFirstOrThrow();
-    if (Number(row.n) >= ids.length) return;
-    if (Date.now() > deadline) throw new Error(`${ids.length - Number(row.n)} jobs did not finish within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 async function photoServer(): Promise<{ server: Server; url: string }> {
   const byPath = new Map<string, Buffer>(await Promise.all(NAMES.map(async (n) => [`/${n}`, await readFile(`${FIXTURES}${n}`)] as [string, Buffer])));
   const server = createServer((req, res) => {
@@ -172,29 +158,6 @@ async function photoServer(): Promise<{ server: Server; url: string }> {
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
-}
-
-async function untilHealthy(url: string): Promise<void> {
-  const deadline = Date.now() + 120_000;
-  for (;;) {
-    const ok = await fetch(`${url}/health`)
-      .then((r) => r.status === 200)
-      .catch(() => false);
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`${url} did not become healthy`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createNetServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 function post(body: unknown): RequestInit {

@@ -2,7 +2,6 @@ import { fixturePath } from '../test/helpers/fixtures.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import ort from 'onnxruntime-node';
@@ -11,6 +10,8 @@ import { createLogger } from '../platform/logger.js';
 import { decodeImage, modelInput } from '../rembg/remove.js';
 import { RembgPool } from '../worker/rembg/pool.js';
 import { table, writeSection } from './results.js';
+import { untilHealthy } from './support.js';
+import { freePort } from '../test/helpers/private-services.js';
 
 /**
  * The rembg service alone against raw onnxruntime on the same images, in the
@@ -156,29 +157,6 @@ async function throughService(): Promise<{ perMinute: number; failed: number; rs
 async function rssMb(child: ChildProcess): Promise<number> {
   const status = await readFile(`/proc/${child.pid}/status`, 'utf8');
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN) / 1024;
-}
-
-async function untilHealthy(url: string): Promise<void> {
-  const deadline = Date.now() + 120_000;
-  for (;;) {
-    const ok = await fetch(`${url}/health`)
-      .then((r) => r.status === 200)
-      .catch(() => false);
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`${url} did not become healthy`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 await main();

@@ -1,7 +1,6 @@
 import t from 'tap';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
@@ -11,6 +10,7 @@ import { testWorker } from './helpers/worker.js';
 import { serveBytes, testServer } from './helpers/http.js';
 import { makeJpeg } from './helpers/fixtures.js';
 import { createVendor } from '../db/repos/vendors.js';
+import { freePort } from './helpers/private-services.js';
 
 /**
  * The dashboard in a real headless Chromium against the real API and a
@@ -150,14 +150,3 @@ t.test('Bull Board at /admin/queues opens only with the admin token', async (t) 
   const byJwt = await app.inject({ url: '/admin/queues/api/queues', headers: admin.auth });
   t.equal(byJwt.statusCode, 200, 'an admin JWT opens it too');
 });
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}

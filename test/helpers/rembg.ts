@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer as createHttpServer } from 'node:http';
-import { createServer, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import type { Test } from 'tap';
@@ -8,6 +8,7 @@ import { childEnv } from '../../platform/config.js';
 import { buildRembgApp } from '../../rembg/app.js';
 import { loadRembgConfig } from '../../rembg/config.js';
 import { waitFor } from './wait.js';
+import { freePort } from './private-services.js';
 
 /**
  * Real rembg service instances for tests: in this process (an app to
@@ -82,17 +83,6 @@ export async function spawnRembg(t: Test, env: Record<string, string> = {}): Pro
   t.teardown(kill);
   await start();
   return { url, port, child: () => child, kill, start };
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** A real HTTP server that holds each request `delayMs`, then forwards it to `target`: an instance on a slow host. */
