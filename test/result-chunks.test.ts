@@ -2,7 +2,8 @@ import t from 'tap';
 import { createPool } from 'mysql2/promise';
 import { connectDb } from '../db/connect.js';
 import { ensureDatabase, migrateToLatest } from '../db/migrate.js';
-import { packetLimit, readFields, toFieldRows, withChunkHalving, writeFieldRows } from '../db/repos/result-fields.js';
+import { packetLimit, readFields, toFieldRows, withChunkHalving, writeFieldRowsWith } from '../db/repos/result-fields.js';
+import { LedgerTransactions } from '../db/multi-statement.js';
 import { isolatedEnv } from './helpers/env.js';
 import { testApp, testVendor } from './helpers/app.js';
 import { testWorker } from './helpers/worker.js';
@@ -102,9 +103,15 @@ t.test('a statement refused because the limit was lowered after it was read is r
 
   const rows = toFieldRows('JOB1', Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`f${i}`, awkward(4000, i)])));
   const tries: number[] = [];
+  // The worker's way: a multi-statement transaction on its own pool (db/multi-statement.ts).
+  const multi = new LedgerTransactions(url, 1);
+  t.teardown(() => multi.close());
   const statements = await withChunkHalving(db, 10, async (plan) => {
     tries.push(plan.size);
-    await db.transaction().execute((trx) => writeFieldRows(trx, 'job_result_fields', rows, plan));
+    await multi.session(async (send) => {
+      await send(['START TRANSACTION']);
+      await writeFieldRowsWith(send, db, [['job_result_fields', rows]], plan);
+    });
     return plan.statements;
   });
   t.same(tries.slice(0, 2), [10, 5], 'refused at 10 fields per statement, tried again with 5');

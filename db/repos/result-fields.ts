@@ -62,21 +62,10 @@ export interface ChunkPlan {
   statements: number;
 }
 
-/** Writes rows `plan.size` at a time per INSERT … ON DUPLICATE KEY UPDATE, splitting any statement that would not fit. */
-export async function writeFieldRows(db: Conn, table: FieldTable, rows: FieldRow[], plan: ChunkPlan): Promise<void> {
-  for (const chunk of planChunks(rows, plan)) {
-    try {
-      await fieldInsert(table, chunk).execute(db);
-      plan.statements++;
-    } catch (error) {
-      throw refusal(error, plan, chunk.length);
-    }
-  }
-}
-
 /**
- * The same writes inside a multi-statement session (db/multi-statement.ts),
- * packed into as few packets as max_allowed_packet allows, the last one
+ * Writes rows `plan.size` at a time per INSERT … ON DUPLICATE KEY UPDATE,
+ * splitting any statement that would not fit, inside a multi-statement
+ * session (db/multi-statement.ts), packed into as few packets as max_allowed_packet allows, the last one
  * ending with `tail` and COMMIT: for a usual result, one round trip.
  */
 export async function writeFieldRowsWith(
