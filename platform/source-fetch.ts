@@ -1,6 +1,7 @@
 import { Agent, request, type Dispatcher } from 'undici';
 import { AppError } from '../jobs/errors.js';
 import { checkUrl, guardedLookup, isAllowlisted, type UrlPolicy } from './address-guard.js';
+import { deadline, type Deadline } from './deadline.js';
 
 /**
  * The one way this system fetches a URL a vendor gave it: http/https only,
@@ -42,8 +43,17 @@ export async function fetchSource(rawUrl: string, limits: FetchLimits, signal?: 
     purpose,
     ...(limits.allowedPrivateHosts ? { allowedPrivateHosts: limits.allowedPrivateHosts } : {}),
   };
-  const timeout = AbortSignal.timeout(limits.timeoutMs);
-  const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
+  const limit = deadline(limits.timeoutMs, signal);
+  try {
+    return await fetchWithin(rawUrl, policy, limits, limit, signal);
+  } finally {
+    limit.release();
+  }
+}
+
+async function fetchWithin(rawUrl: string, policy: UrlPolicy, limits: FetchLimits, limit: Deadline, signal?: AbortSignal): Promise<FetchedSource> {
+  const { purpose } = policy;
+  const combined = limit.signal;
   let url = checkUrl(rawUrl, policy);
   for (let hop = 0; ; hop++) {
     let response: Dispatcher.ResponseData;
@@ -59,7 +69,7 @@ export async function fetchSource(rawUrl: string, limits: FetchLimits, signal?: 
         bodyTimeout: limits.timeoutMs,
       });
     } catch (error) {
-      throw translateFetchError(error, url, timeout, signal);
+      throw translateFetchError(error, url, limit, signal);
     }
     const { statusCode, headers, body } = response;
     if (statusCode >= 300 && statusCode < 400 && headers.location) {
@@ -91,7 +101,7 @@ export async function fetchSource(rawUrl: string, limits: FetchLimits, signal?: 
       }
     } catch (error) {
       if (error instanceof AppError) throw error;
-      throw translateFetchError(error, url, timeout, signal);
+      throw translateFetchError(error, url, limit, signal);
     }
     const contentType = headers['content-type'];
     return { bytes: Buffer.concat(chunks, size), contentType: typeof contentType === 'string' ? contentType : null, finalUrl: url.toString() };
@@ -114,12 +124,12 @@ function statusError(status: number, purpose: string): AppError {
   return new AppError('SOURCE_FETCH_FAILED', `${purpose} URL answered ${status}`, { retryable });
 }
 
-function translateFetchError(error: unknown, url: URL, timeout: AbortSignal, outer?: AbortSignal): unknown {
+function translateFetchError(error: unknown, url: URL, limit: Deadline, outer?: AbortSignal): unknown {
   if (error instanceof AppError) return error;
   const cause = (error as { cause?: unknown }).cause;
   if (cause instanceof AppError) return cause;
   if (outer?.aborted) return outer.reason ?? error;
-  if (timeout.aborted || ((error as { code?: string }).code?.startsWith('UND_ERR_') && /timeout/i.test((error as Error).message))) {
+  if (limit.timedOut || ((error as { code?: string }).code?.startsWith('UND_ERR_') && /timeout/i.test((error as Error).message))) {
     return new AppError('SOURCE_TIMEOUT', `fetching ${url.host} took too long`);
   }
   const code = (error as { code?: string }).code;

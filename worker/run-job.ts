@@ -8,6 +8,7 @@ import type { JobOutput, JobPayload, PayloadOf } from '../jobs/payloads.js';
 import type { Logger } from '../platform/logger.js';
 import type { FetchLimits } from '../platform/source-fetch.js';
 import { CONTENT_TYPES, type Storage } from '../platform/storage/index.js';
+import { deadline, type Deadline } from '../platform/deadline.js';
 import type { JobContext, Processor } from './context.js';
 import { publishJobEvent } from './events.js';
 import type { JobMetrics, JobOutcome } from './metrics.js';
@@ -76,13 +77,13 @@ export function jobHandler<K extends JobKind>(deps: RunnerDeps, queue: string, p
     attemptLog.info('job started');
     publishJobEvent(deps.redis, deps.bullPrefix, { ...event, type: 'active', progress: 0 });
 
-    const timeout = AbortSignal.timeout(deps.timeoutMs);
-    const signal = AbortSignal.any([timeout, deps.shutdown]);
+    const limit = deadline(deps.timeoutMs, deps.shutdown);
+    const { signal } = limit;
     const ctx = jobContext(deps, job, payload, attempt, signal, attemptLog);
     const startedAt = performance.now();
     let processed = false;
     try {
-      const output = await untilAborted(processor(ctx), signal, () => abortError(timeout, deps.timeoutMs), attemptLog);
+      const output = await untilAborted(processor(ctx), signal, () => abortError(limit, deps.timeoutMs), attemptLog);
       processed = true;
       const completed = await retryDb(
         () =>
@@ -116,7 +117,7 @@ export function jobHandler<K extends JobKind>(deps: RunnerDeps, queue: string, p
       return { jobId, status: 'completed' };
     } catch (raw) {
       // While the processor ran, an abort is the cause of whatever it threw.
-      const error = !processed && signal.aborted ? abortError(timeout, deps.timeoutMs) : asAppError(raw, timeout, deps.timeoutMs);
+      const error = !processed && signal.aborted ? abortError(limit, deps.timeoutMs) : asAppError(raw, limit, deps.timeoutMs);
       // A shutdown is not the job's fault: the attempt is refunded and the
       // job goes back in line, whatever its count.
       const refund = error.code === 'WORKER_SHUTDOWN';
@@ -130,6 +131,8 @@ export function jobHandler<K extends JobKind>(deps: RunnerDeps, queue: string, p
       if (!retrying) await job.discard();
       publishJobEvent(deps.redis, deps.bullPrefix, { ...event, type: status, error: { code: error.code, message: error.message } });
       throw Object.assign(new Error(`${error.code}: ${error.message}`), { code: error.code });
+    } finally {
+      limit.release();
     }
   };
 }
@@ -216,14 +219,14 @@ async function untilAborted<T>(work: Promise<T>, signal: AbortSignal, reason: ()
   throw reason();
 }
 
-function abortError(timeout: AbortSignal, timeoutMs: number): AppError {
-  return timeout.aborted
+function abortError(limit: Deadline, timeoutMs: number): AppError {
+  return limit.timedOut
     ? new AppError('JOB_TIMEOUT', `the attempt took longer than ${timeoutMs} ms and was aborted`)
     : new AppError('WORKER_SHUTDOWN', 'the worker shut down before the attempt finished');
 }
 
-function asAppError(error: unknown, timeout: AbortSignal, timeoutMs: number): AppError {
+function asAppError(error: unknown, limit: Deadline, timeoutMs: number): AppError {
   if (error instanceof AppError) return error;
-  if (timeout.aborted || (error as Error)?.name === 'AbortError' || (error as Error)?.name === 'TimeoutError') return abortError(timeout, timeoutMs);
+  if (limit.timedOut || (error as Error)?.name === 'AbortError' || (error as Error)?.name === 'TimeoutError') return abortError(limit, timeoutMs);
   return new AppError('INTERNAL', (error as Error)?.message ?? String(error), { cause: error });
 }

@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { v2 as cloudinary, type UploadApiOptions, type UploadApiResponse } from 'cloudinary';
 import { request } from 'undici';
 import { AppError } from '../../jobs/errors.js';
+import { deadline } from '../deadline.js';
 import { assertSafeKey, type Storage, type StoredObject } from './storage.js';
 
 /**
@@ -153,13 +154,12 @@ async function withRetries<T>(
 ): Promise<T> {
   for (let tryNo = 0; ; tryNo++) {
     signal?.throwIfAborted();
-    const timeout = AbortSignal.timeout(timeoutMs);
-    const trySignal = signal ? AbortSignal.any([signal, timeout]) : timeout;
+    const limit = deadline(timeoutMs, signal);
     try {
-      return await attempt(trySignal);
+      return await attempt(limit.signal);
     } catch (error) {
       if (signal?.aborted) throw signal.reason;
-      const timedOut = timeout.aborted;
+      const timedOut = limit.timedOut;
       const retryable = timedOut || isRetryable(error);
       if (!retryable || tryNo >= retries) {
         const status = httpCode(error);
@@ -170,6 +170,8 @@ async function withRetries<T>(
         });
       }
       await sleep(Math.min(500 * 2 ** tryNo, 5000), undefined, signal ? { signal } : undefined);
+    } finally {
+      limit.release();
     }
   }
 }

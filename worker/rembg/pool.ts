@@ -1,6 +1,7 @@
 import { Agent, FormData, request, type Dispatcher } from 'undici';
 import { AppError } from '../../jobs/errors.js';
 import type { RembgInstanceState } from '../../jobs/heartbeat.js';
+import { deadline } from '../../platform/deadline.js';
 import type { Logger } from '../../platform/logger.js';
 import type { RembgClient, RemoveBackgroundOptions } from './types.js';
 
@@ -172,8 +173,8 @@ export class RembgPool implements RembgClient {
     form.set('file', new Blob([image as Uint8Array<ArrayBuffer>]), 'image');
     form.set('model', model);
     if (options.onlyMask) form.set('om', 'true');
-    const timeout = AbortSignal.timeout(this.settings.timeoutMs);
-    const signal = AbortSignal.any([options.signal, timeout]);
+    const limit = deadline(this.settings.timeoutMs, options.signal);
+    const { signal } = limit;
     instance.inFlight++;
     instance.calls++;
     const started = performance.now();
@@ -206,10 +207,11 @@ export class RembgPool implements RembgClient {
       const failure =
         error instanceof InstanceFailure
           ? error
-          : new InstanceFailure(timeout.aborted ? `no answer within ${this.settings.timeoutMs} ms` : describe(error), true);
+          : new InstanceFailure(limit.timedOut ? `no answer within ${this.settings.timeoutMs} ms` : describe(error), true);
       if (failure.countsAgainst) this.failed(instance, failure.message);
       throw failure;
     } finally {
+      limit.release();
       instance.inFlight--;
       this.notify();
     }

@@ -1,6 +1,7 @@
 import { Agent, request, type Dispatcher } from 'undici';
 import { AppError } from '../../jobs/errors.js';
 import { checkUrl, guardedLookup, isAllowlisted, type UrlPolicy } from '../../platform/address-guard.js';
+import { deadline } from '../../platform/deadline.js';
 
 /**
  * One webhook POST through the same SSRF guard as source fetching: the URL
@@ -37,7 +38,22 @@ export function webhookUrlPolicy(policy: Pick<DeliveryPolicy, 'allowPrivate' | '
 export async function postWebhook(rawUrl: string, body: string, headers: Record<string, string>, policy: DeliveryPolicy): Promise<DeliveryResult> {
   const urlPolicy = webhookUrlPolicy(policy);
   const url = checkUrl(rawUrl, urlPolicy);
-  const signal = AbortSignal.timeout(policy.timeoutMs);
+  const limit = deadline(policy.timeoutMs);
+  try {
+    return await post(url, body, headers, policy, urlPolicy, limit.signal);
+  } finally {
+    limit.release();
+  }
+}
+
+async function post(
+  url: URL,
+  body: string,
+  headers: Record<string, string>,
+  policy: DeliveryPolicy,
+  urlPolicy: UrlPolicy,
+  signal: AbortSignal,
+): Promise<DeliveryResult> {
   let response: Dispatcher.ResponseData;
   try {
     response = await request(url, {
