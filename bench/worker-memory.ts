@@ -6,6 +6,8 @@ import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { childEnv } from '../platform/config.js';
 import { openQueues } from '../platform/queues.js';
+import { loadWorkerConfig } from '../worker/config.js';
+import { freePort } from '../test/helpers/private-services.js';
 import { table, writeSection } from './results.js';
 import { benchEnv, completedCount, enqueueProcessJobs } from './worker-setup.js';
 
@@ -28,7 +30,8 @@ const server = createServer((_req, res) => res.writeHead(200, { 'content-type': 
 await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
 const photoUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/p.jpg`;
 
-const bench = await benchEnv({ LOG_LEVEL: 'error' });
+const metricsPort = await freePort();
+const bench = await benchEnv({ LOG_LEVEL: 'error', WORKER_METRICS_PORT: String(metricsPort), WORKER_METRICS_HOST: '127.0.0.1' });
 const queues = openQueues({
   redisUrl: bench.env['REDIS_URL'] as string,
   prefix: bench.env['BULL_PREFIX'] as string,
@@ -41,7 +44,7 @@ const queues = openQueues({
 await enqueueProcessJobs(bench.db, queues.queues['image-processing'], jobs, photoUrl);
 
 const child = spawn(process.execPath, ['--import', 'tsx', 'worker/main.ts'], { cwd: ROOT, env: childEnv(bench.env), stdio: ['ignore', 'ignore', 'inherit'] });
-const samples: { done: number; rssMb: number; at: number }[] = [];
+const samples: { done: number; rssMb: number; heapMb: number; externalMb: number; at: number }[] = [];
 const started = performance.now();
 try {
   for (;;) {
@@ -49,7 +52,8 @@ try {
     const status = await readFile(`/proc/${child.pid}/status`, 'utf8').catch(() => '');
     const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN);
     const done = await completedCount(bench.db);
-    if (Number.isFinite(rssKb)) samples.push({ done, rssMb: rssKb / 1024, at: performance.now() - started });
+    const { heapMb, externalMb } = await heapOf(metricsPort);
+    if (Number.isFinite(rssKb)) samples.push({ done, rssMb: rssKb / 1024, heapMb, externalMb, at: performance.now() - started });
     if (done >= jobs) break;
     if (child.exitCode !== null) throw new Error(`worker exited with ${child.exitCode}`);
   }
@@ -71,13 +75,22 @@ const growth = ((end - baseline) / baseline) * 100;
 const seconds = (samples[samples.length - 1]?.at ?? 0) / 1000;
 const checkpoints = [0.1, 0.25, 0.5, 0.75, 1].map((f) => {
   const s = samples.find((x) => x.done >= jobs * f) ?? samples[samples.length - 1];
-  return [`${Math.round(f * 100)} %`, s?.done ?? 0, (s?.rssMb ?? 0).toFixed(1)];
+  return [`${Math.round(f * 100)} %`, s?.done ?? 0, (s?.rssMb ?? 0).toFixed(1), (s?.heapMb ?? NaN).toFixed(1), (s?.externalMb ?? NaN).toFixed(1)];
 });
-const body = `${jobs} real image-processing jobs (640×480 JPEG → 16 px resize, stored on local disk) through one worker process (concurrency 5), ${seconds.toFixed(0)} s, ${(jobs / seconds).toFixed(1)} jobs/s. RSS of the worker process sampled every 500 ms.
+const body = `${jobs} real image-processing jobs (640×480 JPEG → 16 px resize, stored on local disk) through one worker process (concurrency 5, WORKER_HEAP_GROWING_PERCENT=${loadWorkerConfig().WORKER_HEAP_GROWING_PERCENT}), ${seconds.toFixed(0)} s, ${(jobs / seconds).toFixed(1)} jobs/s. RSS of the worker process sampled every 500 ms, V8 heap and external memory from its /metrics.
 
-${table(['progress', 'jobs done', 'RSS MiB'], checkpoints)}
+${table(['progress', 'jobs done', 'RSS MiB', 'V8 heap used MiB', 'external (Buffers) MiB'], checkpoints)}
 
 Warmed-up RSS (after 10 % of the jobs) ${baseline.toFixed(1)} MiB, at the end ${end.toFixed(1)} MiB, peak ${peak.toFixed(1)} MiB: growth **${growth.toFixed(1)} %** (target ≤ 10 %: ${growth <= 10 ? 'met' : 'NOT met'}).`;
 console.log(body);
 await writeSection('worker-memory', 'Worker memory over many jobs', body);
 process.exit(0);
+
+/** The worker's own view of its memory, from its /metrics (prom-client's default metrics). */
+async function heapOf(port: number): Promise<{ heapMb: number; externalMb: number }> {
+  const text = await fetch(`http://127.0.0.1:${port}/metrics`)
+    .then((r) => r.text())
+    .catch(() => '');
+  const value = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)`, 'm').exec(text)?.[1] ?? NaN) / 1048576;
+  return { heapMb: value('nodejs_heap_size_used_bytes'), externalMb: value('nodejs_external_memory_bytes') };
+}

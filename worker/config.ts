@@ -34,6 +34,11 @@ export const WorkerConfigSchema = Type.Object({
   }),
   WORKER_METRICS_HOST: env.string('0.0.0.0', "address the worker's /metrics server listens on"),
   ...MetricsSection,
+  WORKER_HEAP_GROWING_PERCENT: env.int(
+    30,
+    "after each full GC, V8 lets the worker's heap grow this much (%) before the next; 0 = V8's own factor (up to 4× on big machines)",
+    { minimum: 0, maximum: 400 },
+  ),
   READY_RETRY_MS: env.int(5_000, 'while MySQL, Redis or storage is not ready, how often the worker checks again', { minimum: 100 }),
   ...FaceSection,
   ...WebhookSection,
