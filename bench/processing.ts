@@ -18,7 +18,7 @@ import { createVendor } from '../db/repos/vendors.js';
 import type { Operation } from '../jobs/operations.js';
 import { childEnv } from '../platform/config.js';
 import { fromPixels, naturalFormat, openFrame, toPixels, withEncoder, type Frame } from '../worker/processors/pixels.js';
-import { isSrgbProfile } from '../worker/processors/icc.js';
+import { isSrgbProfile } from '../platform/icc.js';
 import { inspectImage } from '../platform/images.js';
 import { percentile, table, writeSection } from './results.js';
 

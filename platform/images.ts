@@ -1,5 +1,6 @@
 import sharp, { type Sharp, type Metadata } from 'sharp';
 import { AppError } from '../jobs/errors.js';
+import { isSrgbProfile } from './icc.js';
 
 /**
  * Decoding images safely: only raster formats we mean to accept, a pixel
@@ -18,6 +19,8 @@ export interface ImageInfo {
   orientation: number;
   hasAlpha: boolean;
   bytes: number;
+  /** the embedded colour profile is sRGB, so converting from it to sRGB can be skipped */
+  srgbProfile: boolean;
 }
 
 // sharp caches decoded tiles for repeated operations on the same input; a
@@ -42,7 +45,15 @@ export async function inspectImage(bytes: Buffer, maxPixels: number): Promise<Im
   if (width * height > maxPixels) {
     throw new AppError('TOO_MANY_PIXELS', `the image is ${width}×${height} (${width * height} pixels); the limit is ${maxPixels}`);
   }
-  return { format: format as InputFormat, width, height, orientation: meta.orientation ?? 1, hasAlpha: meta.hasAlpha ?? false, bytes: bytes.length };
+  return {
+    format: format as InputFormat,
+    width,
+    height,
+    orientation: meta.orientation ?? 1,
+    hasAlpha: meta.hasAlpha ?? false,
+    bytes: bytes.length,
+    srgbProfile: isSrgbProfile(meta.icc),
+  };
 }
 
 /**

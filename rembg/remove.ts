@@ -80,9 +80,24 @@ export class BackgroundRemover {
         .toColourspace('b-w')
         .png(png)
         .toBuffer();
-    const rgba = cutOut(image, mask);
-    if (options.background) composite(rgba, options.background);
-    return sharp(rgba, { raw: { width, height, channels: 4 } })
+    if (options.background) {
+      const rgba = cutOut(image, mask);
+      composite(rgba, options.background);
+      return sharp(rgba, { raw: { width, height, channels: 4 } })
+        .png(png)
+        .toBuffer();
+    }
+    // The photo's colours with the mask as alpha, without a full-size RGBA
+    // copy: libvips joins the mask to RGB while it encodes; an RGBA photo
+    // (decoded for this call alone) takes the masked alpha in place.
+    if (image.channels === 4) {
+      maskAlphaInPlace(image, mask);
+      return sharp(image.data, { raw: { width, height, channels: 4 } })
+        .png(png)
+        .toBuffer();
+    }
+    return sharp(image.data, { raw: { width, height, channels: 3 } })
+      .joinChannel(mask, { raw: { width, height, channels: 1 } })
       .png(png)
       .toBuffer();
   }
@@ -98,9 +113,11 @@ export interface Decoded {
 /** Decoded upright as 8-bit sRGB; bad bytes are 400, too many pixels 413, formats we do not read 415. */
 export async function decodeImage(bytes: Buffer, maxPixels: number): Promise<Decoded> {
   try {
-    await inspectImage(bytes, maxPixels);
+    const { srgbProfile } = await inspectImage(bytes, maxPixels);
+    // An sRGB profile is not converted from (as the worker does): the pixels
+    // are sRGB already, and rembg itself never applies profiles at all.
     const { data, info } = await runSharp(() =>
-      openImage(bytes, maxPixels).toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true }),
+      openImage(bytes, maxPixels, { ignoreIcc: srgbProfile }).toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true }),
     );
     if (info.channels === 3 || info.channels === 4) return { data, width: info.width, height: info.height, channels: info.channels };
     // grey (and grey + alpha) images: rembg converts them to RGB
@@ -124,10 +141,14 @@ function asRequestError(error: unknown): unknown {
 
 /** rembg's normalize(): RGB at side×side (Lanczos), / max, (x − mean) / std, channels first. */
 export async function modelInput(image: Decoded, side: number, mean: readonly number[], std: readonly number[]): Promise<Float32Array> {
-  const raw = { raw: { width: image.width, height: image.height, channels: image.channels } };
-  const rgb = await sharp(image.data, raw).removeAlpha().resize(side, side, { fit: 'fill', kernel: 'lanczos3' }).raw().toBuffer();
+  // rembg drops alpha before it resizes (PIL's convert("RGB")); sharp would
+  // resize RGBA premultiplied and darken transparent areas, so alpha goes first.
+  const rgb = await sharp(image.channels === 4 ? rgbOf(image) : image.data, { raw: { width: image.width, height: image.height, channels: 3 } })
+    .resize(side, side, { fit: 'fill', kernel: 'lanczos3' })
+    .raw()
+    .toBuffer();
   let max = 0;
-  for (const v of rgb) if (v > max) max = v;
+  for (let i = 0; i < rgb.length; i++) if (rgb[i]! > max) max = rgb[i]!;
   const scale = max > 0 ? 1 / max : 1;
   const plane = side * side;
   const input = new Float32Array(3 * plane);
@@ -140,11 +161,24 @@ export async function modelInput(image: Decoded, side: number, mean: readonly nu
   return input;
 }
 
+function rgbOf(image: Decoded): Buffer {
+  const pixels = image.width * image.height;
+  const rgb = Buffer.allocUnsafe(pixels * 3);
+  const src = image.data;
+  for (let i = 0, s = 0, d = 0; i < pixels; i++, s += 4, d += 3) {
+    rgb[d] = src[s]!;
+    rgb[d + 1] = src[s + 1]!;
+    rgb[d + 2] = src[s + 2]!;
+  }
+  return rgb;
+}
+
 /** Min-max scaled to 0–255 and truncated, as rembg's `(pred * 255).astype("uint8")`. */
 function toMask(output: Float32Array): Buffer {
   let min = Infinity;
   let max = -Infinity;
-  for (const v of output) {
+  for (let i = 0; i < output.length; i++) {
+    const v = output[i]!;
     if (v < min) min = v;
     if (v > max) max = v;
   }
@@ -177,6 +211,14 @@ function cutOut(image: Decoded, mask: Buffer): Buffer {
     out[d + 3] = n === 4 ? Math.round((mask[i]! * src[s + 3]!) / 255) : mask[i]!;
   }
   return out;
+}
+
+/** The photo's alpha times the mask (as rembg's composite over a transparent image gives), in place. */
+function maskAlphaInPlace(image: Decoded, mask: Buffer): void {
+  const pixels = image.width * image.height;
+  const data = image.data;
+  // ((x + 127) * 257 + 257) >>> 16 is Math.round(x / 255) for every x in 0…255², without a division
+  for (let i = 0, a = 3; i < pixels; i++, a += 4) data[a] = ((mask[i]! * data[a]! + 127) * 257 + 257) >>> 16;
 }
 
 /** rembg's apply_background_color: the cut-out alpha-composited over a background of colour (r, g, b, a), in place. */

@@ -1,6 +1,6 @@
 import t from 'tap';
 import sharp from 'sharp';
-import { iccDescription, isSrgbProfile } from '../worker/processors/icc.js';
+import { iccDescription, isSrgbProfile } from '../platform/icc.js';
 import { dominantColors, hashDistance, readExif } from '../worker/processors/image-facts.js';
 import { openFrame, toPixels } from '../worker/processors/pixels.js';
 import { inspectImage } from '../platform/images.js';

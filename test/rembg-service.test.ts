@@ -67,6 +67,31 @@ t.test('options', async (t) => {
     t.ok(alpha(240, 220) > 230, `the car is kept (alpha ${alpha(240, 220)})`);
   });
 
+  t.test("an RGBA photo keeps its colours, and its own transparency stays transparent: alpha = mask × the photo's alpha", async (t) => {
+    // the car photo with its left quarter made fully transparent and the rest half transparent
+    const { data: rgb, info } = await sharp(car).raw().toBuffer({ resolveWithObject: true });
+    const own = Buffer.alloc(info.width * info.height);
+    for (let y = 0; y < info.height; y++) for (let x = 0; x < info.width; x++) own[y * info.width + x] = x < info.width / 4 ? 0 : 128;
+    const rgba = await sharp(rgb, { raw: { width: info.width, height: info.height, channels: 3 } })
+      .joinChannel(own, { raw: { width: info.width, height: info.height, channels: 1 } })
+      .png()
+      .toBuffer();
+    const [withAlpha, mask] = await Promise.all([post(app, rgba), post(app, car, { om: 'true' })]);
+    t.equal(withAlpha.statusCode, 200, withAlpha.body.slice(0, 200));
+    const out = await pixels(withAlpha.rawPayload);
+    const m = await sharp(mask.rawPayload).extractChannel(0).raw().toBuffer({ resolveWithObject: true });
+    t.same([out.info.width, out.info.height, out.info.channels], [480, 360, 4]);
+    let worst = 0;
+    let colourOff = 0;
+    for (let i = 0; i < info.width * info.height; i++) {
+      const expected = Math.round((m.data[i]! * own[i]!) / 255);
+      worst = Math.max(worst, Math.abs(out.data[i * 4 + 3]! - expected));
+      for (let c = 0; c < 3; c++) colourOff = Math.max(colourOff, Math.abs(out.data[i * 4 + c]! - rgb[i * 3 + c]!));
+    }
+    t.ok(worst <= 2, `alpha is the mask times the photo's alpha (largest difference ${worst})`);
+    t.equal(colourOff, 0, 'the colours under the alpha are the photo’s own');
+  });
+
   t.test('om: only the mask, one grey channel', async (t) => {
     const res = await post(app, car, { om: 'true' });
     t.equal(res.statusCode, 200);

@@ -8,7 +8,7 @@ import { CONTENT_TYPES } from '../../platform/storage/index.js';
 import type { JobContext, Processor, ProcessorOutput } from '../context.js';
 import { tagPipelineFaces, type FaceTagger } from '../faces/tagging.js';
 import { dominantColors, NO_EXIF, perceptualHash, readExif, type DominantColor, type ExifFacts } from './image-facts.js';
-import { iccDescription, isSrgbProfile } from './icc.js';
+import { iccDescription } from '../../platform/icc.js';
 import {
   decodeFrame,
   encode,
@@ -109,7 +109,7 @@ export function createProcessImage(deps: ProcessImageDeps = {}): Processor<'proc
     const { exif, icc } = await runSharp(() => sharp(loaded.bytes).metadata());
     const source = { ...loaded, header: { exif, icc } };
     let pipeline: Pipeline = {
-      frame: { kind: 'encoded', bytes: source.bytes, info: source.info, srgbProfile: isSrgbProfile(icc) },
+      frame: { kind: 'encoded', bytes: source.bytes, info: source.info, srgbProfile: source.info.srgbProfile },
       encoding: { format: naturalFormat(source.info.format) },
       source,
       stripped: false,
