@@ -21,6 +21,8 @@ export interface ImageInfo {
   bytes: number;
   /** the embedded colour profile is sRGB, so converting from it to sRGB can be skipped */
   srgbProfile: boolean;
+  /** the raw EXIF and ICC blocks of the header, when present */
+  header: Pick<Metadata, 'exif' | 'icc'>;
 }
 
 // sharp caches decoded tiles for repeated operations on the same input; a
@@ -53,6 +55,7 @@ export async function inspectImage(bytes: Buffer, maxPixels: number): Promise<Im
     hasAlpha: meta.hasAlpha ?? false,
     bytes: bytes.length,
     srgbProfile: isSrgbProfile(meta.icc),
+    header: { exif: meta.exif, icc: meta.icc },
   };
 }
 

@@ -1,9 +1,9 @@
-import sharp, { type Metadata, type ResizeOptions, type Sharp } from 'sharp';
+import type { Metadata, ResizeOptions, Sharp } from 'sharp';
 import { encode as blurhash } from 'blurhash';
 import { AppError } from '../../jobs/errors.js';
 import { DEFAULTS, type Operation, type OperationName, type OperationOf } from '../../jobs/operations.js';
 import type { JobOutput } from '../../jobs/payloads.js';
-import { runSharp, type ImageInfo } from '../../platform/images.js';
+import type { ImageInfo } from '../../platform/images.js';
 import { CONTENT_TYPES } from '../../platform/storage/index.js';
 import type { JobContext, Processor, ProcessorOutput } from '../context.js';
 import { tagPipelineFaces, type FaceTagger } from '../faces/tagging.js';
@@ -106,8 +106,7 @@ export function createProcessImage(deps: ProcessImageDeps = {}): Processor<'proc
   return async (ctx) => {
     const operations = ctx.payload.options.operations;
     const loaded = await ctx.loadSource();
-    const { exif, icc } = await runSharp(() => sharp(loaded.bytes).metadata());
-    const source = { ...loaded, header: { exif, icc } };
+    const source = { ...loaded, header: loaded.info.header };
     let pipeline: Pipeline = {
       frame: { kind: 'encoded', bytes: source.bytes, info: source.info, srgbProfile: source.info.srgbProfile },
       encoding: { format: naturalFormat(source.info.format) },
