@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,7 +18,7 @@ import { childEnv } from '../platform/config.js';
 import { createFaceEngine, type DetectorName, type FaceEngine, type RgbImage } from '../worker/faces/engine.js';
 import { DEMO_FACES, demoPhotoPath, portrait } from '../test/helpers/faces.js';
 import { percentile, table, writeSection } from './results.js';
-import { settle } from './support.js';
+import { jpegHost, post, settle } from './support.js';
 
 /**
  * Face crops end to end: vendor requests to a listening API, a worker in
@@ -188,7 +187,7 @@ async function endToEnd(images: Photo[]): Promise<Throughput[]> {
     CONCURRENCY_IMAGE_PROCESSING: String(CONCURRENCY),
     JOB_TIMEOUT_MS: '120000',
   };
-  const source = await photoServer(images);
+  const source = await jpegHost(new Map(images.map((p) => [`/${p.name}.jpg`, p.bytes])));
   const app = await buildApp(loadApiConfig({ env, processEnv: false }), { logger: false });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const api = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
@@ -299,21 +298,6 @@ async function measure(label: string, jobs: number, submit: (i: number) => Promi
     p95: percentile(durations, 95),
     failed: rows.filter((r) => r.status !== 'completed').length,
   };
-}
-
-async function photoServer(images: Photo[]): Promise<{ server: Server; url: string }> {
-  const byPath = new Map(images.map((p) => [`/${p.name}.jpg`, p.bytes]));
-  const server = createServer((req, res) => {
-    const bytes = byPath.get(req.url ?? '');
-    if (!bytes) return res.writeHead(404).end();
-    res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': bytes.length }).end(bytes);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
-}
-
-function post(body: unknown): RequestInit {
-  return { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) };
 }
 
 await main();

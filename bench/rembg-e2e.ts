@@ -2,7 +2,6 @@ import { fixturePath } from '../test/helpers/fixtures.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +14,7 @@ import { ensureDatabase, migrateToLatest } from '../db/migrate.js';
 import { createVendor } from '../db/repos/vendors.js';
 import { childEnv } from '../platform/config.js';
 import { percentile, table, writeSection } from './results.js';
-import { settle, untilHealthy } from './support.js';
+import { jpegHost, post, settle, untilHealthy } from './support.js';
 import { freePort } from '../test/helpers/private-services.js';
 
 /**
@@ -58,7 +57,7 @@ async function main(): Promise<void> {
   await migrateToLatest(migrateDb);
   await migrateDb.destroy();
   const children: ChildProcess[] = [];
-  const source = await photoServer();
+  const source = await jpegHost(new Map(await Promise.all(NAMES.map(async (n) => [`/${n}`, await readFile(`${FIXTURES}${n}`)] as [string, Buffer]))));
   const urls: string[] = [];
   for (let i = 0; i < INSTANCES; i++) {
     const port = await freePort();
@@ -147,21 +146,6 @@ function start(script: string, env: Record<string, string>): ChildProcess {
     if (code !== 0 && signal !== 'SIGTERM') console.error(`${script} exited (${code ?? signal})`);
   });
   return child;
-}
-
-async function photoServer(): Promise<{ server: Server; url: string }> {
-  const byPath = new Map<string, Buffer>(await Promise.all(NAMES.map(async (n) => [`/${n}`, await readFile(`${FIXTURES}${n}`)] as [string, Buffer])));
-  const server = createServer((req, res) => {
-    const bytes = byPath.get(req.url ?? '');
-    if (!bytes) return res.writeHead(404).end();
-    res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': bytes.length }).end(bytes);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
-}
-
-function post(body: unknown): RequestInit {
-  return { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) };
 }
 
 await main();

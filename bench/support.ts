@@ -1,6 +1,8 @@
 import type { FastifyInstance } from 'fastify';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 
-/** Small waits the end-to-end benches share. */
+/** What the end-to-end benches share: small waits, the vendors' image host, a JSON POST. */
 
 /** Until every one of `ids` is over in the ledger (completed, failed or dead). */
 export async function settle(app: FastifyInstance, ids: string[], timeoutMs: number): Promise<void> {
@@ -29,4 +31,19 @@ export async function untilHealthy(url: string): Promise<void> {
     if (Date.now() > deadline) throw new Error(`${url} did not become healthy`);
     await new Promise((r) => setTimeout(r, 200));
   }
+}
+
+/** The vendors' image host: a local HTTP server answering each path with its JPEG bytes. */
+export async function jpegHost(byPath: Map<string, Buffer>): Promise<{ server: Server; url: string }> {
+  const server = createServer((req, res) => {
+    const bytes = byPath.get(req.url ?? '');
+    if (!bytes) return res.writeHead(404).end();
+    res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': bytes.length }).end(bytes);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+}
+
+export function post(body: unknown): RequestInit {
+  return { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) };
 }
