@@ -18,7 +18,6 @@ import { createVendor } from '../db/repos/vendors.js';
 import type { Operation } from '../jobs/operations.js';
 import { childEnv } from '../platform/config.js';
 import { fromPixels, naturalFormat, openFrame, toPixels, withEncoder, type Frame } from '../worker/processors/pixels.js';
-import { isSrgbProfile } from '../platform/icc.js';
 import { inspectImage } from '../platform/images.js';
 import { percentile, table, writeSection } from './results.js';
 
@@ -434,7 +433,6 @@ async function stageProfile(imgs: BenchImage[]): Promise<string> {
     kind: 'encoded',
     bytes: img.bytes,
     info: await inspectImage(img.bytes, 1e9),
-    srgbProfile: isSrgbProfile((await sharp(img.bytes).metadata()).icc),
   };
   // the worker's two ways to run one operation: streamed from the file, or decoded to memory first
   const streamed = () => openFrame(frame);
@@ -444,7 +442,7 @@ async function stageProfile(imgs: BenchImage[]): Promise<string> {
   const stages: [string, () => Promise<unknown>][] = [
     ['header only (metadata)', () => sharp(img.bytes).metadata()],
     ['decode to raw, embedded profile converted (plain sharp)', () => sharp(img.bytes).autoOrient().raw().toBuffer()],
-    [`decode to raw as the worker does (sRGB profile ${frame.srgbProfile ? 'skipped' : 'absent or not sRGB'})`, () => streamed().raw().toBuffer()],
+    [`decode to raw as the worker does (sRGB profile ${frame.info.srgbProfile ? 'skipped' : 'absent or not sRGB'})`, () => streamed().raw().toBuffer()],
     ['rotate 90 → jpeg, streamed from the file', () => streamed().rotate(90).jpeg().toBuffer()],
     ['rotate 90 → jpeg, decoded to memory first', async () => (await viaRaw()).rotate(90).jpeg().toBuffer()],
     ['resize 320 → jpeg, streamed (shrink-on-load)', () => streamed().resize(320).jpeg().toBuffer()],

@@ -31,8 +31,8 @@ t.test('skipping an embedded sRGB profile gives the same pixels; other profiles 
   ] as const) {
     const bytes = await flat(colour, profile);
     const info = await inspectImage(bytes, 1e6);
-    const converted = await toPixels(openFrame({ kind: 'encoded', bytes, info, srgbProfile: false }));
-    const fast = await toPixels(openFrame({ kind: 'encoded', bytes, info, srgbProfile: isSrgbProfile((await sharp(bytes).metadata()).icc) }));
+    const converted = await toPixels(openFrame({ kind: 'encoded', bytes, info: { ...info, srgbProfile: false } }));
+    const fast = await toPixels(openFrame({ kind: 'encoded', bytes, info }));
     const diff = Math.max(...[0, 1, 2].map((i) => Math.abs(converted.data[i]! - fast.data[i]!)));
     t.ok(diff <= 2, `${profile}: ${[...converted.data.subarray(0, 3)]} vs ${[...fast.data.subarray(0, 3)]}`);
     t.ok(Math.abs(converted.data[0]! - 0xc8) <= 3, `${profile}: the sRGB colour comes back (${converted.data[0]})`);

@@ -25,9 +25,8 @@ export type Frame =
   | {
       kind: 'encoded';
       bytes: Buffer;
+      /** its `srgbProfile`: converting from an sRGB profile would change nothing (and costs more than the decode) */
       info: ImageInfo;
-      /** the embedded profile is sRGB: converting from it would change nothing (and costs more than the decode) */
-      srgbProfile: boolean;
     }
   | { kind: 'pixels'; pixels: Pixels };
 
@@ -36,7 +35,7 @@ export function openFrame(frame: Frame): Sharp {
   // The source was checked against the configured pixel limit when it was
   // loaded; its own size is the limit now, in case the bytes lie.
   if (frame.kind === 'pixels') return fromPixels(frame.pixels);
-  return openImage(frame.bytes, frame.info.width * frame.info.height, { ignoreIcc: frame.srgbProfile }).toColourspace('srgb');
+  return openImage(frame.bytes, frame.info.width * frame.info.height, { ignoreIcc: frame.info.srgbProfile }).toColourspace('srgb');
 }
 
 /** Width and height as the pipeline sees them (after EXIF orientation). */

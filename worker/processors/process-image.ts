@@ -1,4 +1,4 @@
-import type { Metadata, ResizeOptions, Sharp } from 'sharp';
+import type { ResizeOptions, Sharp } from 'sharp';
 import { encode as blurhash } from 'blurhash';
 import { AppError } from '../../jobs/errors.js';
 import { DEFAULTS, type Operation, type OperationName, type OperationOf } from '../../jobs/operations.js';
@@ -51,7 +51,7 @@ export interface Pipeline {
   frame: Frame;
   /** format and encoder settings of image outputs: the source's format until a `convert` */
   encoding: Encoding;
-  source: { bytes: Buffer; info: ImageInfo; header: Pick<Metadata, 'exif' | 'icc'> };
+  source: { bytes: Buffer; info: ImageInfo };
   /** a `strip` ran: the source's EXIF and profile no longer describe the image */
   stripped: boolean;
 }
@@ -105,10 +105,9 @@ const CHANGES_PIXELS: ReadonlySet<string> = new Set(['rotate', 'resize', 'force_
 export function createProcessImage(deps: ProcessImageDeps = {}): Processor<'process'> {
   return async (ctx) => {
     const operations = ctx.payload.options.operations;
-    const loaded = await ctx.loadSource();
-    const source = { ...loaded, header: loaded.info.header };
+    const source = await ctx.loadSource();
     let pipeline: Pipeline = {
-      frame: { kind: 'encoded', bytes: source.bytes, info: source.info, srgbProfile: source.info.srgbProfile },
+      frame: { kind: 'encoded', bytes: source.bytes, info: source.info },
       encoding: { format: naturalFormat(source.info.format) },
       source,
       stripped: false,
@@ -321,7 +320,7 @@ export interface MetadataResult extends ExifFacts {
 async function metadata(c: StepContext, op: OperationOf<'metadata'>): Promise<StepResult> {
   const { frame, source, stripped } = c.pipeline;
   const thumb = await toPixels(openFrame(frame).resize(64, 64, { fit: 'fill' }));
-  const header = stripped ? undefined : source.header;
+  const header = stripped ? undefined : source.info.header;
   const exif = header ? await readExif(header.exif) : NO_EXIF;
   const result: MetadataResult = {
     ...frameSize(frame),
