@@ -72,7 +72,7 @@ export class BackgroundRemover {
     return { png, width: image.width, height: image.height, inferenceMs: ms };
   }
 
-  private encode(image: Decoded, mask: Buffer, options: RemoveOptions): Promise<Buffer> {
+  private async encode(image: Decoded, mask: Buffer, options: RemoveOptions): Promise<Buffer> {
     const { width, height } = image;
     const png = { compressionLevel: this.settings.pngCompression, adaptiveFiltering: false };
     if (options.onlyMask)
@@ -80,24 +80,18 @@ export class BackgroundRemover {
         .toColourspace('b-w')
         .png(png)
         .toBuffer();
-    if (options.background) {
-      const rgba = cutOut(image, mask);
-      composite(rgba, options.background);
-      return sharp(rgba, { raw: { width, height, channels: 4 } })
-        .png(png)
-        .toBuffer();
-    }
-    // The photo's colours with the mask as alpha, without a full-size RGBA
-    // copy: libvips joins the mask to RGB while it encodes; an RGBA photo
-    // (decoded for this call alone) takes the masked alpha in place.
-    if (image.channels === 4) {
-      maskAlphaInPlace(image, mask);
-      return sharp(image.data, { raw: { width, height, channels: 4 } })
-        .png(png)
-        .toBuffer();
-    }
-    return sharp(image.data, { raw: { width, height, channels: 3 } })
-      .joinChannel(mask, { raw: { width, height, channels: 1 } })
+    // The photo's colours with the mask as alpha, without a JS RGBA copy: an
+    // RGBA photo (decoded for this call alone) takes the masked alpha in
+    // place; libvips joins the mask to an RGB one.
+    if (image.channels === 4) maskAlphaInPlace(image, mask);
+    const cut =
+      image.channels === 4
+        ? sharp(image.data, { raw: { width, height, channels: 4 } })
+        : sharp(image.data, { raw: { width, height, channels: 3 } }).joinChannel(mask, { raw: { width, height, channels: 1 } });
+    if (!options.background) return cut.png(png).toBuffer();
+    const rgba = await cut.raw().toBuffer();
+    composite(rgba, options.background);
+    return sharp(rgba, { raw: { width, height, channels: 4 } })
       .png(png)
       .toBuffer();
   }
@@ -194,23 +188,6 @@ function resizeMask(mask: Buffer, side: number, width: number, height: number): 
     .extractChannel(0)
     .raw()
     .toBuffer();
-}
-
-/** The photo's colours with the mask as alpha (times the photo's own alpha, as rembg's composite gives). */
-function cutOut(image: Decoded, mask: Buffer): Buffer {
-  const pixels = image.width * image.height;
-  const out = Buffer.allocUnsafe(pixels * 4);
-  const src = image.data;
-  const n = image.channels;
-  for (let i = 0; i < pixels; i++) {
-    const s = i * n;
-    const d = i * 4;
-    out[d] = src[s]!;
-    out[d + 1] = src[s + 1]!;
-    out[d + 2] = src[s + 2]!;
-    out[d + 3] = n === 4 ? Math.round((mask[i]! * src[s + 3]!) / 255) : mask[i]!;
-  }
-  return out;
 }
 
 /** The photo's alpha times the mask (as rembg's composite over a transparent image gives), in place. */
