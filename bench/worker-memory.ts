@@ -1,7 +1,5 @@
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { childEnv } from '../platform/config.js';
@@ -9,6 +7,7 @@ import { openQueues } from '../platform/queues.js';
 import { loadWorkerConfig } from '../worker/config.js';
 import { freePort } from '../test/helpers/private-services.js';
 import { table, writeSection } from './results.js';
+import { jpegHost } from './support.js';
 import { benchEnv, completedCount, enqueueProcessJobs } from './worker-setup.js';
 
 /**
@@ -26,9 +25,8 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const photo = await sharp({ create: { width: 640, height: 480, channels: 3, background: '#3a7' } })
   .jpeg()
   .toBuffer();
-const server = createServer((_req, res) => res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': photo.length }).end(photo));
-await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-const photoUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/p.jpg`;
+const { server, url: host } = await jpegHost(new Map([['/p.jpg', photo]]));
+const photoUrl = `${host}/p.jpg`;
 
 const metricsPort = await freePort();
 const bench = await benchEnv({ LOG_LEVEL: 'error', WORKER_METRICS_PORT: String(metricsPort), WORKER_METRICS_HOST: '127.0.0.1' });

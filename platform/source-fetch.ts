@@ -53,7 +53,6 @@ export async function fetchSource(rawUrl: string, limits: FetchLimits, signal?: 
 
 async function fetchWithin(rawUrl: string, policy: UrlPolicy, limits: FetchLimits, limit: Deadline, signal?: AbortSignal): Promise<FetchedSource> {
   const { purpose } = policy;
-  const combined = limit.signal;
   let url = checkUrl(rawUrl, policy);
   for (let hop = 0; ; hop++) {
     let response: Dispatcher.ResponseData;
@@ -63,7 +62,7 @@ async function fetchWithin(rawUrl: string, policy: UrlPolicy, limits: FetchLimit
         // An allowlisted host:port may resolve to a private address; every
         // other hop (a redirect from it included) goes through the guard.
         dispatcher: agentFor(isAllowlisted(url, policy) ? { allowPrivate: true, purpose } : policy),
-        signal: combined,
+        signal: limit.signal,
         headers: { accept: 'image/*,*/*;q=0.5', 'user-agent': 'imagequeue-fetch/1' },
         headersTimeout: limits.timeoutMs,
         bodyTimeout: limits.timeoutMs,
