@@ -3,6 +3,7 @@ import { AppError } from '../jobs/errors.js';
 import { inspectImage, openImage, runSharp } from '../platform/images.js';
 import type { InferenceThread } from './inference.js';
 import type { ModelCatalog } from './models.js';
+import { resizeChannelLanczos } from './pil-resize.js';
 import { postProcessMask } from './post-process.js';
 
 /**
@@ -10,7 +11,7 @@ import { postProcessMask } from './post-process.js';
  * RGB resized to the model's side (Lanczos), divided by the image's maximum,
  * normalized with the model's mean and std; channel 0 of the first output,
  * min-max scaled to 0–255 and truncated as rembg's uint8 cast does, resized
- * back (Lanczos) as the alpha mask; optionally rembg's post-processing
+ * back as the alpha mask with Pillow's own Lanczos arithmetic (pil-resize.ts); optionally rembg's post-processing
  * (opening, Gaussian blur, threshold). Differences from rembg, on purpose:
  * the cut-out keeps the photo's colours under the alpha (rembg's composite
  * also darkens them by it), and PNGs are written with a faster zlib level.
@@ -65,7 +66,7 @@ export class BackgroundRemover {
     options.signal?.throwIfAborted();
     const input = await modelInput(image, model.size, spec.mean, spec.std);
     const { output, side, ms } = await this.thread.run(model, input);
-    let mask = await resizeMask(toMask(output), side, image.width, image.height);
+    let mask = resizeChannelLanczos(toMask(output), side, side, image.width, image.height);
     if (options.postProcessMask) mask = postProcessMask(mask, image.width, image.height);
     options.signal?.throwIfAborted();
     const png = await this.encode(image, mask, options);
@@ -180,14 +181,6 @@ function toMask(output: Float32Array): Buffer {
   const mask = Buffer.allocUnsafe(output.length);
   for (let i = 0; i < output.length; i++) mask[i] = range > 0 ? Math.trunc(((output[i]! - min) / range) * 255) : 0;
   return mask;
-}
-
-function resizeMask(mask: Buffer, side: number, width: number, height: number): Promise<Buffer> {
-  return sharp(mask, { raw: { width: side, height: side, channels: 1 } })
-    .resize(width, height, { fit: 'fill', kernel: 'lanczos3' })
-    .extractChannel(0)
-    .raw()
-    .toBuffer();
 }
 
 /** The photo's alpha times the mask (as rembg's composite over a transparent image gives), in place. */
