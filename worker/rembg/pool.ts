@@ -1,4 +1,5 @@
-import { Agent, FormData, request, type Dispatcher } from 'undici';
+import { randomBytes } from 'node:crypto';
+import { Agent, request, type Dispatcher } from 'undici';
 import { AppError } from '../../jobs/errors.js';
 import type { RembgInstanceState } from '../../jobs/heartbeat.js';
 import { deadline } from '../../platform/deadline.js';
@@ -169,10 +170,7 @@ export class RembgPool implements RembgClient {
   }
 
   private async call(instance: Instance, image: Buffer, model: string, options: RemoveBackgroundOptions): Promise<Buffer> {
-    const form = new FormData();
-    form.set('file', new Blob([image as Uint8Array<ArrayBuffer>]), 'image');
-    form.set('model', model);
-    if (options.onlyMask) form.set('om', 'true');
+    const form = removeForm(image, { model, ...(options.onlyMask ? { om: 'true' } : {}) });
     const limit = deadline(this.settings.timeoutMs, options.signal);
     const { signal } = limit;
     instance.inFlight++;
@@ -180,9 +178,9 @@ export class RembgPool implements RembgClient {
     const started = performance.now();
     try {
       const response = await request(`${instance.url}/api/remove`, {
-        headers: instance.headers,
+        headers: { ...instance.headers, 'content-type': form.contentType },
         method: 'POST',
-        body: form,
+        body: form.body,
         signal,
         dispatcher: this.agent,
         headersTimeout: this.settings.timeoutMs,
@@ -307,6 +305,25 @@ export class RembgPool implements RembgClient {
       this.changed.add(done);
     });
   }
+}
+
+/**
+ * rembg's form (the image as `file`, then text fields) in one buffer with a
+ * length. undici's FormData copies the image into a Blob and streams it in
+ * small chunks, which cost the worker more CPU per call than all else it
+ * does for a background removal. Field values are model names and flags
+ * (no line breaks); the boundary is random, as every form encoder's is.
+ */
+export function removeForm(image: Buffer, fields: Record<string, string>): { body: Buffer; contentType: string } {
+  const boundary = `----imagequeue${randomBytes(16).toString('hex')}`;
+  let head = '';
+  for (const [name, value] of Object.entries(fields)) {
+    if (/[\r\n"]/.test(name + value)) throw new Error(`form field ${name} holds a line break or quote`);
+    head += `--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`;
+  }
+  head += `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="image"\r\nContent-Type: application/octet-stream\r\n\r\n`;
+  const body = Buffer.concat([Buffer.from(head, 'latin1'), image, Buffer.from(`\r\n--${boundary}--\r\n`, 'latin1')]);
+  return { body, contentType: `multipart/form-data; boundary=${boundary}` };
 }
 
 function withoutCredentials(configured: string): { url: string; headers: Record<string, string> } {
