@@ -7,7 +7,9 @@ import { parseArgs } from 'node:util';
 import ort from 'onnxruntime-node';
 import { childEnv } from '../platform/config.js';
 import { createLogger } from '../platform/logger.js';
-import { decodeImage, modelInput } from '../rembg/remove.js';
+import { InferenceThread } from '../rembg/inference.js';
+import { ModelCatalog } from '../rembg/models.js';
+import { BackgroundRemover, decodeImage, modelInput } from '../rembg/remove.js';
 import { RembgPool } from '../worker/rembg/pool.js';
 import { table, writeSection } from './results.js';
 import { untilHealthy } from './support.js';
@@ -23,7 +25,11 @@ import { freePort } from '../test/helpers/private-services.js';
  * uploads (decode, Lanczos resize, inference, mask resize, PNG encode) from
  * the worker's own pool client, two calls in flight per instance. Each
  * instance's RSS is sampled from /proc: after warm-up (10 % of the images)
- * and at the end; the target is growth of at most 10 %.
+ * and at the end; the target is growth of at most 10 %. Between the two, the
+ * same instances' work without HTTP: `--instances` removers in this process
+ * (one inference thread each, as an instance has), two images in flight
+ * each, so the table shows what the image work (decode, resizes, mask, PNG)
+ * and what HTTP and the processes cost apart.
  *
  *   npm run bench -- rembg-service [--images 1000] [--raw-images 60] [--instances 2] [--threads 2] [--instance-threads 1]
  */
@@ -41,6 +47,8 @@ const RAW_IMAGES = Number(args['raw-images']);
 const INSTANCES = Number(args.instances);
 const THREADS = Number(args.threads);
 const INSTANCE_THREADS = Number(args['instance-threads']);
+/** calls in flight: two per instance, one in the model while the next is decoded */
+const IN_FLIGHT = INSTANCES * 2;
 const TARGET_RATIO = 0.9;
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -53,19 +61,27 @@ const photos = await Promise.all(NAMES.map(async (name) => ({ name, bytes: await
 async function main(): Promise<void> {
   const before = await raw();
   const service = await throughService();
+  const pipeline = await inProcess();
   const after = await raw();
   const rawPerMin = (before + after) / 2;
   const ratio = service.perMinute / rawPerMin;
   const body = [
-    `Images: ${NAMES.join(', ')} in turn (0.2–1.5 MP). Raw: u2netp on onnxruntime-node, one session, ${THREADS} intra-op threads, inference only, ${RAW_IMAGES} images before and after the service phase. Service: ${INSTANCES} instances × REMBG_THREADS=${INSTANCE_THREADS}, ${IMAGES} uploads through the worker's pool client, ${INSTANCES * 2} in flight.`,
+    `Images: ${NAMES.join(', ')} in turn (0.2–1.5 MP). Raw: u2netp on onnxruntime-node, one session, ${THREADS} intra-op threads, inference only, ${RAW_IMAGES} images before and after the service phase. Service: ${INSTANCES} instances × REMBG_THREADS=${INSTANCE_THREADS}, ${IMAGES} uploads through the worker's pool client, ${IN_FLIGHT} in flight.`,
     '',
     table(
       ['path', 'images/min', 'vs raw'],
       [
         [`raw onnxruntime inference (before / after: ${before.toFixed(0)} / ${after.toFixed(0)})`, rawPerMin.toFixed(0), '1.00'],
+        [
+          `the same work in process, no HTTP (${INSTANCES} removers × REMBG_THREADS=${INSTANCE_THREADS})`,
+          pipeline.toFixed(0),
+          (pipeline / rawPerMin).toFixed(2),
+        ],
         ['rembg service over HTTP (decode → PNG)', service.perMinute.toFixed(0), ratio.toFixed(2)],
       ],
     ),
+    '',
+    `Service vs the same work in process: ${(service.perMinute / pipeline).toFixed(2)} (what HTTP, multipart and the processes cost).`,
     '',
     `Service vs raw: ${ratio.toFixed(2)} (target ≥ ${TARGET_RATIO}: ${ratio >= TARGET_RATIO ? 'met' : 'NOT met'}); failed calls: ${service.failed}.`,
     '',
@@ -78,6 +94,40 @@ async function main(): Promise<void> {
   ].join('\n');
   console.log(body);
   await writeSection('rembg-service', 'rembg service vs raw onnxruntime inference; service memory', body);
+}
+
+/** Images per minute of the service's own remover (decode → inference → PNG) called in process. */
+async function inProcess(): Promise<number> {
+  const catalog = new ModelCatalog(`${ROOT}models`);
+  const spec = catalog.find('u2netp')!;
+  const removers = await Promise.all(
+    Array.from({ length: INSTANCES }, async () => {
+      const thread = new InferenceThread(INSTANCE_THREADS);
+      await thread.load(spec);
+      return { thread, remover: new BackgroundRemover(catalog, thread, { maxPixels: 50_000_000, pngCompression: 1 }) };
+    }),
+  );
+  const options = { model: 'u2netp', onlyMask: false, postProcessMask: false, background: null };
+  try {
+    for (const { remover } of removers) for (const p of photos) await remover.remove(p.bytes, options); // warm
+    const count = Math.max(40, Math.round(IMAGES / 3));
+    let next = 0;
+    const started = performance.now();
+    await Promise.all(
+      removers.flatMap(({ remover }) =>
+        [0, 1].map(async () => {
+          for (;;) {
+            const i = next++;
+            if (i >= count) return;
+            await remover.remove(photos[i % photos.length]!.bytes, options);
+          }
+        }),
+      ),
+    );
+    return (count / (performance.now() - started)) * 60_000;
+  } finally {
+    await Promise.all(removers.map(({ thread }) => thread.close()));
+  }
 }
 
 /** Images per minute of bare session.run on prepared tensors. */
@@ -115,7 +165,12 @@ async function throughService(): Promise<{ perMinute: number; failed: number; rs
       children.push(
         spawn(process.execPath, ['--import', 'tsx', 'rembg/server.ts'], {
           cwd: ROOT,
-          env: childEnv({ LOG_LEVEL: 'warn', NODE_ENV: 'production', REMBG_PORT: String(port), REMBG_THREADS: String(INSTANCE_THREADS) }),
+          env: childEnv({
+            LOG_LEVEL: 'warn',
+            NODE_ENV: 'production',
+            REMBG_PORT: String(port),
+            REMBG_THREADS: String(INSTANCE_THREADS),
+          }),
           stdio: ['ignore', 'ignore', 'inherit'],
         }),
       );
@@ -136,7 +191,7 @@ async function throughService(): Promise<{ perMinute: number; failed: number; rs
     let warm: number[] = [];
     const started = performance.now();
     await Promise.all(
-      Array.from({ length: INSTANCES * 2 }, async () => {
+      Array.from({ length: IN_FLIGHT }, async () => {
         for (;;) {
           const i = next++;
           if (i >= IMAGES) return;
