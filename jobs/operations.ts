@@ -15,7 +15,7 @@ const Dimension = Type.Integer({ minimum: 1, maximum: MAX_DIMENSION });
 const colour = (fallback: string, description: string) =>
   Type.String({ pattern: '^#[0-9a-fA-F]{6}([0-9a-fA-F]{2})?$', default: fallback, description: `${description} (#rrggbb or #rrggbbaa)` });
 const Quality = Type.Integer({ minimum: 1, maximum: 100, description: 'encoder quality 1–100 (lossy formats)' });
-const Effort = Type.Integer({ minimum: 0, maximum: 9, description: 'CPU effort: webp 0–6, avif 0–9; higher is smaller and slower' });
+const Effort = Type.Integer({ minimum: 0, maximum: 9, description: 'CPU effort: webp 0–6, avif 0–9, png 0–9 (zlib level); higher is smaller and slower' });
 
 export const OUTPUT_FORMATS = ['jpeg', 'png', 'webp', 'avif'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
@@ -209,8 +209,8 @@ function checkEncoding(at: string, format: OutputFormat, o: { quality?: number; 
     problems.push({ path: `${at}/lossless`, message: `applies to webp and avif only, not ${format}` });
   }
   if (o.effort !== undefined) {
-    const max = format === 'webp' ? 6 : format === 'avif' ? 9 : -1;
-    if (max < 0) problems.push({ path: `${at}/effort`, message: `applies to webp and avif only, not ${format}` });
+    const max = format === 'webp' ? 6 : format === 'avif' || format === 'png' ? 9 : -1;
+    if (max < 0) problems.push({ path: `${at}/effort`, message: `applies to webp, avif and png only, not ${format}` });
     else if (o.effort > max) problems.push({ path: `${at}/effort`, message: `must be <= ${max} for ${format}` });
   }
   return problems;

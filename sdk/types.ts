@@ -130,7 +130,7 @@ export type ProcessRequest = {
         quality?: number;
         /** webp/avif only */
         lossless?: boolean;
-        /** CPU effort: webp 0–6, avif 0–9; higher is smaller and slower */
+        /** CPU effort: webp 0–6, avif 0–9, png 0–9 (zlib level); higher is smaller and slower */
         effort?: number;
       }
     | {
@@ -283,7 +283,7 @@ export type BulkProcessRequest = {
         quality?: number;
         /** webp/avif only */
         lossless?: boolean;
-        /** CPU effort: webp 0–6, avif 0–9; higher is smaller and slower */
+        /** CPU effort: webp 0–6, avif 0–9, png 0–9 (zlib level); higher is smaller and slower */
         effort?: number;
       }
     | {

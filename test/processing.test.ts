@@ -113,6 +113,8 @@ t.test('processing operations and pipelines', async (t) => {
     webp: await submit(app, vendor, '/photo.jpg', [{ op: 'convert', format: 'webp', quality: 70 }]),
     avif: await submit(app, vendor, '/photo.jpg', [{ op: 'convert', format: 'avif', effort: 0 }]),
     png: await submit(app, vendor, '/photo.jpg', [{ op: 'convert', format: 'png' }]),
+    pngStored: await submit(app, vendor, '/photo.jpg', [{ op: 'convert', format: 'png', effort: 0 }]),
+    pngSmallest: await submit(app, vendor, '/photo.jpg', [{ op: 'convert', format: 'png', effort: 9 }]),
     p3: await submit(app, vendor, '/p3.jpg', [{ op: 'convert', format: 'png' }, { op: 'metadata' }]),
     alphaJpeg: await submit(app, vendor, '/alpha.png', [{ op: 'convert', format: 'jpeg' }]),
     variants: await submit(app, vendor, '/photo.jpg', [{ op: 'variants', sizes: { a: 100, b: 200, huge: 5000 }, formats: ['webp', 'jpeg'] }]),
@@ -196,6 +198,12 @@ t.test('processing operations and pipelines', async (t) => {
     const png = await only('png');
     t.equal(png.meta.format, 'png');
     t.same([png.meta.width, png.meta.height], [600, 400]);
+    // png's effort is the zlib level: 0 stores, 9 compresses hardest, the default (3) sits between
+    const stored = await only('pngStored');
+    const smallest = await only('pngSmallest');
+    t.ok(stored.bytes.length > 600 * 400 * 3, `effort 0 is stored uncompressed (${stored.bytes.length} bytes)`);
+    t.ok(smallest.bytes.length < png.bytes.length && png.bytes.length < stored.bytes.length, 'effort 9 < default < effort 0 in bytes');
+    t.same(await sharp(smallest.bytes).raw().toBuffer(), await sharp(png.bytes).raw().toBuffer(), 'the same pixels at every level');
     const flat = await only('alphaJpeg');
     t.equal(flat.meta.format, 'jpeg');
     near(t, await pixelAt(flat.bytes, 2, 2), [255, 255, 255], 8, 'transparency flattened onto white');
@@ -367,6 +375,7 @@ t.test('bad options are refused with 400 naming the field', async (t) => {
     ['quality for png', [{ op: 'convert', format: 'png', quality: 50 }], /operations\/0\/quality/],
     ['lossless jpeg', [{ op: 'convert', format: 'jpeg', lossless: true }], /operations\/0\/lossless/],
     ['webp effort too high', [{ op: 'convert', format: 'webp', effort: 8 }], /operations\/0\/effort must be <= 6/],
+    ['effort for jpeg', [{ op: 'convert', format: 'jpeg', effort: 3 }], /operations\/0\/effort applies to webp, avif and png only/],
     ['angle not a number', [{ op: 'rotate', angle: 'ninety' }], /operations\/0\/angle/],
     ['bad colour', [{ op: 'rotate', angle: 10, background: 'red' }], /operations\/0\/background/],
     ['unknown option of its own operation', [{ op: 'resize', width: 10, quality: 80 }], /operations\/0\/quality is not an allowed field/],

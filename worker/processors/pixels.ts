@@ -80,12 +80,13 @@ export interface Encoding {
  * libjpeg-turbo with optimised Huffman tables instead of mozjpeg's trellis
  * quantisation (about 3 % smaller files for 2.5–7× the time), WebP effort 2
  * instead of 4 (about 6 % larger for half the time), AVIF effort 2 (effort 4
- * takes ten times longer on a 2.5 MP photo). A request that wants smaller
+ * takes ten times longer on a 2.5 MP photo), PNG zlib level 3 instead of 6
+ * (about 1 % larger for two thirds of the time). A request that wants smaller
  * files asks for `effort`.
  */
 export const ENCODER_DEFAULTS = {
   jpeg: { quality: 80 },
-  png: { compressionLevel: 6 },
+  png: { compressionLevel: 3 },
   webp: { quality: 80, effort: 2 },
   avif: { quality: 50, effort: 2 },
 } as const;
@@ -101,7 +102,7 @@ export function withEncoder(image: Sharp, e: Encoding): Sharp {
     case 'jpeg':
       return image.flatten({ background: '#ffffff' }).jpeg({ quality: e.quality ?? ENCODER_DEFAULTS.jpeg.quality, mozjpeg: false });
     case 'png':
-      return image.png({ compressionLevel: ENCODER_DEFAULTS.png.compressionLevel });
+      return image.png({ compressionLevel: e.effort ?? ENCODER_DEFAULTS.png.compressionLevel });
     case 'webp':
       return image.webp({
         quality: e.quality ?? ENCODER_DEFAULTS.webp.quality,
