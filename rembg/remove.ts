@@ -11,10 +11,11 @@ import { postProcessMask } from './post-process.js';
  * RGB resized to the model's side (Lanczos), divided by the image's maximum,
  * normalized with the model's mean and std; channel 0 of the first output,
  * min-max scaled to 0–255 and truncated as rembg's uint8 cast does, resized
- * back as the alpha mask with Pillow's own Lanczos arithmetic (pil-resize.ts); optionally rembg's post-processing
- * (opening, Gaussian blur, threshold). Differences from rembg, on purpose:
- * the cut-out keeps the photo's colours under the alpha (rembg's composite
- * also darkens them by it), and PNGs are written with a faster zlib level.
+ * back as the alpha mask with Pillow's own Lanczos arithmetic (pil-resize.ts);
+ * optionally rembg's post-processing (opening, Gaussian blur, threshold).
+ * Differences from rembg, on purpose: the cut-out keeps the photo's colours
+ * under the alpha (rembg's composite also darkens them by it), and PNGs are
+ * written with a faster zlib level.
  */
 export interface RemoveOptions {
   model: string;
