@@ -21,6 +21,7 @@ import { childEnv } from '../platform/config.js';
 import { fromPixels, naturalFormat, openFrame, toPixels, withEncoder, type Frame } from '../worker/processors/pixels.js';
 import { inspectImage } from '../platform/images.js';
 import { percentile, table, writeSection } from './results.js';
+import { inFlight } from './support.js';
 
 /**
  * Seed 001's load table reproduced here: N mixed rotate / resize /
@@ -313,7 +314,8 @@ async function throughApi(
   timeoutMs = 60_000 + list.length * 2000,
 ): Promise<Pick<Row, 'seconds' | 'perSecond' | 'success' | 'latency'>> {
   const ids: string[] = [];
-  await pool(list, 16, async (job, i) => {
+  await inFlight(list.length, 16, async (i) => {
+    const job = list[i]!;
     // undici's request rather than fetch: the submitting client stands in for
     // the vendors' machines, and fetch costs several times its CPU per call.
     const res = await request(`${b.api}/api/image-queue/process-queue`, {
@@ -350,7 +352,8 @@ async function throughApi(
 async function bareLoop(list: BenchJob[], imgs: BenchImage[], concurrency: number): Promise<{ perSecond: number; cpuMs: number }> {
   const start = performance.now();
   const cpu = process.cpuUsage();
-  await pool(list, concurrency, async (job) => {
+  await inFlight(list.length, concurrency, async (i) => {
+    const job = list[i]!;
     const img = imgs[job.image]!;
     await withEncoder(bareOperation(sharp(img.bytes).autoOrient(), job.op), {
       format: job.op.op === 'convert' ? job.op.format : naturalFormat(img.format),
@@ -418,18 +421,6 @@ function bareOperation(image: Sharp, op: Operation): Sharp {
     default:
       return image;
   }
-}
-
-async function pool<T>(items: T[], size: number, work: (item: T, index: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(size, items.length) }, async () => {
-      while (next < items.length) {
-        const i = next++;
-        await work(items[i] as T, i);
-      }
-    }),
-  );
 }
 
 /**

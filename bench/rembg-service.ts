@@ -12,7 +12,7 @@ import { ModelCatalog } from '../rembg/models.js';
 import { BackgroundRemover, decodeImage, modelInput } from '../rembg/remove.js';
 import { RembgPool } from '../worker/rembg/pool.js';
 import { table, writeSection } from './results.js';
-import { untilHealthy } from './support.js';
+import { inFlight, untilHealthy } from './support.js';
 import { freePort } from '../test/helpers/private-services.js';
 
 /**
@@ -115,14 +115,11 @@ async function inProcess(): Promise<number> {
     const count = Math.max(40, Math.round(IMAGES / 3));
     let next = 0;
     const started = performance.now();
+    // two calls in flight per remover, as an instance takes them
     await Promise.all(
       removers.flatMap(({ remover }) =>
         [0, 1].map(async () => {
-          for (;;) {
-            const i = next++;
-            if (i >= count) return;
-            await remover.remove(photos[i % photos.length]!.bytes, options);
-          }
+          while (next < count) await remover.remove(photos[next++ % photos.length]!.bytes, options);
         }),
       ),
     );
@@ -188,20 +185,13 @@ async function throughService(): Promise<{ perMinute: number; failed: number; rs
     await Promise.all(urls.flatMap(() => photos.map((p) => pool.removeBackground(p.bytes, { signal: signal() }))));
 
     const warmAt = Math.max(1, Math.round(IMAGES * 0.1));
-    let next = 0;
     let failed = 0;
     let warm: number[] = [];
     const started = performance.now();
-    await Promise.all(
-      Array.from({ length: IN_FLIGHT }, async () => {
-        for (;;) {
-          const i = next++;
-          if (i >= IMAGES) return;
-          if (i === warmAt) warm = await Promise.all(children.map(rssMb));
-          await pool.removeBackground(photos[i % photos.length]!.bytes, { signal: signal() }).catch(() => failed++);
-        }
-      }),
-    );
+    await inFlight(IMAGES, IN_FLIGHT, async (i) => {
+      if (i === warmAt) warm = await Promise.all(children.map(rssMb));
+      await pool.removeBackground(photos[i % photos.length]!.bytes, { signal: signal() }).catch(() => failed++);
+    });
     const perMinute = (IMAGES / (performance.now() - started)) * 60_000;
     const end = await Promise.all(children.map(rssMb));
     await pool.close();

@@ -20,6 +20,16 @@ export async function settle(app: FastifyInstance, ids: string[], timeoutMs: num
   }
 }
 
+/** Runs work(0 … count − 1) with at most `lanes` calls in flight, each lane taking the next index as it frees. */
+export async function inFlight(count: number, lanes: number, work: (index: number) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(lanes, count) }, async () => {
+      while (next < count) await work(next++);
+    }),
+  );
+}
+
 /** Until a service's /health answers 200 (two minutes at most: a model is loading). */
 export async function untilHealthy(url: string): Promise<void> {
   const deadline = Date.now() + 120_000;
