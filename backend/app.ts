@@ -2,6 +2,7 @@ import Fastify, { type FastifyInstance, type RouteOptions } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { logDestination, loggerOptions, type LogTarget } from '../platform/logger.js';
 import { parseHostAllowlist } from '../platform/address-guard.js';
+import { publicBaseUrl } from '../platform/config-sections.js';
 import type { ApiConfig } from './config.js';
 import errors from './plugins/errors.js';
 import jsonBody from './plugins/json-body.js';
@@ -55,7 +56,7 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
 
   await app.register(errors);
   await app.register(jsonBody);
-  await app.register(docs, { publicBaseUrl: config.PUBLIC_BASE_URL });
+  await app.register(docs, { publicBaseUrl: publicBaseUrl(config) });
   await app.register(metrics, { token: config.METRICS_TOKEN, bullPrefix: config.BULL_PREFIX });
   await app.register(mysql, { url: config.MYSQL_URL, poolSize: config.MYSQL_POOL_SIZE });
   await app.register(redis, { url: config.REDIS_URL });

@@ -15,7 +15,6 @@ export const ApiConfigSchema = Type.Object({
   ...WebhookSection,
   ...EventsSection,
   HOST: env.string('0.0.0.0', 'address the API listens on'),
-  PORT: env.int(3000, 'port the API listens on', { minimum: 0, maximum: 65535 }),
   JWT_SECRET: env.string(undefined, 'HS256 secret for vendor tokens, at least 32 characters (npm start writes a random one to .env on first run)', {
     minLength: 32,
   }),

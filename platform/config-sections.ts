@@ -29,12 +29,20 @@ export const StorageSection = {
     'where results and uploads are stored; auto = cloudinary when CLOUDINARY_URL is set, else local',
   ),
   STORAGE_LOCAL_DIR: env.string('./data/storage', 'directory for local storage (must be shared by API and workers)'),
-  PUBLIC_BASE_URL: env.string('http://localhost:3000', 'base URL under which the API serves local storage files (/files/…)', { pattern: '^https?://[^\\s]+$' }),
+  PUBLIC_BASE_URL: env.string('', 'base URL under which the API serves local storage files (/files/…); empty = http://localhost:<PORT>', {
+    pattern: '^(https?://[^\\s]+)?$',
+  }),
+  PORT: env.int(3000, 'port the API listens on', { minimum: 0, maximum: 65535 }),
   CLOUDINARY_URL: env.string('', 'cloudinary://key:secret@cloud_name[?upload_prefix=…]; enables Cloudinary storage'),
   CLOUDINARY_FOLDER: env.string('imagequeue', 'root folder in Cloudinary; results go to <folder>/<vendor>/<project>'),
   STORAGE_TIMEOUT_MS: env.int(60_000, 'timeout of one storage upload', { minimum: 1000 }),
   STORAGE_RETRIES: env.int(2, 'extra tries of a failed storage upload within one job attempt', { minimum: 0, maximum: 10 }),
 };
+
+/** Where result and upload URLs point: PUBLIC_BASE_URL, or the API on this host at PORT when it is empty. */
+export function publicBaseUrl(config: { PUBLIC_BASE_URL: string; PORT: number }): string {
+  return config.PUBLIC_BASE_URL || `http://localhost:${config.PORT}`;
+}
 
 export const SourceSection = {
   ALLOW_PRIVATE_SOURCE_URLS: env.bool(false, 'allow source URLs that resolve to loopback/private/link-local addresses (never in production)'),

@@ -12,5 +12,5 @@ export const ComposeConfigSchema = Type.Object({
   MYSQL_PASSWORD: env.string('imagequeue', 'docker compose: password of the `imagequeue` MySQL user the API and workers connect as (change it)'),
   API_BIND_ADDRESS: env.string('127.0.0.1', 'docker compose: host address the API port is published on (0.0.0.0 = every interface)'),
   PORT: env.int(3000, 'port the API listens on', { minimum: 0, maximum: 65535 }),
-  PUBLIC_BASE_URL: env.string('http://localhost:3000', 'base URL under which the API serves local storage files (/files/…)'),
+  PUBLIC_BASE_URL: env.string('', 'base URL under which the API serves local storage files (/files/…); empty = http://localhost:<PORT>'),
 });

@@ -6,8 +6,8 @@ import { LauncherConfigSchema } from './launcher-config.js';
 import { ComposeConfigSchema } from './compose-config.js';
 
 /**
- * Every process's configuration schema, so `.env.example` and the README's
- * variable table are generated from the same definitions the processes
+ * Every process's configuration schema, so `.env.example` and the variable table
+ * in docs/configuration.md are generated from the same definitions the processes
  * validate against (and a test keeps them in step).
  */
 export const CONFIG_SCHEMAS: Record<string, TObject> = {

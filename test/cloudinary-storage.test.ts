@@ -81,7 +81,14 @@ t.test('CLOUDINARY_URL is validated and selects the driver', async (t) => {
   t.throws(() => parseCloudinaryUrl('https://example.com'), /cloudinary:\/\//);
   t.throws(() => parseCloudinaryUrl('cloudinary://onlykey@cloud'), /cloudinary:\/\//);
   t.same(parseCloudinaryUrl('cloudinary://k:s%2Fx@my-cloud'), { cloudName: 'my-cloud', apiKey: 'k', apiSecret: 's/x', uploadPrefix: undefined });
-  const base = { STORAGE_LOCAL_DIR: '/tmp/x', PUBLIC_BASE_URL: 'http://localhost', CLOUDINARY_FOLDER: 'f', STORAGE_TIMEOUT_MS: 1000, STORAGE_RETRIES: 0 };
+  const base = {
+    STORAGE_LOCAL_DIR: '/tmp/x',
+    PUBLIC_BASE_URL: 'http://localhost',
+    PORT: 3000,
+    CLOUDINARY_FOLDER: 'f',
+    STORAGE_TIMEOUT_MS: 1000,
+    STORAGE_RETRIES: 0,
+  };
   t.equal((await createStorage({ ...base, STORAGE_DRIVER: 'auto', CLOUDINARY_URL: 'cloudinary://k:s@c' })).driver, 'cloudinary');
   t.equal((await createStorage({ ...base, STORAGE_DRIVER: 'auto', CLOUDINARY_URL: '' })).driver, 'local');
   await t.rejects(createStorage({ ...base, STORAGE_DRIVER: 'cloudinary', CLOUDINARY_URL: '' }), /needs CLOUDINARY_URL/);

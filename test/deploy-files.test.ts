@@ -129,7 +129,14 @@ t.test('every variable the compose file reads is documented, with the same defau
   for (const [, name, def] of used) {
     const variable = declared.get(name!);
     t.ok(variable?.usedBy.includes('docker compose'), `${name} is declared for docker compose (scripts/compose-config.ts)`);
-    if (def !== undefined) t.equal(def, variable?.default, `${name} has the same default in both places`);
+    // A default that is itself a variable (PUBLIC_BASE_URL: http://localhost:${PORT:-3000}) is the processes' own fallback
+    // for an empty value, which the description names.
+    const derived = def === undefined ? null : /^(.*)\$\{([A-Z0-9_]+):-(.*)$/.exec(def);
+    if (derived) {
+      t.equal(variable?.default, '', `${name} is empty by default`);
+      t.ok(variable?.description.includes(`empty = ${derived[1]}<${derived[2]}>`), `${name}: the description names the fallback ${def}`);
+      t.equal(declared.get(derived[2]!)?.default, derived[3], `${derived[2]} has the same default in both places`);
+    } else if (def !== undefined) t.equal(def, variable?.default, `${name} has the same default in both places`);
   }
   for (const [serviceName, service] of Object.entries(services)) {
     // The rembg service's variables are declared with the service itself, when its schema is registered.

@@ -1,6 +1,7 @@
 import { cloudinaryStorage, parseCloudinaryUrl } from './cloudinary.js';
 import { localStorage } from './local.js';
 import type { Storage } from './storage.js';
+import { publicBaseUrl } from '../config-sections.js';
 
 export * from './storage.js';
 
@@ -8,6 +9,7 @@ export interface StorageConfig {
   STORAGE_DRIVER: 'auto' | 'local' | 'cloudinary';
   STORAGE_LOCAL_DIR: string;
   PUBLIC_BASE_URL: string;
+  PORT: number;
   CLOUDINARY_URL: string;
   CLOUDINARY_FOLDER: string;
   STORAGE_TIMEOUT_MS: number;
@@ -31,5 +33,5 @@ export async function createStorage(config: StorageConfig): Promise<Storage> {
       retries: config.STORAGE_RETRIES,
     });
   }
-  return localStorage(config.STORAGE_LOCAL_DIR, config.PUBLIC_BASE_URL);
+  return localStorage(config.STORAGE_LOCAL_DIR, publicBaseUrl(config));
 }
