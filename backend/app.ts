@@ -26,6 +26,7 @@ import adminVendorRoutes from './routes/admin/vendors.js';
 import webhookRoutes from './routes/webhooks/index.js';
 import dashboardRoutes from './routes/dashboard/index.js';
 import boardRoutes from './routes/admin/board.js';
+import { pixelBudgetOf } from '../jobs/pixel-budget.js';
 
 export interface BuildOptions {
   /** Replace the logger (`false` silences). */
@@ -86,6 +87,7 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
     prefix: '/api/image-queue',
     attempts: config.JOB_ATTEMPTS,
     maxOutputDimension: config.MAX_OUTPUT_DIMENSION,
+    pixelBudget: pixelBudgetOf(config),
     allowPrivateSourceUrls: config.ALLOW_PRIVATE_SOURCE_URLS,
     allowedPrivateHosts: sourceAllowlist(config.SOURCE_ALLOWED_PRIVATE_HOSTS),
     bullPrefix: config.BULL_PREFIX,

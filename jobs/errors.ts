@@ -29,6 +29,10 @@ export const ERROR_CODES = {
   BAD_IMAGE: { status: 422, retryable: false },
   UNSUPPORTED_FORMAT: { status: 415, retryable: false },
   TOO_MANY_PIXELS: { status: 413, retryable: false },
+  /** a pipeline step would make an image over MAX_OUTPUT_PIXELS (jobs/pixel-budget.ts) */
+  OUTPUT_TOO_LARGE: { status: 400, retryable: false },
+  /** a pipeline's stored images would hold more than MAX_JOB_ENCODED_PIXELS together */
+  JOB_TOO_LARGE: { status: 400, retryable: false },
 
   // face crop
   NO_FACE: { status: 422, retryable: false },

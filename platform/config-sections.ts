@@ -54,6 +54,10 @@ export const SourceSection = {
   SOURCE_TIMEOUT_MS: env.int(20_000, 'time limit for fetching one source image', { minimum: 100 }),
   SOURCE_MAX_REDIRECTS: env.int(3, 'redirects followed when fetching a source (each re-checked)', { minimum: 0, maximum: 10 }),
   MAX_INPUT_PIXELS: env.int(50_000_000, 'largest decoded image (width × height) accepted', { minimum: 1 }),
+  MAX_OUTPUT_PIXELS: env.int(0, 'largest image (width × height) a processing step may make, rotate and variants included; 0 = MAX_INPUT_PIXELS', {
+    minimum: 0,
+  }),
+  MAX_JOB_ENCODED_PIXELS: env.int(0, 'most pixels the images one job stores may hold together; 0 = 4 × MAX_OUTPUT_PIXELS', { minimum: 0 }),
 };
 
 export const MetricsSection = {

@@ -23,6 +23,8 @@ export type ErrorResponse = {
     | 'BAD_IMAGE'
     | 'UNSUPPORTED_FORMAT'
     | 'TOO_MANY_PIXELS'
+    | 'OUTPUT_TOO_LARGE'
+    | 'JOB_TOO_LARGE'
     | 'NO_FACE'
     | 'MULTIPLE_FACES'
     | 'FACE_TOO_SMALL'

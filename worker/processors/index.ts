@@ -9,6 +9,7 @@ import { faceEngineResource } from '../faces/engine.js';
 import { createFaceTagger } from '../faces/tagging.js';
 import { createFaceCropProcessor } from './face-crop.js';
 import { createProcessImage } from './process-image.js';
+import { pixelBudgetOf } from '../../jobs/pixel-budget.js';
 import { createRemoveBgProcessor } from './remove-bg.js';
 import { parseRembgUrls, RembgPool } from '../rembg/pool.js';
 
@@ -67,7 +68,7 @@ export async function buildProcessors(config: WorkerConfig, log: Logger, deps: P
   const needsFaces = served.includes('face-crop') || served.includes('image-processing');
   return {
     processors: {
-      process: createProcessImage({ faces: tagger }),
+      process: createProcessImage({ faces: tagger, budget: pixelBudgetOf(config) }),
       'face-crop': faceCrop,
       'remove-bg': createRemoveBgProcessor({ rembg: pool, defaultModel: config.REMBG_DEFAULT_MODEL }),
     },

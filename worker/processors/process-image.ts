@@ -3,6 +3,7 @@ import { encode as blurhash } from 'blurhash';
 import { AppError } from '../../jobs/errors.js';
 import { DEFAULTS, type Operation, type OperationName, type OperationOf } from '../../jobs/operations.js';
 import type { JobOutput } from '../../jobs/payloads.js';
+import { checkPixelBudget, type PixelBudget } from '../../jobs/pixel-budget.js';
 import type { ImageInfo } from '../../platform/images.js';
 import { CONTENT_TYPES } from '../../platform/storage/index.js';
 import type { JobContext, Processor, ProcessorOutput } from '../context.js';
@@ -38,6 +39,8 @@ import {
 export interface ProcessImageDeps {
   /** face detection and tagging, for the `faces` operation; null in a worker without the face models */
   faces?: FaceTagger | null;
+  /** MAX_OUTPUT_PIXELS and MAX_JOB_ENCODED_PIXELS; without it, no pipeline is refused for its size */
+  budget?: PixelBudget;
 }
 
 /** One stored file, and the step that made it. */
@@ -106,6 +109,10 @@ export function createProcessImage(deps: ProcessImageDeps = {}): Processor<'proc
   return async (ctx) => {
     const operations = ctx.payload.options.operations;
     const source = await ctx.loadSource();
+    // The API checked what the request alone tells; the source's real size
+    // tells the rest, before any pixel work (a refusal is final, not retried).
+    const overBudget = deps.budget && checkPixelBudget(operations, uprightSize(source.info), deps.budget);
+    if (overBudget) throw new AppError(overBudget.code, `operations/${overBudget.step}: ${overBudget.message}`);
     let pipeline: Pipeline = {
       frame: { kind: 'encoded', bytes: source.bytes, info: source.info },
       encoding: { format: naturalFormat(source.info.format) },

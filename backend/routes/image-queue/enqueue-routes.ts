@@ -4,6 +4,7 @@ import { Value } from '@sinclair/typebox/value';
 import { AppError, type FieldProblem } from '../../../jobs/errors.js';
 import { checkFaceCropOptions } from '../../../jobs/face-presets.js';
 import { resolvePipeline } from '../../../jobs/presets.js';
+import { checkPixelBudget, type PixelBudget, type Size } from '../../../jobs/pixel-budget.js';
 import { FaceCropOptions, RemoveBgOptions, type FaceCropOptions as FaceCropOptionsType, type JobPayload, type JobSource } from '../../../jobs/payloads.js';
 import type { JobKind } from '../../../jobs/queues.js';
 import { checkUrl } from '../../../platform/address-guard.js';
@@ -60,6 +61,7 @@ const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) =
         const body = request.body as SingleBody;
         assertBodyVendor(request, body.vendorId);
         const options = jobOptions(route.kind, body, opts.maxOutputDimension);
+        checkBudget(body, options, request.uploads[0] ? [request.uploads[0].size] : [null], opts.pixelBudget);
         if (body.photoUrl !== undefined) checkSourceUrl(body.photoUrl, 'body/photoUrl', opts);
         assertQueueable(app);
         const source: JobSource = body.photo
@@ -94,6 +96,7 @@ const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) =
         assertBodyVendor(request, body.vendorId);
         const options = jobOptions(route.kind, body, opts.maxOutputDimension);
         const items = bulkItems(body, app.vendorLimits(request.vendor).bulkMaxItems);
+        checkBudget(body, options, body.photos ? request.uploads.map((u) => u.size) : [null], opts.pixelBudget);
         items.forEach((item, i) => {
           if (item.photoUrl !== undefined) checkSourceUrl(item.photoUrl, body.items ? `body/items/${i}/photoUrl` : `body/photoUrls/${i}`, opts);
         });
@@ -159,6 +162,24 @@ function jobOptions(kind: JobKind, body: SingleBody | BulkBody, maxDimension: nu
       if (problems.length > 0) throw badFields(problems.map((p) => ({ path: `body/${p.path}`, message: p.message })));
       return { operations };
     }
+  }
+}
+
+/**
+ * A pipeline that would make an image over MAX_OUTPUT_PIXELS, or store more
+ * than MAX_JOB_ENCODED_PIXELS, is refused naming its step, when the request
+ * (or the uploaded photo's header) tells: `[force_resize 8192×8192, …]` on
+ * any source, `rotate 45` of a 40 Mpx upload. A URL source's size is checked
+ * by the worker before it does any work.
+ */
+function checkBudget(body: SingleBody | BulkBody, options: JobPayload['options'], sources: readonly (Size | null)[], budget: PixelBudget): void {
+  if (!('operations' in options)) return;
+  for (const [i, source] of sources.entries()) {
+    const problem = checkPixelBudget(options.operations, source, budget);
+    if (!problem) continue;
+    const path = body.preset === undefined ? `body/operations/${problem.step}` : 'body/presetOptions';
+    const photo = source && sources.length > 1 ? ` (body/photos/${i} is ${source.width}×${source.height})` : '';
+    throw new AppError(problem.code, `${path}: ${problem.message}${photo}`, { details: { fields: [{ path, message: problem.message }] } });
   }
 }
 

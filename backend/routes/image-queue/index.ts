@@ -6,6 +6,7 @@ import enqueueRoutes from './enqueue-routes.js';
 import statusRoutes from './status-routes.js';
 import eventsRoutes, { type EventsRouteOptions } from './events-routes.js';
 import type { UploadLimits } from './uploads.js';
+import type { PixelBudget } from '../../../jobs/pixel-budget.js';
 
 /**
  * /api/image-queue: every route is vendor-scoped by the bearer token, which
@@ -15,6 +16,8 @@ import type { UploadLimits } from './uploads.js';
 export interface ImageQueueOptions {
   attempts: number;
   maxOutputDimension: number;
+  /** MAX_OUTPUT_PIXELS and MAX_JOB_ENCODED_PIXELS (jobs/pixel-budget.ts) */
+  pixelBudget: PixelBudget;
   allowPrivateSourceUrls: boolean;
   /** host:port pairs that may be fetched although private (SOURCE_ALLOWED_PRIVATE_HOSTS) */
   allowedPrivateHosts: readonly string[];

@@ -8,6 +8,7 @@ import type { JobSource } from '../../../jobs/payloads.js';
 import { newId, randomToken } from '../../../platform/ids.js';
 import { EXTENSIONS, keySegment } from '../../../platform/storage/index.js';
 import { badFields } from '../../plugins/errors.js';
+import type { Size } from '../../../jobs/pixel-budget.js';
 
 /**
  * Photos uploaded with multipart/form-data instead of a `photoUrl`. A
@@ -28,6 +29,8 @@ export interface Upload {
   ext: string;
   bytes: Buffer;
   sha256: string;
+  /** the image's size as shown (EXIF orientation applied), for the pipeline's pixel budget */
+  size: Size;
 }
 
 declare module 'fastify' {
@@ -118,12 +121,12 @@ async function readFile(part: MultipartFile, shape: MultipartShape, index: numbe
       details: { fields: [{ path, message: `is ${what}` }] },
     });
   }
-  await checkHeader(bytes, path, limits.maxPixels);
-  return { field: part.fieldname, filename: part.filename, mime: sniffed.mime, ext, bytes, sha256: createHash('sha256').update(bytes).digest('hex') };
+  const size = await checkHeader(bytes, path, limits.maxPixels);
+  return { field: part.fieldname, filename: part.filename, mime: sniffed.mime, ext, bytes, sha256: createHash('sha256').update(bytes).digest('hex'), size };
 }
 
-/** The header must parse and the pixel count be within the limit: caught here rather than by a worker later. */
-async function checkHeader(bytes: Buffer, path: string, maxPixels: number): Promise<void> {
+/** The header must parse and the pixel count be within the limit: caught here rather than by a worker later. Returns the upright size. */
+async function checkHeader(bytes: Buffer, path: string, maxPixels: number): Promise<Size> {
   const meta = await sharp(bytes, { limitInputPixels: false })
     .metadata()
     .catch(() => {
@@ -140,6 +143,7 @@ async function checkHeader(bytes: Buffer, path: string, maxPixels: number): Prom
       details: { fields: [{ path, message: 'has too many pixels' }] },
     });
   }
+  return (meta.orientation ?? 1) >= 5 ? { width: height, height: width } : { width, height };
 }
 
 /**
