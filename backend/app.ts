@@ -17,6 +17,7 @@ import rateLimit from './plugins/rate-limit.js';
 import idempotency from './plugins/idempotency.js';
 import enqueue from './enqueue.js';
 import events from './plugins/events.js';
+import jobStatus from './plugins/job-status.js';
 import authRoutes from './routes/auth/index.js';
 import imageQueueRoutes from './routes/image-queue/index.js';
 import adminQueueRoutes from './routes/admin/queues.js';
@@ -74,6 +75,7 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
   await app.register(rateLimit, { plans: config, prefix: config.BULL_PREFIX });
   await app.register(idempotency, { ttlMs: config.IDEMPOTENCY_TTL_MS });
   await app.register(events, { redisUrl: config.REDIS_URL, prefix: config.BULL_PREFIX });
+  await app.register(jobStatus, { cacheMs: config.JOB_READ_CACHE_MS, waitsMax: config.JOB_WAITS_MAX, waitsMaxPerVendor: config.JOB_WAITS_MAX_PER_VENDOR });
   await app.register(enqueue, {
     mysqlUrl: config.MYSQL_URL,
     maxRows: config.ENQUEUE_GROUP_MAX_ROWS,

@@ -1,12 +1,24 @@
 import fp from 'fastify-plugin';
 import { createRedis } from '../../platform/redis.js';
-import { eventsChannel, vendorOfChannel, type ChannelMessage, type EventLogNudge } from '../../jobs/events.js';
+import { eventsChannel, eventsChannelPattern, vendorOfChannel, type ChannelMessage, type EventLogNudge } from '../../jobs/events.js';
 
 type Listener = (message: ChannelMessage) => void;
 
 export interface EventHub {
   /** Calls `listener` with every message on the vendor's channel until the returned function is called. */
   listen(vendorId: string, listener: Listener): Promise<() => void>;
+  /** Calls `listener` with every message of every vendor (job caches and long-polls) until the returned function is called. */
+  listenAll(listener: Listener): () => void;
+  /**
+   * True while the subscription is confirmed on a connected subscriber, so no
+   * message is being missed: only then may a reader trust "no message yet" to
+   * mean "nothing changed".
+   */
+  readonly live: boolean;
+  /** Calls `listener` whenever messages may have been missed (the subscriber lost its connection) and when it is live again. */
+  onGap(listener: () => void): () => void;
+  /** Connects the subscriber now rather than at the first stream (idempotent, never throws). */
+  start(): void;
   /** Streams still open for a vendor in this process. */
   streams(vendorId: string): number;
   /** Tells the vendor's streams (in every API process) that its event log has news. Best effort: streams also re-read on their heartbeat. */
@@ -30,9 +42,12 @@ export interface EventsPluginOptions {
 const SUBSCRIBE_WAIT_MS = 2000;
 
 /**
- * One Redis subscriber connection per API process, shared by every event
- * stream: a vendor's channel is subscribed while at least one of its streams
- * is open. ioredis subscribes again by itself after a reconnect.
+ * One Redis subscriber connection per API process and one pattern
+ * subscription on it (every vendor's channel), fanned out in memory: to the
+ * event streams of the message's vendor, and to whoever listens to all
+ * (the job read cache and long-polls). ioredis subscribes again by itself
+ * after a reconnect; until that is confirmed the hub is not `live`, and
+ * `onGap` listeners hear about both the loss and the recovery.
  */
 export default fp<EventsPluginOptions>(
   async (app, opts) => {
@@ -44,12 +59,21 @@ export default fp<EventsPluginOptions>(
     });
     subscriber.on('error', (error) => app.log.debug({ err: error }, 'event subscriber connection error'));
     const listeners = new Map<string, Set<Listener>>();
+    const everyone = new Set<Listener>();
+    const gapListeners = new Set<() => void>();
     const open = new Map<string, Set<() => void>>();
+    const pattern = eventsChannelPattern(opts.prefix);
+    let live = false;
+    let closing = false;
 
-    subscriber.on('message', (channel: string, text: string) => {
+    const gap = () => {
+      for (const listener of [...gapListeners]) listener();
+    };
+    subscriber.on('pmessage', (_pattern: string, channel: string, text: string) => {
       const vendorId = vendorOfChannel(opts.prefix, channel);
-      const set = vendorId ? listeners.get(vendorId) : undefined;
-      if (!set) return;
+      if (!vendorId) return;
+      const set = listeners.get(vendorId);
+      if (!set && everyone.size === 0) return;
       let message: ChannelMessage;
       try {
         message = JSON.parse(text) as ChannelMessage;
@@ -58,32 +82,63 @@ export default fp<EventsPluginOptions>(
       }
       // A message is only ever delivered to the vendor whose channel it came on.
       if (message.vendorId !== vendorId) return;
-      for (const listener of set) listener(message);
+      for (const listener of everyone) listener(message);
+      if (set) for (const listener of set) listener(message);
+    });
+    subscriber.on('close', () => {
+      if (!live) return;
+      live = false;
+      gap();
+    });
+    // After a reconnect ioredis re-subscribes on its own; asking again confirms it (PSUBSCRIBE is idempotent).
+    subscriber.on('ready', () => {
+      if (!closing && subscribing) void confirm();
     });
 
-    let connecting: Promise<void> | null = null;
-    const connect = () => (connecting ??= subscriber.connect().catch((error: unknown) => app.log.warn({ err: error }, 'event subscriber cannot connect yet')));
+    let subscribing: Promise<void> | null = null;
+    const confirm = async () => {
+      try {
+        await subscriber.psubscribe(pattern);
+        if (closing || subscriber.status !== 'ready') return;
+        live = true;
+        gap();
+      } catch {
+        // not connected yet: the next 'ready' confirms
+      }
+    };
+    const subscribe = () =>
+      (subscribing ??= subscriber
+        .connect()
+        .catch((error: unknown) => app.log.warn({ err: error }, 'event subscriber cannot connect yet'))
+        .then(() => (live ? undefined : confirm())));
 
     const hub: EventHub = {
       async listen(vendorId, listener) {
-        void connect();
         let set = listeners.get(vendorId);
-        const first = !set;
         if (!set) listeners.set(vendorId, (set = new Set()));
         set.add(listener);
-        if (first) {
-          const subscribed = subscriber.subscribe(eventsChannel(opts.prefix, vendorId)).catch(() => undefined);
-          await Promise.race([subscribed, new Promise((resolve) => setTimeout(resolve, SUBSCRIBE_WAIT_MS).unref())]);
-        }
+        if (!live) await Promise.race([subscribe(), new Promise((resolve) => setTimeout(resolve, SUBSCRIBE_WAIT_MS).unref())]);
         return () => {
           const current = listeners.get(vendorId);
           if (!current) return;
           current.delete(listener);
-          if (current.size === 0) {
-            listeners.delete(vendorId);
-            subscriber.unsubscribe(eventsChannel(opts.prefix, vendorId)).catch(() => undefined);
-          }
+          if (current.size === 0) listeners.delete(vendorId);
         };
+      },
+      listenAll(listener) {
+        void subscribe();
+        everyone.add(listener);
+        return () => everyone.delete(listener);
+      },
+      get live() {
+        return live;
+      },
+      onGap(listener) {
+        gapListeners.add(listener);
+        return () => gapListeners.delete(listener);
+      },
+      start() {
+        void subscribe();
       },
       nudge(vendorId) {
         const message: EventLogNudge = { type: 'log', vendorId, at: new Date().toISOString() };
@@ -106,6 +161,8 @@ export default fp<EventsPluginOptions>(
       for (const set of [...open.values()]) for (const end of [...set]) end();
     });
     app.addHook('onClose', async () => {
+      closing = true;
+      live = false;
       // Never connected (no stream was opened) or Redis unreachable: just drop it; QUIT would wait for a connection.
       if (subscriber.status !== 'ready') return subscriber.disconnect();
       await Promise.race([subscriber.quit().catch(() => subscriber.disconnect()), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);

@@ -13,8 +13,8 @@ import { effectiveLimits, globalLimit, type EffectiveLimits, type Limit, type Pl
  * exchange) and authenticated ones in their vendor's `polling` tier. Vendor
  * tiers are keyed by the vendor of the token (identified in onRequest, before
  * the body is read), so every route of a tier shares one counter per vendor
- * and vendors never share one. Counting is one atomic Lua INCR per request: exact under
- * concurrency, across API processes.
+ * and vendors never share one. Counting is one atomic Lua INCRBY per batch of
+ * requests (see tierStore): exact under concurrency, across API processes.
  *
  * Redis down: enqueue tiers fail closed (503 SERVICE_UNAVAILABLE at once: the
  * API's Redis connection has no offline queue), while the polling and global
@@ -149,11 +149,17 @@ function describeWindow(request: FastifyRequest, tier: Tier, limitOf: (request: 
  * several routes, so this store keys them by what keyGenerator returns (tier
  * and vendor) and nothing else. Same script shape: INCR, PEXPIRE on the first
  * hit of a window.
+ *
+ * Requests for one counter that arrive while its increment is in flight are
+ * counted together in the next one (INCRBY n, like a group commit): each
+ * still gets its own count (current − n + 1 … current), so limits stay exact
+ * across processes, while a busy poller costs one Redis round trip per batch
+ * rather than one per request.
  */
 const INCR_SCRIPT = `
-local current = redis.call('INCR', KEYS[1])
+local current = redis.call('INCRBY', KEYS[1], ARGV[2])
 local ttl
-if current == 1 then
+if current == tonumber(ARGV[2]) then
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
   ttl = tonumber(ARGV[1])
 else
@@ -167,30 +173,52 @@ return {current, ttl}`;
 
 type IncrCallback = (error: Error | null, result?: { current: number; ttl: number }) => void;
 type RedisWithTierCommand = Redis & {
-  iqRateLimitIncr(key: string, windowMs: number, callback: (error: Error | null, result?: [number, number]) => void): void;
+  iqRateLimitIncrBy(key: string, windowMs: number, by: number, callback: (error: Error | null, result?: [number, number]) => void): void;
 };
+
+interface Pending {
+  windowMs: number;
+  callbacks: IncrCallback[];
+}
 
 function tierStore(redis: Redis, namespace: string) {
   const client = redis as RedisWithTierCommand;
-  if (typeof client.iqRateLimitIncr !== 'function') redis.defineCommand('iqRateLimitIncr', { numberOfKeys: 1, lua: INCR_SCRIPT });
+  if (typeof client.iqRateLimitIncrBy !== 'function') redis.defineCommand('iqRateLimitIncrBy', { numberOfKeys: 1, lua: INCR_SCRIPT });
+  /** per counter: the requests waiting for the increment in flight to come back (absent: none in flight) */
+  const waiting = new Map<string, Pending | null>();
+
+  const unavailable = (cause: unknown) =>
+    new AppError('SERVICE_UNAVAILABLE', 'rate limiting is unavailable (Redis is not answering); nothing was done, retry shortly', { cause });
+
+  function send(key: string, windowMs: number, callbacks: IncrCallback[]): void {
+    waiting.set(key, null);
+    let answered = false;
+    const answer = (error: Error | null, result?: [number, number]) => {
+      if (answered) return;
+      answered = true;
+      clearTimeout(timer);
+      const current = result ? Number(result[0]) : 0;
+      const ttl = result ? Number(result[1]) : 0;
+      callbacks.forEach((callback, i) => {
+        if (error || !result) callback(error ?? unavailable(new Error('no result')));
+        else callback(null, { current: current - callbacks.length + 1 + i, ttl });
+      });
+      const next = waiting.get(key);
+      if (next) send(key, next.windowMs, next.callbacks);
+      else waiting.delete(key);
+    };
+    // A Redis that stops answering without closing the connection must not
+    // hold the request past the 503-within-a-second promise.
+    const timer = setTimeout(() => answer(unavailable(new Error(`no answer within ${STORE_TIMEOUT_MS} ms`))), STORE_TIMEOUT_MS);
+    client.iqRateLimitIncrBy(namespace + key, windowMs, callbacks.length, (error, result) => answer(error ? unavailable(error) : null, result));
+  }
+
   return class TierStore {
     incr(key: string, callback: IncrCallback, timeWindow: number): void {
-      let answered = false;
-      const answer = (error: Error | null, result?: { current: number; ttl: number }) => {
-        if (answered) return;
-        answered = true;
-        clearTimeout(timer);
-        callback(error, result);
-      };
-      const unavailable = (cause: unknown) =>
-        new AppError('SERVICE_UNAVAILABLE', 'rate limiting is unavailable (Redis is not answering); nothing was done, retry shortly', { cause });
-      // A Redis that stops answering without closing the connection must not
-      // hold the request past the 503-within-a-second promise.
-      const timer = setTimeout(() => answer(unavailable(new Error(`no answer within ${STORE_TIMEOUT_MS} ms`))), STORE_TIMEOUT_MS);
-      client.iqRateLimitIncr(namespace + key, timeWindow, (error, result) => {
-        if (error || !result) answer(unavailable(error));
-        else answer(null, { current: Number(result[0]), ttl: Number(result[1]) });
-      });
+      if (!waiting.has(key)) return send(key, timeWindow, [callback]);
+      const pending = waiting.get(key);
+      if (pending) pending.callbacks.push(callback);
+      else waiting.set(key, { windowMs: timeWindow, callbacks: [callback] });
     }
     child(): TierStore {
       return this;

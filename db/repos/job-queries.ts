@@ -37,6 +37,12 @@ export async function batchJobs(db: Db, vendorId: string, batchId: string): Prom
   return db.selectFrom('jobs').selectAll().where('vendor_id', '=', vendorId).where('batch_id', '=', batchId).orderBy('batch_seq').orderBy('id').execute();
 }
 
+/** A batch and its jobs in request order, both read at once (two queries in flight together, not one per item). */
+export async function batchWithJobs(db: Db, vendorId: string, batchId: string): Promise<{ batch: Batch; jobs: Job[] } | null> {
+  const [batch, jobs] = await Promise.all([findVendorBatch(db, vendorId, batchId), batchJobs(db, vendorId, batchId)]);
+  return batch ? { batch, jobs } : null;
+}
+
 export interface LedgerCount {
   vendorId: string;
   kind: JobKind;

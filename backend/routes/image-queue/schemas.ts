@@ -276,12 +276,37 @@ export const bulkRemoveBgSchema = enqueueSchema('Queue many photos for backgroun
 export const bulkCropFaceSchema = enqueueSchema('Queue many photos for face crops', BulkCropFaceBodies, BulkQueuedResponse);
 export const bulkProcessSchema = enqueueSchema('Queue many photos for the same processing operations', BulkProcessBodies, BulkQueuedResponse);
 
+/** Long-poll: the longest a status read may be held (seconds). */
+export const WAIT_MAX_S = 60;
+
+export const WaitQuery = Type.Object(
+  {
+    wait: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: WAIT_MAX_S,
+        description:
+          'long-poll: hold the request up to this many seconds until the state changes (or, with If-None-Match, until the body differs from that ETag); a finished one answers at once',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+const ConditionalHeaders = Type.Object({
+  'if-none-match': Type.Optional(Type.String({ description: 'the ETag of a previous response: 304 without a body while it is still current' })),
+});
+
+const NotModified = Type.Null({ description: 'Not Modified: the If-None-Match ETag is still current (no body)' });
+
 export const jobStatusSchema = {
   tags: ['image-queue'],
   summary: 'State, progress and result of one of your jobs',
   security,
   params: JobParams,
-  response: withErrors({ 200: JobStatusResponse }, 404, 429),
+  querystring: WaitQuery,
+  headers: ConditionalHeaders,
+  response: withErrors({ 200: JobStatusResponse, 304: NotModified }, 404, 429),
 };
 
 export const jobListSchema = {
@@ -289,7 +314,8 @@ export const jobListSchema = {
   summary: 'Your jobs, newest first, filtered by state, kind or batch; cursor-paginated',
   security,
   querystring: JobListQuery,
-  response: withErrors({ 200: JobListResponse }, 404, 429),
+  headers: ConditionalHeaders,
+  response: withErrors({ 200: JobListResponse, 304: NotModified }, 404, 429),
 };
 
 export const batchSchema = {
@@ -297,7 +323,9 @@ export const batchSchema = {
   summary: 'A bulk request: counts by state and each item in request order',
   security,
   params: BatchParams,
-  response: withErrors({ 200: BatchResponse }, 404, 429),
+  querystring: WaitQuery,
+  headers: ConditionalHeaders,
+  response: withErrors({ 200: BatchResponse, 304: NotModified }, 404, 429),
 };
 
 export const queueStatsSchema = {

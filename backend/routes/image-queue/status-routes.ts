@@ -1,14 +1,22 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { FastifyInstance } from 'fastify';
-import { findVendorJob, readJobResults } from '../../../db/repos/jobs.js';
-import { batchJobs, findVendorBatch, ledgerCounts, listVendorJobs } from '../../../db/repos/job-queries.js';
-import type { Job } from '../../../db/schema.js';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { findVendorBatch, ledgerCounts, listVendorJobs } from '../../../db/repos/job-queries.js';
 import { AppError } from '../../../jobs/errors.js';
-import { JOB_KINDS, QUEUE_NAMES, type JobKind } from '../../../jobs/queues.js';
-import { queueDepth, REDIS_READ_TIMEOUT_MS, withTimeout, type QueueDepthView } from '../../queue-depth.js';
+import { JOB_KINDS, type JobKind } from '../../../jobs/queues.js';
+import { queueDepth, type QueueDepthView } from '../../queue-depth.js';
+import { resultsOf, type View } from '../../plugins/job-status.js';
+import { heldEtag, render, rendered, sendRendered, serializerOf, type Serialize } from './conditional.js';
 import type { ImageQueueOptions } from './index.js';
-import { presentBatch, presentJob, presentQueueStats } from './present.js';
-import { batchSchema, jobListSchema, jobStatusSchema, queueStatsSchema, type QueueStatsResponse } from './schemas.js';
+import { presentJob, presentQueueStats } from './present.js';
+import {
+  batchSchema,
+  jobListSchema,
+  jobStatusSchema,
+  queueStatsSchema,
+  type BatchResponse,
+  type JobStatusResponse,
+  type QueueStatsResponse,
+} from './schemas.js';
 
 /**
  * Status routes, in the polling tier (generous, separate from the enqueue
@@ -20,17 +28,14 @@ import { batchSchema, jobListSchema, jobStatusSchema, queueStatsSchema, type Que
 const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) => {
   const polling = { rateLimitTier: 'polling' as const };
 
-  app.get('/job/:jobId', { schema: jobStatusSchema, config: polling }, async (request) => {
-    const job = await findVendorJob(app.db, request.vendor.id, request.params.jobId);
-    if (!job) throw new AppError('NOT_FOUND', 'no such job');
-    const [results, live] = await Promise.all([
-      job.status === 'completed' ? readJobResults(app.db, [job.id]) : Promise.resolve(new Map<string, Record<string, unknown>>()),
-      job.status === 'active' ? liveProgress(app, job.kind, job.id) : Promise.resolve(null),
-    ]);
-    return presentJob(job, results.get(job.id) ?? null, live);
+  app.get('/job/:jobId', { schema: jobStatusSchema, config: polling }, async (request, reply) => {
+    const serialize = serializerOf(reply);
+    const found = await readOrWait<JobStatusResponse>(app, request, reply, { jobId: request.params.jobId }, request.query.wait, serialize);
+    if (!found) throw new AppError('NOT_FOUND', 'no such job');
+    return sendRendered(request, reply, rendered(found, serialize));
   });
 
-  app.get('/jobs', { schema: jobListSchema, config: polling }, async (request) => {
+  app.get('/jobs', { schema: jobListSchema, config: polling }, async (request, reply) => {
     const { status, kind, batchId, cursor, limit } = request.query;
     if (batchId && !(await findVendorBatch(app.db, request.vendor.id, batchId))) throw new AppError('NOT_FOUND', 'no such batch');
     const page = await listVendorJobs(app.db, {
@@ -43,17 +48,18 @@ const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) =
     });
     const jobs = page.slice(0, limit);
     const results = await resultsOf(app, jobs);
-    return {
+    const list = {
       jobs: jobs.map((job) => presentJob(job, results.get(job.id) ?? null, null)),
       nextCursor: page.length > limit ? (jobs[jobs.length - 1]?.id ?? null) : null,
     };
+    return sendRendered(request, reply, render(serializerOf(reply)(list)));
   });
 
-  app.get('/batch/:batchId', { schema: batchSchema, config: polling }, async (request) => {
-    const batch = await findVendorBatch(app.db, request.vendor.id, request.params.batchId);
-    if (!batch) throw new AppError('NOT_FOUND', 'no such batch');
-    const jobs = await batchJobs(app.db, request.vendor.id, batch.id);
-    return presentBatch(batch, jobs, await resultsOf(app, jobs));
+  app.get('/batch/:batchId', { schema: batchSchema, config: polling }, async (request, reply) => {
+    const serialize = serializerOf(reply);
+    const found = await readOrWait<BatchResponse>(app, request, reply, { batchId: request.params.batchId }, request.query.wait, serialize);
+    if (!found) throw new AppError('NOT_FOUND', 'no such batch');
+    return sendRendered(request, reply, rendered(found, serialize));
   });
 
   const statsCache = new Map<string, { at: number; value: Promise<QueueStatsResponse> }>();
@@ -78,17 +84,36 @@ async function queueStats(app: FastifyInstance, vendorId: string | null): Promis
   return presentQueueStats(counts, byKind, vendorId === null ? 'all' : 'vendor', new Date());
 }
 
-async function resultsOf(app: FastifyInstance, jobs: readonly Job[]): Promise<Map<string, Record<string, unknown>>> {
-  const completed = jobs.filter((j) => j.status === 'completed').map((j) => j.id);
-  return completed.length > 0 ? readJobResults(app.db, completed) : new Map();
-}
-
-async function liveProgress(app: FastifyInstance, kind: JobKind, jobId: string): Promise<number | null> {
+/**
+ * A job's or batch's view: at once, or with `?wait=N` held until it changes
+ * (a long-poll). The caller's If-None-Match is what it waits to see change.
+ */
+async function readOrWait<T>(
+  app: FastifyInstance,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  target: { jobId: string } | { batchId: string },
+  wait: number | undefined,
+  serialize: Serialize,
+): Promise<View<T> | null> {
+  const vendorId = request.vendor.id;
+  if (!wait) {
+    return ('jobId' in target ? app.jobStatus.job(vendorId, target.jobId) : app.jobStatus.batch(vendorId, target.batchId)) as Promise<View<T> | null>;
+  }
+  const left = new AbortController();
+  const onClose = () => left.abort();
+  reply.raw.once('close', onClose);
   try {
-    const bullJob = await withTimeout(app.queues[QUEUE_NAMES[kind]].getJob(jobId), REDIS_READ_TIMEOUT_MS);
-    const progress = bullJob ? Number(await bullJob.progress()) : NaN;
-    return Number.isFinite(progress) ? progress : null;
-  } catch {
-    return null;
+    const { view } = await app.jobStatus.untilChanged<T>({
+      vendorId,
+      target,
+      since: heldEtag(request.headers['if-none-match']),
+      ms: wait * 1000,
+      signal: left.signal,
+      etag: (v) => rendered(v, serialize).etag,
+    });
+    return view;
+  } finally {
+    reply.raw.off('close', onClose);
   }
 }
