@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import sharp, { type Sharp, type Metadata } from 'sharp';
 import { AppError } from '../jobs/errors.js';
 import { isSrgbProfile } from './icc.js';
@@ -95,12 +96,31 @@ function rasterMagic(b: Buffer): boolean {
  * know the profile is sRGB already.
  */
 export function openImage(bytes: Buffer, maxPixels: number, options: { ignoreIcc?: boolean } = {}): Sharp {
-  return sharp(bytes, {
-    limitInputPixels: maxPixels,
-    failOn: 'truncated',
-    sequentialRead: true,
-    ...(options.ignoreIcc ? { ignoreIcc: true } : {}),
-  }).autoOrient();
+  return timeLimited(
+    sharp(bytes, {
+      limitInputPixels: maxPixels,
+      failOn: 'truncated',
+      sequentialRead: true,
+      ...(options.ignoreIcc ? { ignoreIcc: true } : {}),
+    }).autoOrient(),
+  );
+}
+
+/**
+ * The end of the job attempt the current code runs for (the worker's runner
+ * sets it around each attempt). libvips cannot be aborted from JavaScript,
+ * but it stops computing a pipeline's pixels once sharp's `timeout` has
+ * passed, so an attempt that timed out does not keep a core busy: its slot is
+ * free when its work has stopped, soon after the deadline. Encoders that work
+ * on the whole image at once (AVIF, PNG's zlib) finish what they started.
+ */
+export const attemptDeadline = new AsyncLocalStorage<{ endsAt: number }>();
+
+/** The pipeline, stopped by libvips at the current attempt's deadline (whole seconds, at least one). */
+export function timeLimited(image: Sharp): Sharp {
+  const endsAt = attemptDeadline.getStore()?.endsAt;
+  if (endsAt === undefined) return image;
+  return image.timeout({ seconds: Math.min(3600, Math.max(1, Math.ceil((endsAt - Date.now()) / 1000))) });
 }
 
 /** Runs a sharp step and turns its failures into job error codes. */
@@ -115,6 +135,7 @@ export async function runSharp<T>(step: () => Promise<T>): Promise<T> {
 export function sharpError(error: unknown): unknown {
   if (error instanceof AppError) return error;
   const message = (error as Error)?.message ?? String(error);
+  if (/^timeout: \d+% complete/.test(message)) return new AppError('JOB_TIMEOUT', 'the image work was stopped at the attempt deadline', { cause: error });
   if (/pixel limit/i.test(message)) return new AppError('TOO_MANY_PIXELS', 'the image exceeds the pixel limit', { cause: error });
   if (/unsupported image format|Input buffer contains unsupported/i.test(message))
     return new AppError('UNSUPPORTED_FORMAT', 'the image format is not supported', { cause: error });

@@ -14,6 +14,7 @@ import { publishJobEvent } from './events.js';
 import type { JobMetrics, JobOutcome } from './metrics.js';
 import { retryDb } from './retry-db.js';
 import { loadSource } from './source.js';
+import { attemptDeadline } from '../platform/images.js';
 
 /**
  * Wraps a processor with everything every job needs: the ledger moves
@@ -50,10 +51,12 @@ export interface RunnerDeps {
 export type JobHandler = (job: Bull.Job<JobPayload>) => Promise<{ jobId: string; status: string }>;
 
 /**
- * After an abort, how long the runner waits for the processor to actually
- * stop before it lets the concurrency slot go. Everything a processor does
- * through its context stops at once; only a CPU step already running (one
- * sharp or model call) can take this long.
+ * After an abort, the runner keeps the concurrency slot until the processor
+ * has actually stopped, so a worker never runs more work than its
+ * concurrency (issue 18). Everything a processor does through its context
+ * stops at once, and libvips stops computing pixels at the attempt deadline
+ * (platform/images.ts, timeLimited); what may still run is one encoder call
+ * or model call. Past this long it is logged, and again every period.
  */
 const ABORT_SETTLE_MS = 10_000;
 
@@ -83,7 +86,8 @@ export function jobHandler<K extends JobKind>(deps: RunnerDeps, queue: string, p
     const startedAt = performance.now();
     let processed = false;
     try {
-      const output = await untilAborted(processor(ctx), signal, () => abortError(limit, deps.timeoutMs), attemptLog);
+      const work = attemptDeadline.run({ endsAt: Date.now() + deps.timeoutMs }, () => processor(ctx));
+      const output = await untilAborted(work, signal, () => abortError(limit, deps.timeoutMs), attemptLog);
       processed = true;
       const completed = await retryDb(
         () =>
@@ -191,9 +195,9 @@ function jobContext<K extends JobKind>(
 }
 
 /**
- * The work's result; when the signal aborts first, waits (a bounded time) for
- * the work to stop, then rejects with the abort reason. The slot is not given
- * back to Bull while the aborted work may still be running.
+ * The work's result; when the signal aborts first, waits for the work to
+ * stop, then rejects with the abort reason. The slot is not given back to
+ * Bull while the aborted work is still running.
  */
 async function untilAborted<T>(work: Promise<T>, signal: AbortSignal, reason: () => unknown, log: Logger): Promise<T> {
   let onAbort: () => void = () => {};
@@ -208,14 +212,14 @@ async function untilAborted<T>(work: Promise<T>, signal: AbortSignal, reason: ()
   } finally {
     signal.removeEventListener('abort', onAbort);
   }
-  const settled = await Promise.race([
-    work.then(
-      () => true,
-      () => true,
-    ),
-    new Promise<false>((resolve) => setTimeout(resolve, ABORT_SETTLE_MS, false).unref()),
-  ]);
-  if (!settled) log.error({ settleMs: ABORT_SETTLE_MS }, 'the aborted processor is still running; releasing its slot anyway');
+  const stopped = work.then(
+    () => true,
+    () => true,
+  );
+  const since = performance.now();
+  while (!(await Promise.race([stopped, new Promise<false>((resolve) => setTimeout(resolve, ABORT_SETTLE_MS, false).unref())]))) {
+    log.error({ waitedMs: Math.round(performance.now() - since) }, 'the aborted processor is still running; its slot stays taken until it stops');
+  }
   throw reason();
 }
 

@@ -1,6 +1,6 @@
 import sharp, { type Sharp } from 'sharp';
 import type { OutputFormat } from '../../jobs/operations.js';
-import { openImage, runSharp, type ImageInfo } from '../../platform/images.js';
+import { openImage, runSharp, timeLimited, type ImageInfo } from '../../platform/images.js';
 
 /**
  * The image a pipeline step reads, and how images are written.
@@ -57,7 +57,7 @@ export async function decodeFrame(frame: Frame): Promise<Frame> {
 }
 
 export function fromPixels(p: Pixels): Sharp {
-  return sharp(p.data, { raw: { width: p.width, height: p.height, channels: p.channels } });
+  return timeLimited(sharp(p.data, { raw: { width: p.width, height: p.height, channels: p.channels } }));
 }
 
 export async function toPixels(image: Sharp): Promise<Pixels> {
