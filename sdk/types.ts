@@ -54,9 +54,9 @@ export type TokenResponse = {
   vendorId: string;
 };
 export type RemoveBgRequest = {
-  /** your id for the record this photo belongs to */
+  /** your id for the record this photo belongs to; must not contain "..", "/", "\" or control characters */
   recordId: string;
-  /** your project id */
+  /** your project id; must not contain "..", "/", "\" or control characters */
   projectId: string;
   /** http(s) URL of the source photo */
   photoUrl: string;
@@ -69,9 +69,9 @@ export type RemoveBgRequest = {
   vendorId?: string;
 };
 export type FaceCropRequest = {
-  /** your id for the record this photo belongs to */
+  /** your id for the record this photo belongs to; must not contain "..", "/", "\" or control characters */
   recordId: string;
-  /** your project id */
+  /** your project id; must not contain "..", "/", "\" or control characters */
   projectId: string;
   /** http(s) URL of the source photo */
   photoUrl: string;
@@ -94,9 +94,9 @@ export type FaceCropRequest = {
   vendorId?: string;
 };
 export type ProcessRequest = {
-  /** your id for the record this photo belongs to */
+  /** your id for the record this photo belongs to; must not contain "..", "/", "\" or control characters */
   recordId: string;
-  /** your project id */
+  /** your project id; must not contain "..", "/", "\" or control characters */
   projectId: string;
   /** http(s) URL of the source photo */
   photoUrl: string;
@@ -189,14 +189,14 @@ export type ProcessRequest = {
   vendorId?: string;
 };
 export type BulkRemoveBgRequest = {
-  /** your project id */
+  /** your project id; must not contain "..", "/", "\" or control characters */
   projectId: string;
   /** with photoUrls, same length and order */
   recordIds?: string[];
   photoUrls?: string[];
   /** instead of recordIds + photoUrls */
   items?: {
-    /** your id for the record this photo belongs to */
+    /** your id for the record this photo belongs to; must not contain "..", "/", "\" or control characters */
     recordId: string;
     /** http(s) URL of the source photo */
     photoUrl: string;
@@ -210,14 +210,14 @@ export type BulkRemoveBgRequest = {
   vendorId?: string;
 };
 export type BulkFaceCropRequest = {
-  /** your project id */
+  /** your project id; must not contain "..", "/", "\" or control characters */
   projectId: string;
   /** with photoUrls, same length and order */
   recordIds?: string[];
   photoUrls?: string[];
   /** instead of recordIds + photoUrls */
   items?: {
-    /** your id for the record this photo belongs to */
+    /** your id for the record this photo belongs to; must not contain "..", "/", "\" or control characters */
     recordId: string;
     /** http(s) URL of the source photo */
     photoUrl: string;
@@ -241,14 +241,14 @@ export type BulkFaceCropRequest = {
   vendorId?: string;
 };
 export type BulkProcessRequest = {
-  /** your project id */
+  /** your project id; must not contain "..", "/", "\" or control characters */
   projectId: string;
   /** with photoUrls, same length and order */
   recordIds?: string[];
   photoUrls?: string[];
   /** instead of recordIds + photoUrls */
   items?: {
-    /** your id for the record this photo belongs to */
+    /** your id for the record this photo belongs to; must not contain "..", "/", "\" or control characters */
     recordId: string;
     /** http(s) URL of the source photo */
     photoUrl: string;

@@ -4,7 +4,7 @@ import { STATUS_CODES } from 'node:http';
 import { AppError, ERROR_CODES, type ErrorCode, type FieldProblem } from '../../jobs/errors.js';
 import { isTransientDbError } from '../../db/errors.js';
 import { OPERATION_NAMES } from '../../jobs/operations.js';
-import { ErrorResponse } from '../schemas/common.js';
+import { ErrorResponse, VENDOR_ID_PATTERN, VENDOR_ID_RULE } from '../schemas/common.js';
 
 /**
  * The API's one error handler. Every error leaves as
@@ -98,6 +98,7 @@ function validationMessage(v: { keyword: string; message?: string | undefined; p
     const known = tag === 'op' ? ` (one of: ${OPERATION_NAMES.join(', ')})` : '';
     return `has unknown ${tag} ${JSON.stringify(v.params['tagValue'])}${known}`;
   }
+  if (v.keyword === 'pattern' && v.params['pattern'] === VENDOR_ID_PATTERN) return VENDOR_ID_RULE;
   return v.message ?? 'is invalid';
 }
 

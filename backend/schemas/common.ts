@@ -16,6 +16,20 @@ export type ErrorResponse = Static<typeof ErrorResponse>;
 
 export const ErrorRef = Type.Ref(ErrorResponse);
 
+/**
+ * A vendor's own id (projectId, recordId): any text but `..`, a slash or
+ * backslash, or a control/line-separator character, so an id can never name
+ * a path or forge a log line, and a bad one is a 400 at enqueue rather than a
+ * job that fails after its work.
+ */
+export const VENDOR_ID_PATTERN = String.raw`^(?!.*\.\.)[^/\\\u0000-\u001F\u007F-\u009F\u2028\u2029]+$`;
+export const VENDOR_ID_RULE = 'must not contain "..", "/", "\\" or control characters';
+
+/** A projectId/recordId field: 1-191 characters of VENDOR_ID_PATTERN. */
+export function vendorIdString(description: string) {
+  return Type.String({ minLength: 1, maxLength: 191, pattern: VENDOR_ID_PATTERN, description: `${description}; ${VENDOR_ID_RULE}` });
+}
+
 type CommonError = 400 | 401 | 500 | 503;
 
 /** Response schemas for the errors any authenticated route can return, plus `statuses`. */

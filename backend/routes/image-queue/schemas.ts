@@ -2,15 +2,15 @@ import { Type, type Static, type TProperties, type TSchema } from '@sinclair/typ
 import { PipelineFields, type PipelineRequest } from '../../../jobs/presets.js';
 import { FaceCropOptions, RemoveBgOptions } from '../../../jobs/payloads.js';
 import { JOB_KINDS, JOB_STATES } from '../../../jobs/queues.js';
-import { withErrors } from '../../schemas/common.js';
+import { vendorIdString, withErrors } from '../../schemas/common.js';
 
 /**
  * Request and response bodies of /api/image-queue (seed 003, "API Endpoints").
  * Each enqueue route takes JSON (a `photoUrl`) or multipart/form-data (the
  * photo itself); the job options come from the contracts in jobs/.
  */
-export const RecordId = Type.String({ minLength: 1, maxLength: 191, description: 'your id for the record this photo belongs to' });
-export const ProjectId = Type.String({ minLength: 1, maxLength: 191, description: 'your project id' });
+export const RecordId = vendorIdString('your id for the record this photo belongs to');
+export const ProjectId = vendorIdString('your project id');
 export const PhotoUrl = Type.String({ minLength: 1, maxLength: 2048, description: 'http(s) URL of the source photo' });
 export const VendorIdField = Type.String({ maxLength: 64, description: "optional; must equal the token's vendor (403 otherwise)" });
 export const UploadedPhoto = Type.String({ format: 'binary', description: 'the photo (jpeg, png, webp, avif; heic where the server can read it)' });

@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { withErrors } from '../../schemas/common.js';
+import { vendorIdString, withErrors } from '../../schemas/common.js';
 
 /** Request and response bodies of /api/persons: the persons face tagging grouped a vendor's faces into. */
 export const PageQuery = Type.Object(
@@ -13,7 +13,7 @@ export const PageQuery = Type.Object(
 export const PersonRecordsQuery = Type.Object(
   {
     ...PageQuery.properties,
-    projectId: Type.Optional(Type.String({ minLength: 1, maxLength: 191, description: 'only records of this project' })),
+    projectId: Type.Optional(vendorIdString('only records of this project')),
   },
   { additionalProperties: false },
 );
