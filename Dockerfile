@@ -8,13 +8,15 @@
 # docker-compose.yml runs all of them. TypeScript is compiled once here
 # (npm run build), so the running processes need neither tsc nor tsx.
 
-ARG NODE_IMAGE=node:20-bookworm-slim
+ARG NODE_IMAGE=node:22-bookworm-slim
 
 # 1. every dependency, from the lockfile (sharp and onnxruntime-node ship
-#    prebuilt glibc binaries; .npmrc skips onnxruntime's optional GPU download)
+#    prebuilt glibc binaries; ONNXRUNTIME_NODE_INSTALL=skip skips onnxruntime's
+#    optional GPU download in its install script)
 FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
-COPY package.json package-lock.json .npmrc ./
+ENV ONNXRUNTIME_NODE_INSTALL=skip
+COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 
 # 2. compile TypeScript to dist/

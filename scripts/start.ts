@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { randomBytes } from 'node:crypto';
 import { connectDb } from '../db/connect.js';
@@ -121,8 +122,9 @@ async function preflight(c: LauncherConfig): Promise<void> {
  * generated JWT_SECRET, so `npm start` works without editing anything.
  */
 function ensureDotEnv(): void {
-  const envPath = fileURLToPath(new URL('../.env', import.meta.url));
-  const examplePath = fileURLToPath(new URL('../.env.example', import.meta.url));
+  // Every process reads .env from its working directory; .env.example is in the repository (above dist/ when compiled).
+  const envPath = resolve('.env');
+  const examplePath = fileURLToPath(new URL(ext === 'ts' ? '../.env.example' : '../../.env.example', import.meta.url));
   if (existsSync(envPath) || !existsSync(examplePath)) return;
   const secret = randomBytes(32).toString('base64url');
   const text = readFileSync(examplePath, 'utf8').replace(/^#?\s*JWT_SECRET=.*$/m, `JWT_SECRET=${secret}`);
