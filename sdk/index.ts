@@ -85,7 +85,12 @@ export interface PollOptions {
   /** first wait between polls (default 500 ms); it grows 1.5× per poll up to maxIntervalMs */
   intervalMs?: number;
   maxIntervalMs?: number;
+  /** hold each request on the server until the job changes (default true; falls back to polling when the server does not) */
+  longPoll?: boolean;
 }
+
+/** The longest a long-poll asks the server to hold a request. */
+const LONG_POLL_S = 30;
 
 export interface EventsOptions {
   /** resume after this event id (from a previous stream's JobEvent.id) */
@@ -246,22 +251,45 @@ export class ImageQueueClient {
   }
 
   /**
-   * Polls the job until it ends: resolves with its status when completed,
+   * Waits for the job to end: resolves with its status when completed,
    * rejects with JobFailedError when failed or dead, PollTimeoutError after
-   * `timeoutMs`, or the signal's reason when aborted. Polls back off from
-   * `intervalMs` to `maxIntervalMs`.
+   * `timeoutMs`, or the signal's reason when aborted. It long-polls
+   * (`GET /job/:id?wait=N`, answered as soon as the state changes), and falls
+   * back to interval polling, backing off from `intervalMs` to
+   * `maxIntervalMs`, when the server does not hold the request (an older
+   * server refusing `wait`, or one at its cap of waiting requests) or when
+   * `longPoll: false`.
    */
   async pollJobUntilComplete(jobId: string, timeoutMs = 120_000, options: PollOptions = {}): Promise<JobStatusResponse> {
     const deadline = Date.now() + timeoutMs;
     let interval = options.intervalMs ?? 500;
     const maxInterval = options.maxIntervalMs ?? 5000;
+    let longPoll = options.longPoll ?? true;
+    let previous: string | null = null;
+    const signal = options.signal ? { signal: options.signal } : undefined;
     for (;;) {
       options.signal?.throwIfAborted();
-      const last = await this.getJob(jobId, options.signal ? { signal: options.signal } : undefined);
+      const waitS = longPoll ? Math.min(LONG_POLL_S, Math.floor((deadline - Date.now()) / 1000)) : 0;
+      const asked = Date.now();
+      let last: JobStatusResponse;
+      try {
+        last =
+          waitS >= 1 ? await this.request('GET', `/api/image-queue/job/${encodeURIComponent(jobId)}?wait=${waitS}`, signal) : await this.getJob(jobId, signal);
+      } catch (error) {
+        if (waitS >= 1 && error instanceof ImageQueueError && error.status === 400) {
+          longPoll = false;
+          continue;
+        }
+        throw error;
+      }
       if (last.state === 'completed') return last;
       if (last.state === 'failed' || last.state === 'dead') throw new JobFailedError(last);
       const left = deadline - Date.now();
       if (left <= 0) throw new PollTimeoutError(jobId, timeoutMs, last);
+      const moved = last.state !== previous;
+      previous = last.state;
+      // A request the server held (or that came back with news) is followed at once; one it did not hold waits its interval.
+      if (waitS >= 1 && (moved || Date.now() - asked >= 1000)) continue;
       await sleep(Math.min(interval, left), options.signal);
       interval = Math.min(maxInterval, Math.round(interval * 1.5));
     }

@@ -229,3 +229,39 @@ t.test('waiter caps: beyond them a long-poll answers at once, and closing the ap
     'closing the API answers every waiting long-poll',
   );
 });
+
+t.test('Prefer: wait=N on an enqueue route answers with the finished job, or 202 when it does not finish in time', async (t) => {
+  const { env, app } = await liveApp(t);
+  const vendor = await testVendor(app);
+  const run = driver(t, app, env);
+  const enqueue = (prefer: string, recordId: string) =>
+    app.inject({
+      method: 'POST',
+      url: '/api/image-queue/process-queue',
+      headers: { ...vendor.auth, prefer },
+      payload: { recordId, projectId: 'proj', photoUrl: PHOTO, operations: [{ op: 'resize', width: 8 }] },
+    });
+
+  const held = enqueue('respond-async, wait=20', 'rec-wait');
+  await waitFor(async () => app.jobStatus.waiting(vendor.vendorId) === 1, 5000, 10);
+  const job = await app.db
+    .selectFrom('jobs')
+    .select('id')
+    .where('vendor_id', '=', vendor.vendorId)
+    .where('record_id', '=', 'rec-wait')
+    .executeTakeFirstOrThrow();
+  const attempt = await run.start(job.id);
+  t.equal(app.jobStatus.waiting(vendor.vendorId), 1, 'starting is not finishing: still held');
+  await run.complete(job.id, attempt);
+  const done = await held;
+  t.equal(done.statusCode, 200, 'finished within the wait: 200');
+  t.equal(done.headers['preference-applied'], 'wait=20');
+  t.same([done.json().id, done.json().state, done.json().result?.width], [job.id, 'completed', 8], 'the body is the finished job, as GET /job/:id shows it');
+
+  const started = Date.now();
+  const late = await enqueue('wait=1', 'rec-late');
+  t.equal(late.statusCode, 202, 'not finished within the wait: the usual 202');
+  t.equal(late.headers['preference-applied'], undefined, 'and no Preference-Applied');
+  t.ok(Date.now() - started >= 950, 'after the wait');
+  t.ok(late.json().jobId, 'with the queued answer');
+});

@@ -46,6 +46,8 @@ export interface WaitRequest<T> {
   ms: number;
   signal: AbortSignal;
   etag: (view: View<T>) => string;
+  /** 'finished': keep waiting through other changes until the job or batch is over (Prefer: wait) */
+  until?: 'changed' | 'finished';
 }
 
 export interface JobStatus {
@@ -169,14 +171,22 @@ export default fp<JobStatusOptions>(
       job: (vendorId, jobId) => cached(jobKey(vendorId, jobId), () => readJob(app, vendorId, jobId)),
       batch: (vendorId, batchId) => cached(batchKey(vendorId, batchId), () => readBatch(app, vendorId, batchId)),
 
-      async untilChanged<T>({ vendorId, target, since, ms, signal, etag }: WaitRequest<T>): Promise<{ view: View<T> | null; outcome: WaitOutcome }> {
+      async untilChanged<T>({
+        vendorId,
+        target,
+        since,
+        ms,
+        signal,
+        etag,
+        until = 'changed',
+      }: WaitRequest<T>): Promise<{ view: View<T> | null; outcome: WaitOutcome }> {
         const deadline = Date.now() + ms;
         const isJob = 'jobId' in target;
         const key = isJob ? jobKey(vendorId, target.jobId) : batchKey(vendorId, target.batchId);
         const read = () => (isJob ? status.job(vendorId, target.jobId) : status.batch(vendorId, target.batchId)) as Promise<View<T> | null>;
         let view = await read();
         const startState = view?.state;
-        const changed = (v: View<T>) => (since !== null ? etag(v) !== since : v.state !== startState);
+        const changed = (v: View<T>) => until === 'changed' && (since !== null ? etag(v) !== since : v.state !== startState);
         if (!view || view.finished || changed(view) || ms <= 0) return { view, outcome: 'changed' };
         if (total >= opts.waitsMax || (perVendor.get(vendorId) ?? 0) >= opts.waitsMaxPerVendor) return { view, outcome: 'full' };
         total += 1;

@@ -21,12 +21,15 @@ import {
   cropFaceQueueSchema,
   processQueueSchema,
   removeBgQueueSchema,
+  WAIT_MAX_S,
   type BulkBody,
   type BulkQueuedResponse,
+  type JobStatusResponse,
   type QueuedResponse,
   type SingleBody,
 } from './schemas.js';
 import { multipartReader, storeUploads, type MultipartShape } from './uploads.js';
+import { rendered, sendRendered, serializerOf } from './conditional.js';
 
 /**
  * The six enqueue routes of seed 003. Each one: vendor check, options and
@@ -80,7 +83,10 @@ const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) =
           message: 'Job queued for processing',
           estimatedTime: await estimateTime(app, estimateSettings, route.kind, 1),
         };
-        return commitAndReply(app, request, reply, plan, response);
+        await commit(app, request, plan, response);
+        if (reply.sent) return reply;
+        const finished = await waitPreferred(app, request, reply, jobId);
+        return finished ?? reply.code(202).send(response);
       },
     });
   }
@@ -135,13 +141,60 @@ export function assertBodyVendor(request: FastifyRequest, bodyVendorId: string |
 }
 
 async function commitAndReply(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, plan: PlannedJobs, response: object): Promise<FastifyReply> {
+  await commit(app, request, plan, response, reply);
+  return reply.sent ? reply : reply.code(202).send(response);
+}
+
+/** Commits the plan; a concurrent duplicate of the Idempotency-Key is answered by replaying the first response (reply.sent). */
+async function commit(app: FastifyInstance, request: FastifyRequest, plan: PlannedJobs, response: object, reply?: FastifyReply): Promise<void> {
   try {
     await app.enqueuer.commit(plan, app.idempotency.entry(request, 202, response));
   } catch (error) {
-    if (error instanceof IdempotencyConflictError) return app.idempotency.replay(request, reply);
+    if (error instanceof IdempotencyConflictError && reply) {
+      await app.idempotency.replay(request, reply);
+      return;
+    }
     throw error;
   }
-  return reply.code(202).send(response);
+}
+
+/**
+ * `Prefer: wait=N` (RFC 7240): hold the answer until the job is over, at
+ * most N seconds (capped at WAIT_MAX_S); a job that ends in time is answered
+ * 200 with its status, like GET /job/:id, and Preference-Applied. Otherwise
+ * (or beyond the waiter caps) null: the usual 202.
+ */
+async function waitPreferred(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, jobId: string): Promise<FastifyReply | null> {
+  const seconds = preferredWait(request.headers['prefer']);
+  reply.header('vary', 'Prefer');
+  if (seconds === null) return null;
+  const left = new AbortController();
+  const onClose = () => left.abort();
+  reply.raw.once('close', onClose);
+  try {
+    const serialize = serializerOf(reply);
+    const { view } = await app.jobStatus.untilChanged<JobStatusResponse>({
+      vendorId: request.vendor.id,
+      target: { jobId },
+      since: null,
+      ms: seconds * 1000,
+      signal: left.signal,
+      etag: (v) => rendered(v, serialize).etag,
+      until: 'finished',
+    });
+    if (!view?.finished) return null;
+    reply.header('preference-applied', `wait=${seconds}`);
+    return sendRendered(request, reply, rendered(view, serialize));
+  } finally {
+    reply.raw.off('close', onClose);
+  }
+}
+
+/** The `wait` preference in seconds (RFC 7240), capped at WAIT_MAX_S; null when absent. */
+export function preferredWait(header: string | string[] | undefined): number | null {
+  const text = Array.isArray(header) ? header.join(',') : header;
+  const match = text ? /(?:^|[,;\s])wait\s*=\s*"?(\d{1,6})"?/i.exec(text) : null;
+  return match ? Math.min(Number(match[1]), WAIT_MAX_S) : null;
 }
 
 /** The job options of a request, with the contract's defaults filled in (the ledger shows what will run). */

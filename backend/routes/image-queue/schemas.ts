@@ -258,20 +258,34 @@ const IdempotencyHeader = Type.Object({
   'idempotency-key': Type.Optional(Type.String({ description: 'same key + same body within 24 h returns the first response; another body is 422' })),
 });
 
-function enqueueSchema(summary: string, bodies: { json: TSchema; multipart: TSchema }, ok: TSchema) {
+const PreferHeader = Type.Object({
+  ...IdempotencyHeader.properties,
+  prefer: Type.Optional(
+    Type.String({
+      description: 'RFC 7240 `wait=N` (at most 60 s): answer 200 with the finished job (and Preference-Applied) if it ends within N seconds, else 202 as usual',
+    }),
+  ),
+});
+
+function enqueueSchema(summary: string, bodies: { json: TSchema; multipart: TSchema }, ok: TSchema, finished?: TSchema) {
   return {
     tags: ['image-queue'],
     summary,
     security,
-    headers: IdempotencyHeader,
+    headers: finished ? PreferHeader : IdempotencyHeader,
     body: { content: { 'application/json': { schema: bodies.json }, 'multipart/form-data': { schema: bodies.multipart } } },
-    response: withErrors({ 202: ok }, 403, 409, 413, 415, 422, 429),
+    response: withErrors(finished ? { 200: finished, 202: ok } : { 202: ok }, 403, 409, 413, 415, 422, 429),
   };
 }
 
-export const removeBgQueueSchema = enqueueSchema('Queue one photo for background removal', RemoveBgBodies, QueuedResponse);
-export const cropFaceQueueSchema = enqueueSchema('Queue one photo for a passport or ID-card face crop', CropFaceBodies, QueuedResponse);
-export const processQueueSchema = enqueueSchema('Queue one photo for processing (an ordered list of operations)', ProcessBodies, QueuedResponse);
+export const removeBgQueueSchema = enqueueSchema('Queue one photo for background removal', RemoveBgBodies, QueuedResponse, JobStatusResponse);
+export const cropFaceQueueSchema = enqueueSchema('Queue one photo for a passport or ID-card face crop', CropFaceBodies, QueuedResponse, JobStatusResponse);
+export const processQueueSchema = enqueueSchema(
+  'Queue one photo for processing (an ordered list of operations)',
+  ProcessBodies,
+  QueuedResponse,
+  JobStatusResponse,
+);
 export const bulkRemoveBgSchema = enqueueSchema('Queue many photos for background removal', BulkRemoveBgBodies, BulkQueuedResponse);
 export const bulkCropFaceSchema = enqueueSchema('Queue many photos for face crops', BulkCropFaceBodies, BulkQueuedResponse);
 export const bulkProcessSchema = enqueueSchema('Queue many photos for the same processing operations', BulkProcessBodies, BulkQueuedResponse);
