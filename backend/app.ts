@@ -28,6 +28,7 @@ import webhookRoutes from './routes/webhooks/index.js';
 import dashboardRoutes from './routes/dashboard/index.js';
 import boardRoutes from './routes/admin/board.js';
 import { pixelBudgetOf } from '../jobs/pixel-budget.js';
+import removeBgRoutes from './routes/removebg/index.js';
 
 export interface BuildOptions {
   /** Replace the logger (`false` silences). */
@@ -102,6 +103,21 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
       maxPixels: config.MAX_INPUT_PIXELS,
     },
     events: { heartbeatMs: config.SSE_HEARTBEAT_MS, maxStreamsPerVendor: config.SSE_MAX_STREAMS_PER_VENDOR },
+  });
+  await app.register(removeBgRoutes, {
+    prefix: '/v1.0',
+    attempts: config.JOB_ATTEMPTS,
+    syncWaitMs: config.SYNC_WAIT_MS,
+    maxInputPixels: config.MAX_INPUT_PIXELS,
+    vendorCacheMs: config.VENDOR_CACHE_MS,
+    allowPrivateSourceUrls: config.ALLOW_PRIVATE_SOURCE_URLS,
+    allowedPrivateHosts: sourceAllowlist(config.SOURCE_ALLOWED_PRIVATE_HOSTS),
+    uploads: {
+      maxFileBytes: config.UPLOAD_MAX_FILE_BYTES,
+      maxFiles: 1,
+      maxTotalBytes: config.UPLOAD_MAX_FILE_BYTES,
+      maxPixels: config.MAX_INPUT_PIXELS,
+    },
   });
   await app.register(adminQueueRoutes, { prefix: '/api/admin', attempts: config.JOB_ATTEMPTS });
   await app.register(personsRoutes, { prefix: '/api/persons' });

@@ -3,6 +3,7 @@ import { env, loadConfig, type LoadOptions } from '../platform/config.js';
 import { LogSection, MetricsSection, MysqlSection, RedisSection, SourceSection, StorageSection, WebhookSection } from '../platform/config-sections.js';
 import { EventsSection } from './events-config.js';
 import { VendorApiSection } from './vendor-api-config.js';
+import { RemoveBgSection } from './removebg-config.js';
 
 export const ApiConfigSchema = Type.Object({
   ...LogSection,
@@ -14,6 +15,7 @@ export const ApiConfigSchema = Type.Object({
   ...MetricsSection,
   ...WebhookSection,
   ...EventsSection,
+  ...RemoveBgSection,
   HOST: env.string('0.0.0.0', 'address the API listens on'),
   JWT_SECRET: env.string(undefined, 'HS256 secret for vendor tokens, at least 32 characters (npm start writes a random one to .env on first run)', {
     minLength: 32,

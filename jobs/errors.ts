@@ -39,6 +39,10 @@ export const ERROR_CODES = {
   MULTIPLE_FACES: { status: 422, retryable: false },
   FACE_TOO_SMALL: { status: 422, retryable: false },
 
+  // background removal
+  /** crop, scale or position needs a subject, and the cut-out has none */
+  NO_FOREGROUND: { status: 422, retryable: false },
+
   // downstream services
   REMBG_UNAVAILABLE: { status: 503, retryable: true },
   REMBG_FAILED: { status: 502, retryable: true },

@@ -2,6 +2,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { type JOB_KINDS } from './queues.js';
 import { Operations } from './operations.js';
 import { FaceDetector } from './face-presets.js';
+import { CROP_MARGIN_PATTERN, MAX_MARGIN_PX, POSITION_PATTERN, ROI_PATTERN, SCALE_PATTERN } from './cutout-options.js';
 
 /**
  * What a Bull job carries: ids, where the source is, and options. Never image
@@ -24,8 +25,58 @@ export const HexColor = Type.String({ pattern: '^#[0-9a-fA-F]{6}([0-9a-fA-F]{2})
 export const RemoveBgOptions = Type.Object(
   {
     model: Type.Optional(Type.String({ pattern: '^[a-z0-9_-]{1,64}$', default: 'u2netp' })),
-    format: Type.Optional(Type.Union([Type.Literal('png'), Type.Literal('webp'), Type.Literal('jpeg')], { default: 'png' })),
+    format: Type.Optional(
+      Type.Union([Type.Literal('png'), Type.Literal('webp'), Type.Literal('jpeg'), Type.Literal('zip')], {
+        default: 'png',
+        description: 'zip: color.jpg (the colours) and alpha.png (the matte) in one ZIP, as remove.bg sends it',
+      }),
+    ),
     background: Type.Optional(HexColor),
+    backgroundImageUrl: Type.Optional(
+      Type.String({
+        format: 'uri',
+        maxLength: 2048,
+        description: 'an image put behind the subject, scaled to cover the canvas and centred; fetched like a source (same address rules and limits)',
+      }),
+    ),
+    channels: Type.Optional(
+      Type.Union([Type.Literal('rgba'), Type.Literal('alpha')], { description: 'rgba (default): the cut-out; alpha: the matte alone, as a greyscale image' }),
+    ),
+    crop: Type.Optional(Type.Boolean({ description: 'crop off the empty (transparent) regions around the subject (default false)' })),
+    cropMargin: Type.Optional(
+      Type.String({
+        pattern: CROP_MARGIN_PATTERN,
+        maxLength: 64,
+        description: `with crop: margin around the subject, 1, 2 or 4 values in px or % of the subject (e.g. "30px", "10% 5%"); at most 50 % of the subject or ${MAX_MARGIN_PX} px per side`,
+      }),
+    ),
+    scale: Type.Optional(
+      Type.String({
+        pattern: SCALE_PATTERN,
+        maxLength: 16,
+        description: 'the subject scaled to this share of the canvas, "10%" to "100%", or "original" (default)',
+      }),
+    ),
+    position: Type.Optional(
+      Type.String({
+        pattern: POSITION_PATTERN,
+        maxLength: 32,
+        description: '"original" (default without scale), "center" (default with scale), or "X%" / "X% Y%" of the free space',
+      }),
+    ),
+    roi: Type.Optional(
+      Type.String({
+        pattern: ROI_PATTERN,
+        maxLength: 64,
+        description: 'region of interest "x1 y1 x2 y2" (px or %): only this rectangle can be foreground; the rest is removed',
+      }),
+    ),
+    maxPixels: Type.Optional(Type.Integer({ minimum: 1, description: 'the photo is scaled down to at most this many pixels before the cut-out' })),
+    subject: Type.Optional(
+      Type.Union([Type.Literal('auto'), Type.Literal('person'), Type.Literal('product'), Type.Literal('car')], {
+        description: "the caller's hint of what the foreground is (remove.bg's type); every value uses the same model",
+      }),
+    ),
   },
   { additionalProperties: false },
 );

@@ -28,6 +28,7 @@ export type ErrorResponse = {
     | 'NO_FACE'
     | 'MULTIPLE_FACES'
     | 'FACE_TOO_SMALL'
+    | 'NO_FOREGROUND'
     | 'REMBG_UNAVAILABLE'
     | 'REMBG_FAILED'
     | 'STORAGE_FAILED'
@@ -62,8 +63,27 @@ export type RemoveBgRequest = {
   photoUrl: string;
   options?: {
     model?: string;
-    format?: 'png' | 'webp' | 'jpeg';
+    /** zip: color.jpg (the colours) and alpha.png (the matte) in one ZIP, as remove.bg sends it */
+    format?: 'png' | 'webp' | 'jpeg' | 'zip';
     background?: string;
+    /** an image put behind the subject, scaled to cover the canvas and centred; fetched like a source (same address rules and limits) */
+    backgroundImageUrl?: string;
+    /** rgba (default): the cut-out; alpha: the matte alone, as a greyscale image */
+    channels?: 'rgba' | 'alpha';
+    /** crop off the empty (transparent) regions around the subject (default false) */
+    crop?: boolean;
+    /** with crop: margin around the subject, 1, 2 or 4 values in px or % of the subject (e.g. "30px", "10% 5%"); at most 50 % of the subject or 500 px per side */
+    cropMargin?: string;
+    /** the subject scaled to this share of the canvas, "10%" to "100%", or "original" (default) */
+    scale?: string;
+    /** "original" (default without scale), "center" (default with scale), or "X%" / "X% Y%" of the free space */
+    position?: string;
+    /** region of interest "x1 y1 x2 y2" (px or %): only this rectangle can be foreground; the rest is removed */
+    roi?: string;
+    /** the photo is scaled down to at most this many pixels before the cut-out */
+    maxPixels?: number;
+    /** the caller's hint of what the foreground is (remove.bg's type); every value uses the same model */
+    subject?: 'auto' | 'person' | 'product' | 'car';
   };
   /** optional; must equal the token's vendor (403 otherwise) */
   vendorId?: string;
@@ -203,8 +223,27 @@ export type BulkRemoveBgRequest = {
   }[];
   options?: {
     model?: string;
-    format?: 'png' | 'webp' | 'jpeg';
+    /** zip: color.jpg (the colours) and alpha.png (the matte) in one ZIP, as remove.bg sends it */
+    format?: 'png' | 'webp' | 'jpeg' | 'zip';
     background?: string;
+    /** an image put behind the subject, scaled to cover the canvas and centred; fetched like a source (same address rules and limits) */
+    backgroundImageUrl?: string;
+    /** rgba (default): the cut-out; alpha: the matte alone, as a greyscale image */
+    channels?: 'rgba' | 'alpha';
+    /** crop off the empty (transparent) regions around the subject (default false) */
+    crop?: boolean;
+    /** with crop: margin around the subject, 1, 2 or 4 values in px or % of the subject (e.g. "30px", "10% 5%"); at most 50 % of the subject or 500 px per side */
+    cropMargin?: string;
+    /** the subject scaled to this share of the canvas, "10%" to "100%", or "original" (default) */
+    scale?: string;
+    /** "original" (default without scale), "center" (default with scale), or "X%" / "X% Y%" of the free space */
+    position?: string;
+    /** region of interest "x1 y1 x2 y2" (px or %): only this rectangle can be foreground; the rest is removed */
+    roi?: string;
+    /** the photo is scaled down to at most this many pixels before the cut-out */
+    maxPixels?: number;
+    /** the caller's hint of what the foreground is (remove.bg's type); every value uses the same model */
+    subject?: 'auto' | 'person' | 'product' | 'car';
   };
   /** optional; must equal the token's vendor (403 otherwise) */
   vendorId?: string;

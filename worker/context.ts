@@ -18,6 +18,8 @@ export interface JobContext<K extends JobKind> {
   progress(percent: number): Promise<void>;
   /** the source image bytes, fetched or read from storage, checked for format and pixel limit */
   loadSource(): Promise<{ bytes: Buffer; info: ImageInfo }>;
+  /** another image by URL (a background image), fetched and checked exactly as a source is */
+  loadUrl(url: string): Promise<{ bytes: Buffer; info: ImageInfo }>;
   /** stores one output under this job's prefix and describes it */
   store(name: string, bytes: Buffer, meta: { format: string; width: number; height: number }): Promise<JobOutput>;
 }

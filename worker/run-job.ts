@@ -184,6 +184,10 @@ function jobContext<K extends JobKind>(
       signal.throwIfAborted();
       return loadSource(payload.source, { storage: deps.storage, limits: deps.fetchLimits, maxPixels: deps.maxPixels }, signal);
     },
+    async loadUrl(url) {
+      signal.throwIfAborted();
+      return loadSource({ type: 'url', url }, { storage: deps.storage, limits: deps.fetchLimits, maxPixels: deps.maxPixels }, signal);
+    },
     async store(name, bytes, meta): Promise<JobOutput> {
       signal.throwIfAborted();
       const ext = meta.format === 'jpeg' ? 'jpg' : meta.format;

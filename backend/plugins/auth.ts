@@ -106,7 +106,7 @@ export default fp<AuthPluginOptions>(
   { name: 'auth', dependencies: ['mysql'] },
 );
 
-function toAuthVendor(row: Vendor): AuthVendor {
+export function toAuthVendor(row: Vendor): AuthVendor {
   let rateLimits: Record<string, unknown> | null = null;
   if (row.rate_limits) {
     try {

@@ -18,7 +18,12 @@ export default fp(
             'Background removal, passport/ID face crops and image processing as durable jobs. Get a token with POST /api/auth/token, then send it as `Authorization: Bearer <token>`.',
         },
         servers: [{ url: opts.publicBaseUrl }],
-        components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
+        components: {
+          securitySchemes: {
+            bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
+            removeBgApiKey: { type: 'apiKey', in: 'header', name: 'X-Api-Key', description: 'your API key, for the remove.bg-compatible routes only' },
+          },
+        },
       },
       refResolver: { buildLocalReference: (json, _base, _fragment, i) => (typeof json['$id'] === 'string' ? json['$id'] : `def-${i}`) },
     });

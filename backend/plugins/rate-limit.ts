@@ -77,7 +77,8 @@ export default fp<RateLimitPluginOptions>(
     // Runs before @fastify/rate-limit's own onRoute hook (registered below),
     // which turns `config.rateLimit` into the route's limiter.
     app.addHook('onRoute', (route) => {
-      if (route.config?.rateLimit !== undefined || !route.url.startsWith('/api/')) return;
+      // /api routes, and routes elsewhere that name their tier (remove.bg's /v1.0).
+      if (route.config?.rateLimit !== undefined || (!route.url.startsWith('/api/') && route.config?.rateLimitTier === undefined)) return;
       const choice: TierChoice = route.config?.rateLimitTier ?? 'auto';
       route.config = { ...route.config, rateLimit: tierOptions(choice, limitOf, identify) };
     });

@@ -60,4 +60,5 @@ export const CONTENT_TYPES: Record<string, string> = {
   heic: 'image/heic',
   gif: 'image/gif',
   tiff: 'image/tiff',
+  zip: 'application/zip',
 };

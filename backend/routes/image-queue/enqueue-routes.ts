@@ -5,7 +5,15 @@ import { AppError, type FieldProblem } from '../../../jobs/errors.js';
 import { checkFaceCropOptions } from '../../../jobs/face-presets.js';
 import { resolvePipeline } from '../../../jobs/presets.js';
 import { checkPixelBudget, type PixelBudget, type Size } from '../../../jobs/pixel-budget.js';
-import { FaceCropOptions, RemoveBgOptions, type FaceCropOptions as FaceCropOptionsType, type JobPayload, type JobSource } from '../../../jobs/payloads.js';
+import {
+  FaceCropOptions,
+  RemoveBgOptions,
+  type FaceCropOptions as FaceCropOptionsType,
+  type JobPayload,
+  type JobSource,
+  type RemoveBgOptions as RemoveBgOptionsType,
+} from '../../../jobs/payloads.js';
+import { checkRemoveBgOptions } from '../../../jobs/cutout-options.js';
 import type { JobKind } from '../../../jobs/queues.js';
 import { checkUrl } from '../../../platform/address-guard.js';
 import { assertQueueable, planJobs, type JobSpec, type PlannedJobs } from '../../enqueue.js';
@@ -65,6 +73,7 @@ const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) =
         assertBodyVendor(request, body.vendorId);
         const options = jobOptions(route.kind, body, opts.maxOutputDimension);
         checkBudget(body, options, request.uploads[0] ? [request.uploads[0].size] : [null], opts.pixelBudget);
+        checkOptionUrls(options, opts);
         if (body.photoUrl !== undefined) checkSourceUrl(body.photoUrl, 'body/photoUrl', opts);
         assertQueueable(app);
         const source: JobSource = body.photo
@@ -101,6 +110,7 @@ const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) =
         const body = request.body as BulkBody;
         assertBodyVendor(request, body.vendorId);
         const options = jobOptions(route.kind, body, opts.maxOutputDimension);
+        checkOptionUrls(options, opts);
         const items = bulkItems(body, app.vendorLimits(request.vendor).bulkMaxItems);
         checkBudget(body, options, body.photos ? request.uploads.map((u) => u.size) : [null], opts.pixelBudget);
         items.forEach((item, i) => {
@@ -200,8 +210,12 @@ export function preferredWait(header: string | string[] | undefined): number | n
 /** The job options of a request, with the contract's defaults filled in (the ledger shows what will run). */
 function jobOptions(kind: JobKind, body: SingleBody | BulkBody, maxDimension: number): JobPayload['options'] {
   switch (kind) {
-    case 'remove-bg':
-      return Value.Default(RemoveBgOptions, structuredClone(body.options ?? {})) as JobPayload['options'];
+    case 'remove-bg': {
+      const options = Value.Default(RemoveBgOptions, structuredClone(body.options ?? {})) as RemoveBgOptionsType;
+      const problems = checkRemoveBgOptions(options);
+      if (problems.length > 0) throw badFields(problems.map((p) => ({ path: `body/options/${p.path}`, message: p.message })));
+      return options;
+    }
     case 'face-crop': {
       const options = Value.Default(FaceCropOptions, { ...structuredClone(body.options ?? {}), mode: body.mode }) as FaceCropOptionsType;
       const problems = checkFaceCropOptions(options);
@@ -282,8 +296,14 @@ function bulkItems(body: BulkBody, maxItems: number): BulkItem[] {
   return items;
 }
 
+/** A background image is fetched like a source: the same guard, at enqueue. */
+function checkOptionUrls(options: JobPayload['options'], opts: Pick<ImageQueueOptions, 'allowPrivateSourceUrls' | 'allowedPrivateHosts'>): void {
+  const url = (options as RemoveBgOptionsType).backgroundImageUrl;
+  if (url !== undefined) checkSourceUrl(url, 'body/options/backgroundImageUrl', opts);
+}
+
 /** The SSRF guard's refusal, naming the field. */
-function checkSourceUrl(url: string, path: string, opts: Pick<ImageQueueOptions, 'allowPrivateSourceUrls' | 'allowedPrivateHosts'>): void {
+export function checkSourceUrl(url: string, path: string, opts: Pick<ImageQueueOptions, 'allowPrivateSourceUrls' | 'allowedPrivateHosts'>): void {
   try {
     checkUrl(url, { allowPrivate: opts.allowPrivateSourceUrls, allowedPrivateHosts: opts.allowedPrivateHosts, purpose: 'source' });
   } catch (error) {

@@ -47,8 +47,8 @@ export interface UploadLimits {
 }
 
 export interface MultipartShape {
-  /** the file field: `photo` (one) or `photos` (many, in order) */
-  fileField: 'photo' | 'photos';
+  /** the file field: `photo` (one) or `photos` (many, in order); remove.bg's route names it `image_file` */
+  fileField: 'photo' | 'photos' | 'image_file';
   /** fields that may repeat, collected in order (a JSON array in one field also works) */
   arrayFields: readonly string[];
   /** fields sent as JSON text */
@@ -91,13 +91,13 @@ export function multipartReader(shape: MultipartShape, limits: UploadLimits) {
       throw malformedMultipart(error);
     }
     if (files.length > 0) body[shape.fileField] = shape.fileField === 'photos' ? files : files[0];
-    if (shape.fileField === 'photo' && files.length > 1) throw badFields([{ path: 'body/photo', message: 'must be one file' }]);
+    if (shape.fileField !== 'photos' && files.length > 1) throw badFields([{ path: `body/${shape.fileField}`, message: 'must be one file' }]);
     request.body = body;
   };
 }
 
 async function readFile(part: MultipartFile, shape: MultipartShape, index: number, limits: UploadLimits): Promise<Upload> {
-  const path = shape.fileField === 'photos' ? `body/photos/${index}` : 'body/photo';
+  const path = shape.fileField === 'photos' ? `body/photos/${index}` : `body/${shape.fileField}`;
   if (part.fieldname !== shape.fileField) {
     part.file.resume();
     throw badFields([{ path: `body/${part.fieldname}`, message: `is not a file field; send the photo as file field "${shape.fileField}"` }]);
@@ -113,6 +113,15 @@ async function readFile(part: MultipartFile, shape: MultipartShape, index: numbe
     }
     throw error;
   }
+  return inspectUpload(bytes, part.fieldname, part.filename, path, limits.maxPixels);
+}
+
+/**
+ * An upload's bytes checked as every upload is: the type sniffed from the
+ * bytes (415 unless accepted), the header readable and within the pixel
+ * limit (413). `path` names the field in errors.
+ */
+export async function inspectUpload(bytes: Buffer, field: string, filename: string, path: string, maxPixels: number): Promise<Upload> {
   const sniffed = await fileTypeFromBuffer(bytes);
   const ext = sniffed ? ACCEPTED[sniffed.mime] : undefined;
   if (!sniffed || !ext || ((ext === 'heic' || ext === 'heif') && !SHARP_READS_HEIC)) {
@@ -121,8 +130,8 @@ async function readFile(part: MultipartFile, shape: MultipartShape, index: numbe
       details: { fields: [{ path, message: `is ${what}` }] },
     });
   }
-  const size = await checkHeader(bytes, path, limits.maxPixels);
-  return { field: part.fieldname, filename: part.filename, mime: sniffed.mime, ext, bytes, sha256: createHash('sha256').update(bytes).digest('hex'), size };
+  const size = await checkHeader(bytes, path, maxPixels);
+  return { field, filename, mime: sniffed.mime, ext, bytes, sha256: createHash('sha256').update(bytes).digest('hex'), size };
 }
 
 /** The header must parse and the pixel count be within the limit: caught here rather than by a worker later. Returns the upright size. */
