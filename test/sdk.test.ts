@@ -22,7 +22,14 @@ t.test('enqueue, poll, upload, events and typed errors', async (t) => {
   const jpeg = await makeJpeg(640, 480);
   images.route('/photo.jpg', serveBytes(jpeg, 'image/jpeg'));
   const { apiKey } = await createVendor(app.db, { name: 'SDK', plan: 'unlimited' });
-  const iq = new ImageQueueClient({ baseUrl: url, apiKey });
+  // The bearer of each call the client makes, to see its token change.
+  const bearers: string[] = [];
+  const recordingFetch: typeof fetch = (input, init) => {
+    const auth = new Headers(init?.headers).get('authorization');
+    if (auth) bearers.push(auth);
+    return fetch(input, init);
+  };
+  const iq = new ImageQueueClient({ baseUrl: url, apiKey, fetch: recordingFetch });
 
   const events: StreamEvent[] = [];
   const stop = new AbortController();
@@ -96,10 +103,12 @@ t.test('enqueue, poll, upload, events and typed errors', async (t) => {
   const aborted = await iq.pollJobUntilComplete(stuck.jobId, 60_000, { signal: abort.signal, intervalMs: 100 }).catch((e: unknown) => e);
   t.equal((aborted as Error).message, 'user left', 'the AbortSignal stops polling with its reason');
 
-  // Tokens live 4 s here: after 5 s the client has renewed and still works.
-  await new Promise((r) => setTimeout(r, 5000));
+  // Tokens live 4 s here: once the API refuses the first token, the client still works, with another one.
+  const firstBearer = bearers[0]!;
+  await waitFor(async () => (await fetch(`${url}/api/image-queue/queue-stats`, { headers: { authorization: firstBearer } })).status === 401, 15_000);
   const stats = await iq.getQueueStats();
   t.ok(stats.imageProcessing, 'queue stats after the first token expired');
+  t.not(bearers.at(-1), firstBearer, 'the client renewed its token');
   const health = await iq.getWorkerHealth();
   t.ok(['healthy', 'degraded', 'unhealthy'].includes(health.status));
 
