@@ -136,6 +136,8 @@ export interface PersonsTable {
   face_count: number;
   /** sum of the member faces' descriptors: 128 float64, little-endian */
   descriptor_sum: Buffer;
+  /** the mean descriptor projected on a fixed direction (db/repos/faces.ts personSketch), indexed to find candidates */
+  sketch: ColumnType<number, number | undefined, number>;
   created_at: CreatedAt;
   updated_at: UpdatedAt;
 }

@@ -15,6 +15,7 @@ import { newId } from '../../platform/ids.js';
  * cannot found two persons.
  */
 export const DESCRIPTOR_LENGTH = 128;
+export const DEFAULT_PERSON_CANDIDATES = 250;
 
 export interface FaceToTag {
   box: { x: number; y: number; width: number; height: number };
@@ -32,6 +33,8 @@ export interface TagRequest {
   faces: FaceToTag[];
   /** euclidean distance below which a face joins a person */
   maxDistance: number;
+  /** persons read per face on each side of its sketch (FACE_PERSON_CANDIDATES, default DEFAULT_PERSON_CANDIDATES) */
+  candidates?: number;
 }
 
 export interface TaggedFace {
@@ -49,6 +52,8 @@ export interface TagOutcome {
   faces: TaggedFace[];
   /** the record's faces came from a newer job; this one's were not stored */
   superseded: boolean;
+  /** person rows read to tag these faces (at most faces × 2 × SCAN_PAGES pages, plus the record's previous persons; held one page at a time) */
+  personsRead: number;
 }
 
 interface PersonState {
@@ -65,7 +70,7 @@ export async function tagFaces(db: Db, request: TagRequest): Promise<TagOutcome>
 
     // A retried attempt finds its faces already tagged.
     const mine = await trx.selectFrom('faces').selectAll().where('job_id', '=', request.jobId).orderBy('face_index').execute();
-    if (mine.length > 0) return { faces: mine.map(toTagged), superseded: false };
+    if (mine.length > 0) return { faces: mine.map(toTagged), superseded: false, personsRead: 0 };
 
     // The record's faces from earlier jobs are replaced; a newer job's are kept.
     const previous = await trx
@@ -75,9 +80,9 @@ export async function tagFaces(db: Db, request: TagRequest): Promise<TagOutcome>
       .where('project_id', '=', request.projectId)
       .where('record_id', '=', request.recordId)
       .execute();
-    if (previous.some((f) => f.job_id > request.jobId)) return { faces: [], superseded: true };
+    if (previous.some((f) => f.job_id > request.jobId)) return { faces: [], superseded: true, personsRead: 0 };
 
-    const persons = await loadPersons(trx, request.vendorId);
+    const { persons, read: personsRead } = await loadCandidates(trx, request, previous);
     for (const face of previous) leave(persons, face);
     if (previous.length > 0) {
       await trx
@@ -131,7 +136,7 @@ export async function tagFaces(db: Db, request: TagRequest): Promise<TagOutcome>
 
     await savePersons(trx, request.vendorId, persons);
     if (rows.length > 0) await trx.insertInto('faces').values(rows).execute();
-    return { faces: tagged, superseded: false };
+    return { faces: tagged, superseded: false, personsRead };
   });
 }
 
@@ -244,9 +249,106 @@ export async function listPersonRecords(
 
 // ---------------------------------------------------------------------------
 
-async function loadPersons(trx: Transaction<Database>, vendorId: string): Promise<Map<string, PersonState>> {
-  const rows = await trx.selectFrom('persons').select(['id', 'face_count', 'descriptor_sum']).where('vendor_id', '=', vendorId).execute();
-  return new Map(rows.map((r) => [r.id, { id: r.id, count: r.face_count, sum: decodeSum(r.descriptor_sum), isNew: false, changed: false }]));
+/**
+ * The persons a job's faces may join, not all of the vendor's. A person's
+ * sketch is its mean projected on a fixed unit direction, and a projection
+ * never grows a distance, so a person whose sketch is farther from a face's
+ * than the best distance found so far (or maxDistance) cannot be nearer.
+ * Each face reads the persons outward from its own sketch, a page of
+ * `candidates` rows at a time by index range, keeping only the nearest, and
+ * stops as soon as no farther row can be nearer: memory is one page, and the
+ * match is the one reading every person would find. A face reads at most
+ * SCAN_PAGES pages on each side. The persons of the record's previous faces,
+ * which those faces leave, are read too.
+ */
+async function loadCandidates(
+  trx: Transaction<Database>,
+  request: TagRequest,
+  previous: readonly Face[],
+): Promise<{ persons: Map<string, PersonState>; read: number }> {
+  const pageSize = request.candidates ?? DEFAULT_PERSON_CANDIDATES;
+  const persons = new Map<string, PersonState>();
+  const keep = (r: { id: string; face_count: number; descriptor_sum: Buffer }) =>
+    persons.get(r.id) ?? persons.set(r.id, { id: r.id, count: r.face_count, sum: decodeSum(r.descriptor_sum), isNew: false, changed: false }).get(r.id)!;
+  let read = 0;
+  const ids = [...new Set(previous.map((f) => f.person_id))];
+  if (ids.length > 0) {
+    const rows = await trx
+      .selectFrom('persons')
+      .select(['id', 'face_count', 'descriptor_sum'])
+      .where('vendor_id', '=', request.vendorId)
+      .where('id', 'in', ids)
+      .execute();
+    read += rows.length;
+    rows.forEach(keep);
+  }
+  const taken = new Set<string>();
+  for (const face of request.faces) {
+    const s = sketchOf(face.descriptor);
+    let best: { row: { id: string; face_count: number; descriptor_sum: Buffer }; distance: number } | null = null;
+    for (const up of [true, false]) {
+      let from: { sketch: number; id: string } | null = null;
+      for (let page = 0; page < SCAN_PAGES; page++) {
+        const reach = Math.min(request.maxDistance, best?.distance ?? Infinity);
+        let q = trx
+          .selectFrom('persons')
+          .select(['id', 'face_count', 'descriptor_sum', 'sketch'])
+          .where('vendor_id', '=', request.vendorId)
+          .where('sketch', up ? '<=' : '>=', up ? s + reach : s - reach);
+        if (from) {
+          const after: { sketch: number; id: string } = from;
+          q = q.where((eb) =>
+            eb.or([eb('sketch', up ? '>' : '<', after.sketch), eb.and([eb('sketch', '=', after.sketch), eb('id', up ? '>' : '<', after.id)])]),
+          );
+        } else q = q.where('sketch', up ? '>=' : '<', s);
+        const rows = await q
+          .orderBy('sketch', up ? 'asc' : 'desc')
+          .orderBy('id', up ? 'asc' : 'desc')
+          .limit(pageSize)
+          .execute();
+        read += rows.length;
+        for (const row of rows) {
+          if (taken.has(row.id) || row.face_count === 0) continue;
+          const distance = distanceTo(decodeSum(row.descriptor_sum), row.face_count, face.descriptor);
+          if (!best || distance < best.distance) best = { row, distance };
+        }
+        const last = rows[rows.length - 1];
+        if (!last || rows.length < pageSize) break;
+        from = { sketch: last.sketch, id: last.id };
+      }
+    }
+    if (best && best.distance < request.maxDistance) {
+      taken.add(best.row.id);
+      keep(best.row);
+    }
+  }
+  return { persons, read };
+}
+
+/** Pages of FACE_PERSON_CANDIDATES a face reads at most on each side of its sketch. */
+const SCAN_PAGES = 20;
+
+function distanceTo(sum: Float64Array, count: number, descriptor: Float32Array): number {
+  let squared = 0;
+  for (let i = 0; i < DESCRIPTOR_LENGTH; i++) {
+    const d = (sum[i] as number) / count - (descriptor[i] as number);
+    squared += d * d;
+  }
+  return Math.sqrt(squared);
+}
+
+/** The fixed direction sketches project on: every component alike, unit length. */
+const SKETCH_WEIGHT = 1 / Math.sqrt(DESCRIPTOR_LENGTH);
+
+function sketchOf(descriptor: ArrayLike<number>, count = 1): number {
+  let sum = 0;
+  for (let i = 0; i < DESCRIPTOR_LENGTH; i++) sum += descriptor[i] as number;
+  return count > 0 ? (sum * SKETCH_WEIGHT) / count : 0;
+}
+
+/** A person's sketch from its stored descriptor sum and face count (the migration fills existing rows with it). */
+export function personSketch(descriptorSum: Buffer, count: number): number {
+  return sketchOf(decodeSum(descriptorSum), count);
 }
 
 async function savePersons(trx: Transaction<Database>, vendorId: string, persons: Map<string, PersonState>): Promise<void> {
@@ -254,7 +356,7 @@ async function savePersons(trx: Transaction<Database>, vendorId: string, persons
   if (created.length > 0) {
     await trx
       .insertInto('persons')
-      .values(created.map((p) => ({ id: p.id, vendor_id: vendorId, face_count: p.count, descriptor_sum: encodeSum(p.sum) })))
+      .values(created.map((p) => ({ id: p.id, vendor_id: vendorId, face_count: p.count, descriptor_sum: encodeSum(p.sum), sketch: sketchOf(p.sum, p.count) })))
       .execute();
   }
   for (const p of persons.values()) {
@@ -264,7 +366,7 @@ async function savePersons(trx: Transaction<Database>, vendorId: string, persons
     } else {
       await trx
         .updateTable('persons')
-        .set({ face_count: p.count, descriptor_sum: encodeSum(p.sum), updated_at: sql<Date>`NOW(3)` })
+        .set({ face_count: p.count, descriptor_sum: encodeSum(p.sum), sketch: sketchOf(p.sum, p.count), updated_at: sql<Date>`NOW(3)` })
         .where('id', '=', p.id)
         .where('vendor_id', '=', vendorId)
         .execute();

@@ -52,6 +52,11 @@ export const FaceSection = {
     description:
       "face tagging: a face joins the vendor's nearest person when the euclidean distance of its 128-d descriptor to the person's mean is below this",
   }),
+  FACE_PERSON_CANDIDATES: env.int(
+    250,
+    "face tagging: persons read per face on either side of its descriptor's sketch, so a job reads a bounded set of the vendor's persons, not all",
+    { minimum: 1, maximum: 10_000 },
+  ),
   FACE_TAG_MIN_FACE_PX: env.int(
     40,
     'face tagging skips faces whose detection box is narrower than this many source pixels (their descriptors are unreliable)',

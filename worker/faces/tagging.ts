@@ -18,6 +18,8 @@ export interface FaceTaggerSettings {
   maxDistance: number;
   /** faces narrower than this (source pixels) are not tagged */
   minFacePx: number;
+  /** persons read per face on each side of its sketch (FACE_PERSON_CANDIDATES) */
+  candidates?: number;
 }
 
 export interface TagTarget {
@@ -59,6 +61,7 @@ export function createFaceTagger(db: Db, engine: FaceEngine, settings: FaceTagge
         imageHeight: image.height,
         faces: described,
         maxDistance: settings.maxDistance,
+        ...(settings.candidates !== undefined ? { candidates: settings.candidates } : {}),
       });
       return { found: detected.length, skipped: detected.length - usable.length, faces: outcome.faces, superseded: outcome.superseded };
     },

@@ -51,7 +51,11 @@ export async function buildProcessors(config: WorkerConfig, log: Logger, deps: P
     minScore: config.FACE_MIN_SCORE,
     tinyInputSizes: tinyInputSizes(config.FACE_TINY_INPUT_SIZES),
   });
-  const tagger = createFaceTagger(deps.db, faces.engine, { maxDistance: config.FACE_PERSON_MAX_DISTANCE, minFacePx: config.FACE_TAG_MIN_FACE_PX });
+  const tagger = createFaceTagger(deps.db, faces.engine, {
+    maxDistance: config.FACE_PERSON_MAX_DISTANCE,
+    minFacePx: config.FACE_TAG_MIN_FACE_PX,
+    candidates: config.FACE_PERSON_CANDIDATES,
+  });
   const faceCrop = createFaceCropProcessor({
     engine: faces.engine,
     rembg: pool,
