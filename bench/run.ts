@@ -11,6 +11,7 @@ const BENCHMARKS: Record<string, { file: string; what: string }> = {
   chaos: { file: 'chaos.ts', what: 'reliability table: worker SIGKILL, Redis flush/restart, MySQL stop, storage 500s at scale; long route fuzzing' },
   'rembg-service': { file: 'rembg-service.ts', what: 'rembg service images/min vs raw onnxruntime inference, same run; service RSS over 1,000 images' },
   'rembg-e2e': { file: 'rembg-e2e.ts', what: 'background-removal jobs/min end to end through the API with 2 rembg instances (target ≥ 150/min)' },
+  status: { file: 'status.ts', what: 'status reads: job/:id vs /healthz req/s, 304s, jobs/s under 200 pollers and long-pollers, 1,000 open long-polls' },
   enqueue: { file: 'enqueue.ts', what: 'enqueue req/s and p99 vs a bare and a minimal durable route; bulk 100/1000 latency' },
 };
 
