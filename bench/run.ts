@@ -12,6 +12,7 @@ const BENCHMARKS: Record<string, { file: string; what: string }> = {
   'rembg-service': { file: 'rembg-service.ts', what: 'rembg service images/min vs raw onnxruntime inference, same run; service RSS over 1,000 images' },
   'rembg-e2e': { file: 'rembg-e2e.ts', what: 'background-removal jobs/min end to end through the API with 2 rembg instances (target ≥ 150/min)' },
   status: { file: 'status.ts', what: 'status reads: job/:id vs /healthz req/s, 304s, jobs/s under 200 pollers and long-pollers, 1,000 open long-polls' },
+  hostile: { file: 'hostile.ts', what: 'worker RSS peak and normal jobs p95 with 20 hostile pipelines mixed into 200 normal jobs, vs the 200 alone' },
   enqueue: { file: 'enqueue.ts', what: 'enqueue req/s and p99 vs a bare and a minimal durable route; bulk 100/1000 latency' },
 };
 

@@ -59,8 +59,15 @@ export async function benchEnv(extra: Record<string, string> = {}): Promise<Benc
   };
 }
 
-/** Enqueues `count` resize jobs of `photoUrl` as the API would, in slices. */
-export async function enqueueProcessJobs(db: Db, queue: JobQueue, count: number, photoUrl: string, vendorId = newId()): Promise<string[]> {
+/** Enqueues `count` jobs of `photoUrl` (a 16 px resize unless `operations` says otherwise) as the API would, in slices. */
+export async function enqueueProcessJobs(
+  db: Db,
+  queue: JobQueue,
+  count: number,
+  photoUrl: string,
+  vendorId = newId(),
+  operations: readonly object[] = [{ op: 'resize', width: 16 }],
+): Promise<string[]> {
   const ids: string[] = [];
   for (let start = 0; start < count; start += 100) {
     const rows: NewJob[] = [];
@@ -75,7 +82,7 @@ export async function enqueueProcessJobs(db: Db, queue: JobQueue, count: number,
         record_id: `r-${i}`,
         source_url: photoUrl,
         source_key: null,
-        options: JSON.stringify({ operations: [{ op: 'resize', width: 16 }] }),
+        options: JSON.stringify({ operations }),
         output_prefix: `${vendorId}/bench/${id}`,
         status: 'queued',
         max_attempts: 3,
