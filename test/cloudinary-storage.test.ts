@@ -8,6 +8,7 @@ import { testApp, testVendor } from './helpers/app.js';
 import { testWorker } from './helpers/worker.js';
 import { serveBytes, testServer } from './helpers/http.js';
 import { CLOUD, fakeCloudinary, KEY, SECRET } from './helpers/cloudinary.js';
+import { waitFor } from './helpers/wait.js';
 import { makeJpeg } from './helpers/fixtures.js';
 import { queueResize, waitForFinal } from './helpers/jobs.js';
 
@@ -67,14 +68,15 @@ t.test('failed uploads are retried; a hung upload is abandoned when the job is a
   t.ok(Date.now() - started >= 3 * 1500, 'each of the three tries waited for its own timeout');
 
   const job = new AbortController();
-  const put = storage.put('V/p/J/d.jpg', jpeg, 'image/jpeg', job.signal).catch((e: unknown) => e);
-  await new Promise((r) => setTimeout(r, 300));
+  const hangingBefore = fake.state.hanging;
   const closedBefore = fake.state.closedWhileHanging;
+  const put = storage.put('V/p/J/d.jpg', jpeg, 'image/jpeg', job.signal).catch((e: unknown) => e);
+  await waitFor(async () => fake.state.hanging > hangingBefore, 5000);
   job.abort(new Error('job timed out'));
   const aborted = await put;
   t.match(String(aborted), /job timed out/, 'the abort reason comes back at once');
-  await new Promise((r) => setTimeout(r, 200));
-  t.ok(fake.state.closedWhileHanging > closedBefore, 'the upload connection was closed, not left running');
+  await waitFor(async () => fake.state.closedWhileHanging > closedBefore, 5000);
+  t.pass('the upload connection was closed, not left running');
 });
 
 t.test('CLOUDINARY_URL is validated and selects the driver', async (t) => {

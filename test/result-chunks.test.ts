@@ -11,6 +11,7 @@ import { privateMariadb } from './helpers/private-services.js';
 import { serveBytes, testServer } from './helpers/http.js';
 import { makeJpeg } from './helpers/fixtures.js';
 import { queueResize, waitForFinal } from './helpers/jobs.js';
+import { waitFor } from './helpers/wait.js';
 import { processImage } from '../worker/processors/process-image.js';
 import type { JobContext } from '../worker/context.js';
 
@@ -99,7 +100,10 @@ t.test('a statement refused because the limit was lowered after it was read is r
   // The pooled connection keeps its session limit until it is replaced.
   const [[{ id }]] = (await admin.query('SELECT ID AS id FROM information_schema.PROCESSLIST WHERE DB = ? LIMIT 1', ['iq'])) as unknown as [[{ id: number }]];
   await admin.query(`KILL ${id}`);
-  await new Promise((r) => setTimeout(r, 300));
+  await waitFor(async () => {
+    const [rows] = (await admin.query('SELECT ID FROM information_schema.PROCESSLIST WHERE ID = ?', [id])) as unknown as [unknown[]];
+    return rows.length === 0;
+  }, 5000);
 
   const rows = toFieldRows('JOB1', Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`f${i}`, awkward(4000, i)])));
   const tries: number[] = [];

@@ -34,9 +34,10 @@ export async function fakeCloudinary(t: Test) {
   const server: TestServer = await testServer(t);
   const uploads: Upload[] = [];
   const stored = new Map<string, Buffer>();
-  const state = { failNext: 0, failStatus: 500, hang: false, closedWhileHanging: 0 };
+  const state = { failNext: 0, failStatus: 500, hang: false, hanging: 0, closedWhileHanging: 0 };
   server.route(`/v1_1/${CLOUD}/image/upload`, async (req, res, body) => {
     if (state.hang) {
+      state.hanging++;
       req.socket.on('close', () => state.closedWhileHanging++);
       return;
     }
