@@ -47,6 +47,10 @@ export interface ClientOptions {
   apiKey?: string;
   /** a token obtained elsewhere (not renewed) */
   token?: string;
+  /** called for a token before the first request and again after a 401: a browser's short-lived token from your own backend */
+  getToken?: () => string | Promise<string>;
+  /** how many times a 503 (after its Retry-After) or a network error is retried (default 3); POSTs carry an Idempotency-Key so a retry never queues twice */
+  maxUnavailableRetries?: number;
   /** a fetch implementation (default: globalThis.fetch; undici's fetch works) */
   fetch?: typeof fetch;
   /** how many times a 429 is waited out and retried (default 3) */
@@ -162,7 +166,7 @@ export class ImageQueueClient {
   private renewing: Promise<string> | null = null;
 
   constructor(private readonly options: ClientOptions) {
-    if (!options.apiKey && !options.token) throw new TypeError('ImageQueueClient needs an apiKey or a token');
+    if (!options.apiKey && !options.token && !options.getToken) throw new TypeError('ImageQueueClient needs an apiKey, a token or getToken');
     this.baseUrl = options.baseUrl.replace(/\/+$/, '');
     this.fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
     this.maxRetries = options.maxRateLimitRetries ?? 3;
@@ -388,10 +392,19 @@ export class ImageQueueClient {
     init: { headers: Record<string, string>; signal?: AbortSignal; json?: unknown; form?: () => FormData; acceptStatus?: number[] },
   ): Promise<Response> {
     let rateLimited = 0;
+    let unavailable = 0;
     let renewed = false;
+    // A POST may be sent again (503, network error): one key for all its tries, so the API runs it once.
+    const idempotency: Record<string, string> = method === 'POST' && !init.headers['idempotency-key'] ? { 'idempotency-key': newIdempotencyKey() } : {};
+    const retryUnavailable = async (waitMs: number) => {
+      if (unavailable >= (this.options.maxUnavailableRetries ?? 3) || waitMs > this.maxRetryAfterMs) return false;
+      unavailable++;
+      await sleep(waitMs, init.signal);
+      return true;
+    };
     for (;;) {
-      const token = await this.currentToken(init.signal);
-      const headers: Record<string, string> = { ...init.headers, authorization: `Bearer ${token}` };
+      const token = await this.currentToken(init.signal, renewed);
+      const headers: Record<string, string> = { ...init.headers, ...idempotency, authorization: `Bearer ${token}` };
       let body: BodyInit | undefined;
       if (init.json !== undefined) {
         headers['content-type'] = 'application/json';
@@ -399,15 +412,24 @@ export class ImageQueueClient {
       } else if (init.form) {
         body = init.form();
       }
-      const response = await this.fetchImpl(`${this.baseUrl}${path}`, {
-        method,
-        headers,
-        ...(body !== undefined ? { body } : {}),
-        ...(init.signal ? { signal: init.signal } : {}),
-      });
+      let response: Response;
+      try {
+        response = await this.fetchImpl(`${this.baseUrl}${path}`, {
+          method,
+          headers,
+          ...(body !== undefined ? { body } : {}),
+          ...(init.signal ? { signal: init.signal } : {}),
+        });
+      } catch (error) {
+        // fetch rejects with a TypeError when the network fails; an abort is the caller's and is not retried.
+        if (init.signal?.aborted || !(error instanceof TypeError)) throw error;
+        if (await retryUnavailable(500 * 2 ** unavailable)) continue;
+        throw error;
+      }
       if (response.ok || init.acceptStatus?.includes(response.status)) return response;
       const error = await errorBody(response);
-      if (response.status === 401 && this.options.apiKey && !renewed) {
+      if (response.status === 503 && (await retryUnavailable(retryAfterMs(response.headers.get('retry-after'))))) continue;
+      if (response.status === 401 && (this.options.apiKey || this.options.getToken) && !renewed) {
         renewed = true;
         this.token = null;
         continue;
@@ -423,7 +445,11 @@ export class ImageQueueClient {
     }
   }
 
-  private async currentToken(signal?: AbortSignal): Promise<string> {
+  private async currentToken(signal?: AbortSignal, renewed = false): Promise<string> {
+    if (this.options.getToken && !this.options.apiKey) {
+      if (this.token && !renewed) return this.token;
+      return (this.token = await this.options.getToken());
+    }
     if (this.token && Date.now() < this.renewAt) return this.token;
     if (!this.options.apiKey) {
       if (this.token) return this.token;
@@ -463,6 +489,59 @@ export class ImageQueueClient {
       throw new ImageQueueError(response.status, error, `token request answered ${response.status}`);
     }
   }
+}
+
+export interface QueueAPIOptions {
+  /** the API's origin, e.g. https://iq.example.com */
+  baseUrl: string;
+  /** a token for the browser, minted by your backend (POST /api/auth/token with your key and a scope); called again after a 401 */
+  getToken: () => string | Promise<string>;
+  fetch?: typeof fetch;
+}
+
+export type FaceCropMode = FaceCropRequest['mode'];
+
+/**
+ * Seed 003's `queueAPI` ("Frontend Integration"), for a vendor dashboard in
+ * the browser: the same methods with the same positional arguments, over
+ * ImageQueueClient (429 and 503 waited out, network errors retried with an
+ * Idempotency-Key, a new token from `getToken` after a 401).
+ * `pollJobUntilComplete` ends on `completed` (resolves with the job), or
+ * `failed` / `dead` (rejects with JobFailedError, so React Query's onError
+ * runs).
+ */
+export interface QueueAPI {
+  queueBackgroundRemoval(recordId: string, projectId: string, photoUrl: string, options?: RemoveBgRequest['options']): Promise<QueuedResponse>;
+  queueBulkBackgroundRemoval(recordIds: string[], projectId: string, photoUrls: string[], options?: RemoveBgRequest['options']): Promise<BulkQueuedResponse>;
+  queueFaceCrop(recordId: string, projectId: string, photoUrl: string, mode?: FaceCropMode): Promise<QueuedResponse>;
+  queueBulkFaceCrop(recordIds: string[], projectId: string, photoUrls: string[], mode?: FaceCropMode): Promise<BulkQueuedResponse>;
+  /** a photo from the browser (a File or Blob) instead of a URL */
+  uploadForBackgroundRemoval(recordId: string, projectId: string, photo: Blob, options?: RemoveBgRequest['options']): Promise<QueuedResponse>;
+  getJobStatus(jobId: string): Promise<JobStatusResponse>;
+  getQueueStats(): Promise<QueueStatsResponse>;
+  getWorkerHealth(): Promise<HealthResponse>;
+  pollJobUntilComplete(jobId: string, timeoutMs?: number): Promise<JobStatusResponse>;
+  /** the client underneath, for everything else (events, batches, webhooks) */
+  client: ImageQueueClient;
+}
+
+export function createQueueAPI(options: QueueAPIOptions): QueueAPI {
+  const client = new ImageQueueClient({ baseUrl: options.baseUrl, getToken: options.getToken, ...(options.fetch ? { fetch: options.fetch } : {}) });
+  return {
+    queueBackgroundRemoval: (recordId, projectId, photoUrl, opts) =>
+      client.queueBackgroundRemoval({ recordId, projectId, photoUrl, ...(opts ? { options: opts } : {}) }),
+    queueBulkBackgroundRemoval: (recordIds, projectId, photoUrls, opts) =>
+      client.queueBulkBackgroundRemoval({ recordIds, projectId, photoUrls, ...(opts ? { options: opts } : {}) }),
+    queueFaceCrop: (recordId, projectId, photoUrl, mode = 'passport') => client.queueFaceCrop({ recordId, projectId, photoUrl, mode }),
+    queueBulkFaceCrop: (recordIds, projectId, photoUrls, mode = 'passport') => client.queueBulkFaceCrop({ recordIds, projectId, photoUrls, mode }),
+    uploadForBackgroundRemoval: (recordId, projectId, photo, opts) =>
+      client.upload('remove-bg', { data: photo, recordId }, { projectId, ...(opts ? { options: opts } : {}) }),
+    getJobStatus: (jobId) => client.getJob(jobId),
+    getQueueStats: () => client.getQueueStats(),
+    getWorkerHealth: () => client.getWorkerHealth(),
+    pollJobUntilComplete: (jobId, timeoutMs = 5 * 60 * 1000) => client.pollJobUntilComplete(jobId, timeoutMs),
+    client,
+  };
 }
 
 const UPLOAD_PATHS: Record<UploadKind, [string, string]> = {
@@ -537,6 +616,10 @@ async function errorBody(response: Response): Promise<ErrorResponse | null> {
   } catch {
     return null;
   }
+}
+
+function newIdempotencyKey(): string {
+  return globalThis.crypto.randomUUID();
 }
 
 function toBlob(data: Blob | Uint8Array | ArrayBuffer): Blob {
