@@ -6,6 +6,7 @@ import { queueResize, testLedger } from './helpers/jobs.js';
 import { waitFor } from './helpers/wait.js';
 import { completeJob, failAttempt, startAttempt, type Ledger } from '../db/repos/jobs.js';
 import { publishJobEvent } from '../worker/events.js';
+import { deleteVendor } from '../db/repos/vendors.js';
 
 /**
  * Status reads at dashboard scale (issue 20): ETags and 304s, the in-memory
@@ -264,4 +265,18 @@ t.test('Prefer: wait=N on an enqueue route answers with the finished job, or 202
   t.equal(late.headers['preference-applied'], undefined, 'and no Preference-Applied');
   t.ok(Date.now() - started >= 950, 'after the wait');
   t.ok(late.json().jobId, 'with the queued answer');
+});
+
+t.test('a deleted vendor is refused at once although its token and job views are cached (VENDOR_CACHE_MS=0, as in every test env)', async (t) => {
+  const { app } = await liveApp(t);
+  const vendor = await testVendor(app);
+  const jobId = await queueResize(app, vendor, PHOTO);
+  const url = `/api/image-queue/job/${jobId}`;
+  const first = await get(app, vendor, url);
+  t.equal(first.statusCode, 200);
+  t.equal((await get(app, vendor, url, { 'if-none-match': first.headers['etag'] as string })).statusCode, 304, 'token verified and view cached');
+  await deleteVendor(app.db, vendor.vendorId);
+  const after = await get(app, vendor, url, { 'if-none-match': first.headers['etag'] as string });
+  t.equal(after.statusCode, 401, 'the next read is refused: neither the verified token nor the cached view answers for a deleted vendor');
+  t.equal((await get(app, vendor, `${url}?wait=5`)).statusCode, 401, 'nor does a long-poll');
 });
