@@ -20,6 +20,7 @@ export interface Database {
   event_seqs: EventSeqsTable;
   job_events: JobEventsTable;
   webhook_deliveries: WebhookDeliveriesTable;
+  storage_garbage: StorageGarbageTable;
 }
 
 type CreatedAt = ColumnType<Date, Date | string | undefined, never>;
@@ -40,6 +41,10 @@ export interface VendorsTable {
   webhook_secret: string | null;
   /** JSON: per-tier limit overrides set by an admin */
   rate_limits: string | null;
+  /** JSON: per-vendor retention overrides set by an admin (backend/plans.ts) */
+  retention: ColumnType<string | null, string | null | undefined, string | null>;
+  /** face tagging is opt-in: 1 once the vendor turned it on */
+  face_tagging: Generated<number>;
   created_at: CreatedAt;
   deleted_at: Date | null;
 }
@@ -133,6 +138,8 @@ export interface DataRecordsTable {
 export interface PersonsTable {
   id: string;
   vendor_id: string;
+  /** a name the vendor gave the person */
+  name: ColumnType<string | null, string | null | undefined, string | null>;
   face_count: number;
   /** sum of the member faces' descriptors: 128 float64, little-endian */
   descriptor_sum: Buffer;
@@ -186,7 +193,7 @@ export interface EventSeqsTable {
   seq: number;
 }
 
-export type EventType = 'queued' | 'active' | 'completed' | 'failed' | 'dead' | 'batch.finished';
+export type EventType = 'queued' | 'active' | 'completed' | 'failed' | 'dead' | 'cancelled' | 'batch.finished';
 
 /** The ledger's event log: one row per job state change or batch end, per vendor in commit order. */
 export interface JobEventsTable {
@@ -216,6 +223,19 @@ export interface WebhookDeliveriesTable {
   error: string | null;
   duration_ms: number;
   next_retry_at: Date | null;
+  created_at: CreatedAt;
+}
+
+/** Stored files whose rows are gone, waiting to be removed from storage (migration 0013). */
+export interface StorageGarbageTable {
+  id: Generated<number>;
+  vendor_id: string;
+  /** a storage key, or a key prefix (a job's outputs) when is_prefix = 1 */
+  target: string;
+  is_prefix: number;
+  not_before: ColumnType<Date, Date | string | undefined, Date | string>;
+  tries: Generated<number>;
+  last_error: string | null;
   created_at: CreatedAt;
 }
 

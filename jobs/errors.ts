@@ -53,6 +53,8 @@ export const ERROR_CODES = {
   WORKER_SHUTDOWN: { status: 503, retryable: true },
   /** the worker running the job died mid-attempt more often than Bull's stalled limit allows */
   JOB_STALLED: { status: 500, retryable: true },
+  /** the vendor cancelled the job (POST …/job/:id/cancel) or deleted it */
+  JOB_CANCELLED: { status: 409, retryable: false },
 } as const satisfies Record<string, { status: number; retryable: boolean }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -45,3 +45,13 @@ export function vendorOfChannel(prefix: string, channel: string): string | null 
   const head = `${prefix}:events:`;
   return channel.startsWith(head) ? channel.slice(head.length) : null;
 }
+
+/**
+ * Job ids a vendor cancelled or deleted while they may be running: every
+ * worker listens, and the one running the job aborts its attempt. A lost
+ * message is covered by the attempt's next progress write, which finds the
+ * ledger row no longer active.
+ */
+export function cancelChannel(prefix: string): string {
+  return `${prefix}:cancel`;
+}

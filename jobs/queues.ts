@@ -28,11 +28,16 @@ export function kindOfQueue(queue: QueueName): JobKind {
   return entry[0] as JobKind;
 }
 
-/** Ledger states. `queued` also covers a job waiting for its next attempt. */
-export const JOB_STATES = ['queued', 'active', 'completed', 'failed', 'dead'] as const;
+/**
+ * Ledger states. `queued` also covers a job waiting for its next attempt;
+ * `cancelled` is a job its vendor stopped before it ended.
+ */
+export const JOB_STATES = ['queued', 'active', 'completed', 'failed', 'dead', 'cancelled'] as const;
 export type JobState = (typeof JOB_STATES)[number];
 export const OPEN_STATES: readonly JobState[] = ['queued', 'active'];
-export const FINAL_STATES: readonly JobState[] = ['completed', 'failed', 'dead'];
+export const FINAL_STATES: readonly JobState[] = ['completed', 'failed', 'dead', 'cancelled'];
+/** States a vendor may retry a job from. */
+export const RETRYABLE_STATES: readonly JobState[] = ['failed', 'dead', 'cancelled'];
 
 /**
  * The ledger counts a job's attempts and decides when it is dead. Bull is

@@ -112,3 +112,35 @@ t.test('a worker stores its results in Cloudinary', async (t) => {
   t.equal(upload?.params['asset_folder'], `imagequeue/${vendor.vendorId}/proj`);
   t.equal((await sharp(upload?.bytes).metadata()).width, 8, 'the uploaded file is the resized image');
 });
+
+t.test('removing: one key is a signed destroy, several are delete_resources, a prefix takes every output of a job', async (t) => {
+  const fake = await fakeCloudinary(t);
+  const storage = cloudinaryStorage(settings(fake.url));
+  const jpeg = await makeJpeg(20, 10);
+  const a = await storage.put('V/p/JOB1-x/0-a.jpg', jpeg, 'image/jpeg');
+  await storage.put('V/p/JOB1-x/1-b.jpg', jpeg, 'image/jpeg');
+  await storage.put('V/p/JOB10-y/0-a.jpg', jpeg, 'image/jpeg');
+  const u1 = await storage.put('V/p/uploads/U1.jpg', jpeg, 'image/jpeg');
+  const u2 = await storage.put('V/p/uploads/U2.jpg', jpeg, 'image/jpeg');
+  const u3 = await storage.put('V/p/uploads/U3.jpg', jpeg, 'image/jpeg');
+
+  await storage.remove({ keys: [u1.key] });
+  t.same(fake.deletes.at(-1), { api: 'destroy', target: ['imagequeue/V/p/uploads/U1'] });
+  await t.rejects(storage.get(u1), { code: 'SOURCE_NOT_FOUND' }, 'a destroyed image is no longer delivered');
+
+  await storage.remove({ keys: [u2.key, u3.key] });
+  t.same(fake.deletes.at(-1), { api: 'delete_resources', target: ['imagequeue/V/p/uploads/U2', 'imagequeue/V/p/uploads/U3'] });
+
+  await storage.remove({ prefix: 'V/p/JOB1-x' });
+  t.same(fake.deletes.at(-1), { api: 'delete_resources_by_prefix', target: ['imagequeue/V/p/JOB1-x/'] });
+  await t.rejects(storage.get(a), { code: 'SOURCE_NOT_FOUND' });
+  t.same([...fake.paths.keys()], ['imagequeue/V/p/JOB10-y/0-a'], 'another job whose id starts the same is left alone');
+
+  await storage.remove({ keys: [u1.key] });
+  t.pass('removing what is already gone is not an error');
+
+  const wrong = cloudinaryStorage(settings(`cloudinary://${KEY}:wrong-secret@${CLOUD}?upload_prefix=${fake.server.url}`));
+  await t.rejects(wrong.remove({ keys: ['V/p/JOB10-y/0-a.jpg'] }), { code: 'STORAGE_FAILED' }, 'a bad signature fails the destroy');
+  await t.rejects(wrong.remove({ prefix: 'V/p/JOB10-y' }), { code: 'STORAGE_FAILED' }, 'bad credentials fail the admin delete');
+  t.equal(fake.paths.size, 1);
+});

@@ -11,7 +11,7 @@ import { createRegistry, JOB_BUCKETS, METRIC_PREFIX } from '../platform/metrics.
  * (health, circuit, calls in flight, last latency), read at scrape time.
  * Every worker reports only its own work: dashboards `sum` over instances.
  */
-export type JobOutcome = 'completed' | 'retry' | 'failed' | 'dead' | 'shutdown' | 'skipped' | 'duplicate';
+export type JobOutcome = 'completed' | 'retry' | 'failed' | 'dead' | 'shutdown' | 'skipped' | 'duplicate' | 'cancelled';
 
 export interface JobMetrics {
   /** one attempt ended; `seconds` from the attempt's start */

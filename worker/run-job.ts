@@ -15,6 +15,7 @@ import type { JobMetrics, JobOutcome } from './metrics.js';
 import { retryDb } from './retry-db.js';
 import { loadSource } from './source.js';
 import { attemptDeadline } from '../platform/images.js';
+import type { AttemptWatch, Cancellations } from './cancellations.js';
 
 /**
  * Wraps a processor with everything every job needs: the ledger moves
@@ -46,6 +47,8 @@ export interface RunnerDeps {
   /** aborted when the worker is shutting down past its grace period */
   shutdown: AbortSignal;
   metrics?: JobMetrics;
+  /** aborts an attempt whose job its vendor cancelled or deleted */
+  cancellations?: Cancellations;
 }
 
 export type JobHandler = (job: Bull.Job<JobPayload>) => Promise<{ jobId: string; status: string }>;
@@ -80,14 +83,16 @@ export function jobHandler<K extends JobKind>(deps: RunnerDeps, queue: string, p
     attemptLog.info('job started');
     publishJobEvent(deps.redis, deps.bullPrefix, { ...event, type: 'active', progress: 0 });
 
-    const limit = deadline(deps.timeoutMs, deps.shutdown);
+    const watch = deps.cancellations?.watch(jobId);
+    const limit = deadline(deps.timeoutMs, watch?.signal ?? deps.shutdown);
     const { signal } = limit;
-    const ctx = jobContext(deps, job, payload, attempt, signal, attemptLog);
+    const stopped = () => abortError(limit, deps.timeoutMs, watch);
+    const ctx = jobContext(deps, job, payload, attempt, signal, attemptLog, watch);
     const startedAt = performance.now();
     let processed = false;
     try {
       const work = attemptDeadline.run({ endsAt: Date.now() + deps.timeoutMs }, () => processor(ctx));
-      const output = await untilAborted(work, signal, () => abortError(limit, deps.timeoutMs), attemptLog);
+      const output = await untilAborted(work, signal, stopped, attemptLog);
       processed = true;
       const completed = await retryDb(
         () =>
@@ -111,7 +116,7 @@ export function jobHandler<K extends JobKind>(deps: RunnerDeps, queue: string, p
         (error, delayMs) => attemptLog.warn({ err: error, delayMs }, 'result write failed; retrying'),
       );
       if (!completed) {
-        attemptLog.warn('another copy of this job completed first; this result is dropped');
+        attemptLog.warn('the ledger no longer has this attempt running (another copy completed it, or its vendor cancelled it); this result is dropped');
         ended('duplicate');
         return { jobId, status: 'duplicate' };
       }
@@ -121,10 +126,17 @@ export function jobHandler<K extends JobKind>(deps: RunnerDeps, queue: string, p
       return { jobId, status: 'completed' };
     } catch (raw) {
       // While the processor ran, an abort is the cause of whatever it threw.
-      const error = !processed && signal.aborted ? abortError(limit, deps.timeoutMs) : asAppError(raw, limit, deps.timeoutMs);
+      const error = !processed && signal.aborted ? stopped() : asAppError(raw, limit, deps.timeoutMs, watch);
       // A shutdown is not the job's fault: the attempt is refunded and the
       // job goes back in line, whatever its count.
       const refund = error.code === 'WORKER_SHUTDOWN';
+      if (error.code === 'JOB_CANCELLED') {
+        // The ledger already says cancelled (or the row is gone): nothing to record.
+        attemptLog.info('attempt stopped: its vendor cancelled the job');
+        ended('cancelled', error.code);
+        await job.discard();
+        throw Object.assign(new Error(`${error.code}: ${error.message}`), { code: error.code });
+      }
       const retrying = refund || (error.retryable && attempt < maxAttempts);
       const status = retrying ? 'queued' : error.retryable ? 'dead' : 'failed';
       attemptLog[status === 'queued' ? 'warn' : 'error']({ code: error.code, err: error.cause ?? error, status }, `attempt failed: ${error.message}`);
@@ -137,6 +149,7 @@ export function jobHandler<K extends JobKind>(deps: RunnerDeps, queue: string, p
       throw Object.assign(new Error(`${error.code}: ${error.message}`), { code: error.code });
     } finally {
       limit.release();
+      watch?.release();
     }
   };
 }
@@ -151,6 +164,7 @@ function jobContext<K extends JobKind>(
   attempt: number,
   signal: AbortSignal,
   log: Logger,
+  watch: AttemptWatch | undefined,
 ): JobContext<K> {
   // Every step checks the signal first: an aborted attempt that is still
   // running (a CPU step finishing late) can neither write nor start new work.
@@ -169,7 +183,11 @@ function jobContext<K extends JobKind>(
       await job.progress(value).catch(() => undefined);
       if (Date.now() - ledgerProgressAt >= LEDGER_PROGRESS_INTERVAL_MS) {
         ledgerProgressAt = Date.now();
-        void setProgress(deps.db, payload.jobId, value).catch(() => undefined);
+        // The row no longer active: cancelled or deleted, and the cancel message missed.
+        void setProgress(deps.db, payload.jobId, value).then(
+          (stillActive) => stillActive || watch?.cancel(),
+          () => undefined,
+        );
       }
       publishJobEvent(deps.redis, deps.bullPrefix, {
         jobId: payload.jobId,
@@ -227,14 +245,16 @@ async function untilAborted<T>(work: Promise<T>, signal: AbortSignal, reason: ()
   throw reason();
 }
 
-function abortError(limit: Deadline, timeoutMs: number): AppError {
+function abortError(limit: Deadline, timeoutMs: number, watch: AttemptWatch | undefined): AppError {
+  if (watch?.cancelled) return new AppError('JOB_CANCELLED', 'the vendor cancelled the job while it ran');
   return limit.timedOut
     ? new AppError('JOB_TIMEOUT', `the attempt took longer than ${timeoutMs} ms and was aborted`)
     : new AppError('WORKER_SHUTDOWN', 'the worker shut down before the attempt finished');
 }
 
-function asAppError(error: unknown, limit: Deadline, timeoutMs: number): AppError {
+function asAppError(error: unknown, limit: Deadline, timeoutMs: number, watch: AttemptWatch | undefined): AppError {
+  if (watch?.cancelled) return abortError(limit, timeoutMs, watch);
   if (error instanceof AppError) return error;
-  if (limit.timedOut || (error as Error)?.name === 'AbortError' || (error as Error)?.name === 'TimeoutError') return abortError(limit, timeoutMs);
+  if (limit.timedOut || (error as Error)?.name === 'AbortError' || (error as Error)?.name === 'TimeoutError') return abortError(limit, timeoutMs, watch);
   return new AppError('INTERNAL', (error as Error)?.message ?? String(error), { cause: error });
 }

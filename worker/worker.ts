@@ -22,6 +22,7 @@ import { startHeartbeat, type Heartbeat } from './heartbeat.js';
 import { buildProcessors, type ProcessorMap, type WorkerResource } from './processors/index.js';
 import { reconcile, reconcileLockKey } from './reconciler.js';
 import { jobHandler, type RunnerDeps } from './run-job.js';
+import { listenForCancellations, type Cancellations } from './cancellations.js';
 import { createWorkerMetrics, type WorkerMetrics } from './metrics.js';
 import { startMetricsServer, type MetricsServer } from '../platform/metrics.js';
 import { startWebhooks, type Webhooks } from './webhooks/index.js';
@@ -114,6 +115,7 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
   let metricsServer: MetricsServer | undefined;
   const metrics = createWorkerMetrics(queuesServed);
   let webhooks: Webhooks | undefined;
+  let cancellations: Cancellations | undefined;
   let stopping = false;
   let closing: Promise<void> | undefined;
 
@@ -220,6 +222,7 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
         if (!processors[kindOfQueue(queue)]) throw new Error(`no processor for queue ${queue}`);
       }
       storage = await waitUntilReady();
+      cancellations = listenForCancellations(config.REDIS_URL, config.BULL_PREFIX, shutdown.signal, log);
       const deps: RunnerDeps = {
         db,
         ledger,
@@ -241,6 +244,7 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
         dbWriteRetryMs: config.DB_WRITE_RETRY_MS,
         shutdown: shutdown.signal,
         metrics,
+        cancellations,
       };
       await runReconciler();
       if (config.RECONCILE_INTERVAL_MS > 0) {
@@ -315,6 +319,7 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
     }
     await heartbeat?.stop();
     await webhooks?.close();
+    await cancellations?.close();
     await queueSet.close();
     await Promise.all(resources.map((r) => r.close().catch((e: unknown) => log.warn({ err: e }, `closing ${r.name} failed`))));
     await redis.quit().catch(() => redis.disconnect());

@@ -5,6 +5,7 @@ import * as deadLetters from './20261126_0006_dead_letters.js';
 import * as vendorApi from './20261127_0005_vendor_api.js';
 import * as eventsWebhooks from './20261128_0010_events_webhooks.js';
 import * as personSketch from './20261205_0015_person_sketch.js';
+import * as dataLifecycle from './20261206_0013_data_lifecycle.js';
 
 /**
  * Every migration, in order. Imported statically so the list is the same under
@@ -17,4 +18,5 @@ export const migrations: Record<string, Migration> = {
   '20261127_0005_vendor_api': vendorApi,
   '20261128_0010_events_webhooks': eventsWebhooks,
   '20261205_0015_person_sketch': personSketch,
+  '20261206_0013_data_lifecycle': dataLifecycle,
 };

@@ -445,3 +445,66 @@ function decodeSum(buffer: Buffer): Float64Array {
   for (let i = 0; i < DESCRIPTOR_LENGTH; i++) out[i] = buffer.readDoubleLE(i * 8);
   return out;
 }
+
+// ---------------------------------------------------------------------------
+// Erasure (issue 21). Faces leave their persons exactly as a re-tagged
+// record's do: the person's sum and count drop, and a person left without
+// faces is deleted with its descriptor sum. The vendor row is locked first,
+// as tagging does, so erasure and tagging of one vendor never interleave.
+
+/** Deletes the faces of some jobs, or of some persons, or all of a vendor's; persons left empty go too. Returns faces deleted. */
+export async function dropFaces(
+  trx: Transaction<Database>,
+  vendorId: string,
+  which: { jobIds: readonly string[] } | { personIds: readonly string[] } | 'all',
+): Promise<number> {
+  if (which === 'all') {
+    await trx.selectFrom('vendors').select('id').where('id', '=', vendorId).forUpdate().execute();
+    const faces = await trx.deleteFrom('faces').where('vendor_id', '=', vendorId).executeTakeFirst();
+    await trx.deleteFrom('persons').where('vendor_id', '=', vendorId).execute();
+    return Number(faces.numDeletedRows);
+  }
+  let q = trx.selectFrom('faces').selectAll().where('vendor_id', '=', vendorId);
+  if ('jobIds' in which) {
+    if (which.jobIds.length === 0) return 0;
+    q = q.where('job_id', 'in', which.jobIds);
+  } else {
+    if (which.personIds.length === 0) return 0;
+    q = q.where('person_id', 'in', which.personIds);
+  }
+  const first = await q.select('id').limit(1).execute();
+  if (first.length === 0 && 'jobIds' in which) return 0;
+  await trx.selectFrom('vendors').select('id').where('id', '=', vendorId).forUpdate().execute();
+  const faces = await q.execute();
+  if ('personIds' in which) {
+    await trx.deleteFrom('persons').where('vendor_id', '=', vendorId).where('id', 'in', which.personIds).execute();
+  } else {
+    const personIds = [...new Set(faces.map((f) => f.person_id))];
+    const persons = await loadPersonsById(trx, vendorId, personIds);
+    for (const face of faces) leave(persons, face);
+    await savePersons(trx, vendorId, persons);
+  }
+  if (faces.length > 0) {
+    await trx
+      .deleteFrom('faces')
+      .where(
+        'id',
+        'in',
+        faces.map((f) => f.id),
+      )
+      .execute();
+  }
+  return faces.length;
+}
+
+async function loadPersonsById(trx: Transaction<Database>, vendorId: string, ids: readonly string[]): Promise<Map<string, PersonState>> {
+  if (ids.length === 0) return new Map();
+  const rows = await trx
+    .selectFrom('persons')
+    .select(['id', 'face_count', 'descriptor_sum'])
+    .where('vendor_id', '=', vendorId)
+    .where('id', 'in', ids)
+    .forUpdate()
+    .execute();
+  return new Map(rows.map((r) => [r.id, { id: r.id, count: r.face_count, sum: decodeSum(r.descriptor_sum), isNew: false, changed: false }]));
+}

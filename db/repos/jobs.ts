@@ -106,13 +106,15 @@ export async function startAttempt(ledger: Ledger, jobId: string, workerId: stri
   });
 }
 
-export async function setProgress(db: Db, jobId: string, progress: number): Promise<void> {
-  await db
+/** Writes an attempt's progress; false when the ledger no longer has the job active (cancelled, deleted, ended). */
+export async function setProgress(db: Db, jobId: string, progress: number): Promise<boolean> {
+  const result = await db
     .updateTable('jobs')
     .set({ progress, updated_at: sql<Date>`NOW(3)` })
     .where('id', '=', jobId)
     .where('status', '=', 'active')
-    .execute();
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) > 0;
 }
 
 export interface Completion {

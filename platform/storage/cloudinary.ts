@@ -108,6 +108,35 @@ export function cloudinaryStorage(settings: CloudinarySettings): Storage {
     });
   }
 
+  /** An admin API call, stopped by `signal` through its agent. */
+  async function adminCall(signal: AbortSignal, call: (options: ReturnType<typeof callOptions> & { invalidate: boolean }) => Promise<unknown>): Promise<void> {
+    const agent = newAgent();
+    const onAbort = () => agent.destroy();
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      await Promise.race([call({ ...callOptions(agent), invalidate: true }), aborted(signal)]);
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      agent.destroy();
+    }
+  }
+
+  async function destroyOnce(publicId: string, signal: AbortSignal): Promise<void> {
+    const agent = newAgent();
+    const onAbort = () => agent.destroy();
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      const result = (await Promise.race([
+        cloudinary.uploader.destroy(publicId, { ...callOptions(agent), resource_type: 'image', invalidate: true }),
+        aborted(signal),
+      ])) as { result?: string };
+      if (result.result !== 'ok' && result.result !== 'not found') throw new Error(`Cloudinary destroy answered ${JSON.stringify(result).slice(0, 200)}`);
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      agent.destroy();
+    }
+  }
+
   return {
     driver: 'cloudinary',
     async put(key, bytes, _contentType, signal): Promise<StoredObject> {
@@ -117,6 +146,31 @@ export function cloudinaryStorage(settings: CloudinarySettings): Storage {
     },
     async get(object, signal) {
       return withRetries(retries, signal, timeoutMs, (trySignal) => download(object.url, trySignal), 'download');
+    },
+    async remove(target, signal) {
+      // One key: the upload API's signed destroy. Several: the admin API's
+      // delete_resources, up to 100 public ids per call. A prefix (a job's
+      // outputs, named by the worker): delete_resources_by_prefix. Cloudinary
+      // answers "not_found" for what is already gone, which is success here.
+      if ('prefix' in target) {
+        assertSafeKey(target.prefix);
+        const prefix = `${publicIdOf(folder, target.prefix)}/`;
+        await withRetries(retries, signal, timeoutMs, (s) => adminCall(s, (o) => cloudinary.api.delete_resources_by_prefix(prefix, o)), 'delete');
+        return;
+      }
+      const ids = target.keys.map((key) => {
+        assertSafeKey(key);
+        return publicIdOf(folder, key);
+      });
+      if (ids.length === 1) {
+        const [id] = ids as [string];
+        await withRetries(retries, signal, timeoutMs, (s) => destroyOnce(id, s), 'delete');
+        return;
+      }
+      for (let i = 0; i < ids.length; i += 100) {
+        const chunk = ids.slice(i, i + 100);
+        await withRetries(retries, signal, timeoutMs, (s) => adminCall(s, (o) => cloudinary.api.delete_resources(chunk, o)), 'delete');
+      }
     },
     async check() {
       const agent = newAgent();
@@ -129,6 +183,13 @@ export function cloudinaryStorage(settings: CloudinarySettings): Storage {
       }
     },
   };
+}
+
+function aborted(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => {
+    if (signal.aborted) reject(signal.reason);
+    else signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+  });
 }
 
 async function download(url: string, signal: AbortSignal): Promise<Buffer> {

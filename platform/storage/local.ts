@@ -1,5 +1,5 @@
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { mkdir, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises';
+import { dirname, join, relative, resolve, sep } from 'node:path';
 import { randomToken } from '../ids.js';
 import { AppError } from '../../jobs/errors.js';
 import { assertSafeKey, type Storage, type StoredObject } from './storage.js';
@@ -45,6 +45,20 @@ export function localStorage(dir: string, publicBaseUrl: string): Storage {
         throw new AppError('STORAGE_FAILED', `local storage read failed: ${(error as NodeJS.ErrnoException).code}`, { cause: error });
       }
     },
+    async remove(target) {
+      // A prefix is a folder here: keys are `<prefix>/<name>`.
+      const paths = 'prefix' in target ? [pathOf(target.prefix)] : target.keys.map(pathOf);
+      for (const path of paths) {
+        try {
+          await rm(path, { recursive: true, force: true });
+        } catch (error) {
+          throw new AppError('STORAGE_FAILED', `local storage remove failed: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, {
+            cause: error,
+          });
+        }
+      }
+      await pruneEmptyParents(root, paths);
+    },
     async check() {
       await mkdir(root, { recursive: true });
       const probe = join(root, `.probe-${randomToken(6)}`);
@@ -52,4 +66,22 @@ export function localStorage(dir: string, publicBaseUrl: string): Storage {
       await rm(probe, { force: true });
     },
   };
+}
+
+/**
+ * Removes the folders left empty above removed files, up to the vendor's
+ * folder (`<vendor>/<project>/…`): a swept vendor leaves no empty tree behind.
+ * A folder another write just filled is not empty and stays.
+ */
+async function pruneEmptyParents(root: string, paths: readonly string[]): Promise<void> {
+  const folders = new Set(paths.map((p) => dirname(p)));
+  for (const start of folders) {
+    for (let dir = start; dir.startsWith(root) && relative(root, dir).split(sep).length > 1; dir = dirname(dir)) {
+      try {
+        await rmdir(dir);
+      } catch {
+        break; // not empty (or already gone)
+      }
+    }
+  }
 }

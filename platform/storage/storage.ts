@@ -17,6 +17,12 @@ export interface Storage {
   put(key: string, bytes: Buffer, contentType: string, signal?: AbortSignal): Promise<StoredObject>;
   /** Reads back an object this storage wrote (uploads the API stored for a job). */
   get(object: { key: string; url: string }, signal?: AbortSignal): Promise<Buffer>;
+  /**
+   * Removes objects, or every object under a key prefix (a job's outputs).
+   * Removing what is already gone is not an error; a failure throws, and the
+   * caller tries again later.
+   */
+  remove(target: { keys: readonly string[] } | { prefix: string }, signal?: AbortSignal): Promise<void>;
   /** Throws when the storage cannot be written (checked before a worker takes jobs). */
   check(): Promise<void>;
 }

@@ -7,6 +7,7 @@ import type { Ledger } from '../../db/repos/jobs.js';
 import { LedgerTransactions } from '../../db/multi-statement.js';
 import type { TestEnv } from './env.js';
 import { waitFor } from './wait.js';
+import { FINAL_STATES } from '../../jobs/queues.js';
 
 /** Queues one resize of `photoUrl` through the API and returns the job id. */
 export async function queueResize(
@@ -25,11 +26,11 @@ export async function queueResize(
   return (res.json() as { jobId: string }).jobId;
 }
 
-/** The ledger row once the job is over (completed, failed or dead). */
+/** The ledger row once the job is over (completed, failed, dead or cancelled). */
 export async function waitForFinal(db: Db, jobId: string, timeoutMs = 30_000): Promise<Job> {
   return waitFor(async () => {
     const job = await db.selectFrom('jobs').selectAll().where('id', '=', jobId).executeTakeFirst();
-    return job && (job.status === 'completed' || job.status === 'failed' || job.status === 'dead') ? job : undefined;
+    return job && FINAL_STATES.includes(job.status) ? job : undefined;
   }, timeoutMs);
 }
 

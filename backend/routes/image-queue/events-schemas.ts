@@ -6,7 +6,7 @@ import { JobError, JobKindSchema } from './schemas.js';
  * The event stream (GET /api/image-queue/events, text/event-stream) and the
  * webhook bodies share these shapes; the SDK's types are generated from them.
  */
-export const EVENT_TYPES = ['queued', 'active', 'completed', 'failed', 'dead', 'batch.finished'] as const;
+export const EVENT_TYPES = ['queued', 'active', 'completed', 'failed', 'dead', 'cancelled', 'batch.finished'] as const;
 export const EventTypeSchema = Type.Unsafe<(typeof EVENT_TYPES)[number]>({ type: 'string', enum: [...EVENT_TYPES] });
 
 export const JobEventMessage = Type.Object(

@@ -4,6 +4,7 @@ import multipart from '@fastify/multipart';
 import { AppError } from '../../../jobs/errors.js';
 import enqueueRoutes from './enqueue-routes.js';
 import statusRoutes from './status-routes.js';
+import controlRoutes from './control-routes.js';
 import eventsRoutes, { type EventsRouteOptions } from './events-routes.js';
 import type { UploadLimits } from './uploads.js';
 import type { PixelBudget } from '../../../jobs/pixel-budget.js';
@@ -44,6 +45,7 @@ const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) =
   const { prefix: _prefix, ...childOpts } = opts as ImageQueueOptions & { prefix?: string };
   await app.register(enqueueRoutes, childOpts);
   await app.register(statusRoutes, childOpts);
+  await app.register(controlRoutes, childOpts);
   await app.register(eventsRoutes, childOpts.events);
 };
 

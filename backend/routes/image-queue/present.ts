@@ -31,7 +31,7 @@ export function presentJob(job: Job, result: Record<string, unknown> | null, liv
 }
 
 export function presentBatch(batch: Batch, jobs: readonly Job[], results: Map<string, Record<string, unknown>>): BatchResponse {
-  const counts: Record<JobState, number> = { queued: 0, active: 0, completed: 0, failed: 0, dead: 0 };
+  const counts: Record<JobState, number> = { queued: 0, active: 0, completed: 0, failed: 0, dead: 0, cancelled: 0 };
   let progress = 0;
   let finishedAt: Date | null = null;
   for (const job of jobs) {
@@ -115,7 +115,7 @@ export function presentQueueStats(
 }
 
 function emptyCounts(): LedgerQueueCounts {
-  return { waiting: 0, active: 0, completed: 0, failed: 0, delayed: 0, paused: 0, dead: 0 };
+  return { waiting: 0, active: 0, completed: 0, failed: 0, delayed: 0, paused: 0, dead: 0, cancelled: 0 };
 }
 
 function emptyByKind(): Record<JobKind, LedgerQueueCounts> {

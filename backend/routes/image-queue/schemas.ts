@@ -179,6 +179,7 @@ const StateCounts = Type.Object({
   completed: Type.Integer(),
   failed: Type.Integer(),
   dead: Type.Integer(),
+  cancelled: Type.Integer(),
 });
 
 export const BatchResponse = Type.Object({
@@ -220,6 +221,7 @@ export const LedgerQueueCounts = Type.Object({
   delayed: Type.Integer({ description: 'waiting out a retry backoff' }),
   paused: Type.Integer({ description: 'waiting in a queue an operator paused' }),
   dead: Type.Integer({ description: 'out of attempts (dead-lettered)' }),
+  cancelled: Type.Integer({ description: 'stopped by the vendor' }),
 });
 export type LedgerQueueCounts = Static<typeof LedgerQueueCounts>;
 
@@ -347,4 +349,73 @@ export const queueStatsSchema = {
   summary: 'Jobs by queue and state: yours (from the ledger) and the global queue depth',
   security,
   response: withErrors({ 200: QueueStatsResponse }, 429),
+};
+
+// ---------------------------------------------------------------------------
+// A vendor's controls over its jobs and batches (issue 21).
+
+export const JobDeletedResponse = Type.Object({
+  jobId: Type.String(),
+  deleted: Type.Literal(true),
+  filesRemoved: Type.Boolean({
+    description: 'false when the stored files are still being removed (a job that was running, or storage was slow): they go soon',
+  }),
+});
+export const JobCancelledResponse = Type.Object({
+  jobId: Type.String(),
+  state: Type.Literal('cancelled'),
+  was: Type.Union([Type.Literal('queued'), Type.Literal('active')], { description: 'an active attempt is stopped' }),
+});
+export const JobRetriedResponse = Type.Object({
+  jobId: Type.String(),
+  state: Type.Literal('queued'),
+  attempts: Type.Integer({ description: 'attempts made so far' }),
+  maxAttempts: Type.Integer(),
+});
+export const BatchActionResponse = Type.Object({
+  batchId: Type.String(),
+  jobIds: Type.Array(Type.String(), { description: 'the jobs the action applied to; jobs in another state were left as they were' }),
+});
+
+export const deleteJobSchema = {
+  tags: ['image-queue'],
+  summary: 'Delete one of your jobs, whatever its state: its results, record, faces and stored files (a running attempt is stopped)',
+  security,
+  params: JobParams,
+  response: withErrors({ 200: JobDeletedResponse }, 404, 429),
+};
+export const cancelJobSchema = {
+  tags: ['image-queue'],
+  summary: 'Cancel a queued or running job (state `cancelled`); a running attempt stops its work',
+  security,
+  params: JobParams,
+  response: withErrors({ 200: JobCancelledResponse }, 404, 409, 429),
+};
+export const retryJobSchema = {
+  tags: ['image-queue'],
+  summary: 'Queue a failed, dead or cancelled job again, with a fresh set of attempts',
+  security,
+  params: JobParams,
+  response: withErrors({ 202: JobRetriedResponse }, 404, 409, 429),
+};
+export const deleteBatchSchema = {
+  tags: ['image-queue'],
+  summary: 'Delete a batch and every job in it, with their results and stored files',
+  security,
+  params: BatchParams,
+  response: withErrors({ 200: BatchActionResponse }, 404, 429),
+};
+export const cancelBatchSchema = {
+  tags: ['image-queue'],
+  summary: "Cancel the batch's queued and running jobs",
+  security,
+  params: BatchParams,
+  response: withErrors({ 200: BatchActionResponse }, 404, 429),
+};
+export const retryBatchSchema = {
+  tags: ['image-queue'],
+  summary: "Queue the batch's failed, dead and cancelled jobs again",
+  security,
+  params: BatchParams,
+  response: withErrors({ 202: BatchActionResponse }, 404, 429),
 };
