@@ -36,7 +36,8 @@ export type ErrorResponse = {
     | 'RESULT_TOO_LARGE'
     | 'JOB_TIMEOUT'
     | 'WORKER_SHUTDOWN'
-    | 'JOB_STALLED';
+    | 'JOB_STALLED'
+    | 'JOB_CANCELLED';
   /** HTTP reason phrase */
   error: string;
   message: string;
@@ -404,7 +405,7 @@ export type BulkQueuedResponse = {
 };
 export type JobStatusResponse = {
   id: string;
-  state: 'queued' | 'active' | 'completed' | 'failed' | 'dead';
+  state: 'queued' | 'active' | 'completed' | 'failed' | 'dead' | 'cancelled';
   progress: number;
   attempts: number;
   maxAttempts: number;
@@ -433,7 +434,7 @@ export type JobStatusResponse = {
 };
 export type JobListQuery = {
   /** one or more states (repeat the parameter) */
-  status?: ('queued' | 'active' | 'completed' | 'failed' | 'dead')[];
+  status?: ('queued' | 'active' | 'completed' | 'failed' | 'dead' | 'cancelled')[];
   kind?: 'remove-bg' | 'face-crop' | 'process';
   batchId?: string;
   /** nextCursor of the previous page */
@@ -444,7 +445,7 @@ export type JobListResponse = {
   /** newest first */
   jobs: {
     id: string;
-    state: 'queued' | 'active' | 'completed' | 'failed' | 'dead';
+    state: 'queued' | 'active' | 'completed' | 'failed' | 'dead' | 'cancelled';
     progress: number;
     attempts: number;
     maxAttempts: number;
@@ -488,6 +489,7 @@ export type BatchResponse = {
     completed: number;
     failed: number;
     dead: number;
+    cancelled: number;
   };
   createdAt: string;
   finishedAt: string | null;
@@ -495,7 +497,7 @@ export type BatchResponse = {
   items: {
     jobId: string;
     recordId: string;
-    state: 'queued' | 'active' | 'completed' | 'failed' | 'dead';
+    state: 'queued' | 'active' | 'completed' | 'failed' | 'dead' | 'cancelled';
     progress: number;
     attempts: number;
     result: {
@@ -524,6 +526,8 @@ export type QueueStatsResponse = {
     paused: number;
     /** out of attempts (dead-lettered) */
     dead: number;
+    /** stopped by the vendor */
+    cancelled: number;
     queue: {
       waiting: number;
       active: number;
@@ -545,6 +549,8 @@ export type QueueStatsResponse = {
     paused: number;
     /** out of attempts (dead-lettered) */
     dead: number;
+    /** stopped by the vendor */
+    cancelled: number;
     queue: {
       waiting: number;
       active: number;
@@ -566,6 +572,8 @@ export type QueueStatsResponse = {
     paused: number;
     /** out of attempts (dead-lettered) */
     dead: number;
+    /** stopped by the vendor */
+    cancelled: number;
     queue: {
       waiting: number;
       active: number;
@@ -590,6 +598,8 @@ export type QueueStatsResponse = {
       paused: number;
       /** out of attempts (dead-lettered) */
       dead: number;
+      /** stopped by the vendor */
+      cancelled: number;
     };
     faceCrop: {
       /** queued, not yet started */
@@ -604,6 +614,8 @@ export type QueueStatsResponse = {
       paused: number;
       /** out of attempts (dead-lettered) */
       dead: number;
+      /** stopped by the vendor */
+      cancelled: number;
     };
     imageProcessing: {
       /** queued, not yet started */
@@ -618,6 +630,8 @@ export type QueueStatsResponse = {
       paused: number;
       /** out of attempts (dead-lettered) */
       dead: number;
+      /** stopped by the vendor */
+      cancelled: number;
     };
   }[];
   timestamp: string;
@@ -707,7 +721,7 @@ export type HealthResponse = {
 export type JobEvent = {
   /** the event number (per vendor, increasing); also the SSE `id:` line, to resume with Last-Event-ID */
   id: number;
-  type: 'queued' | 'active' | 'completed' | 'failed' | 'dead' | 'batch.finished';
+  type: 'queued' | 'active' | 'completed' | 'failed' | 'dead' | 'cancelled' | 'batch.finished';
   /** null for batch events */
   jobId: string | null;
   batchId: string | null;
@@ -787,7 +801,7 @@ export type WebhookDeliveriesResponse = {
     id: string;
     /** the event number (as on the event stream) */
     eventId: number;
-    eventType: 'queued' | 'active' | 'completed' | 'failed' | 'dead' | 'batch.finished';
+    eventType: 'queued' | 'active' | 'completed' | 'failed' | 'dead' | 'cancelled' | 'batch.finished';
     url: string;
     attempt: number;
     outcome: 'delivered' | 'failed';

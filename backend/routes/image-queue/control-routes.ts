@@ -3,8 +3,8 @@ import type { FastifyInstance } from 'fastify';
 import { batchJobIds, cancelJob, deleteJobs, retryJob, type DeletedJob } from '../../../db/repos/lifecycle.js';
 import type { Job } from '../../../db/schema.js';
 import { AppError } from '../../../jobs/errors.js';
-import { cancelChannel } from '../../../jobs/events.js';
-import { QUEUE_NAMES } from '../../../jobs/queues.js';
+import { cancelChannel, eventsChannel, type JobEvent } from '../../../jobs/events.js';
+import { QUEUE_NAMES, type JobState } from '../../../jobs/queues.js';
 import { collectGarbage } from '../../../platform/garbage.js';
 import { requeueJob } from '../../../platform/requeue.js';
 import type { ImageQueueOptions } from './index.js';
@@ -55,7 +55,7 @@ const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) =
     if (result.outcome === 'not-retryable')
       throw new AppError('CONFLICT', `the job is ${result.job.status}; only failed, dead or cancelled jobs can be retried`);
     await queueAgain(app, result.job);
-    app.eventHub.nudge(request.vendor.id);
+    announce(app, opts, request.vendor.id, [result.job], 'queued');
     return reply.code(202).send({ jobId: result.job.id, state: 'queued' as const, attempts: result.job.attempts, maxAttempts: result.job.max_attempts });
   });
 
@@ -83,15 +83,15 @@ const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) =
 
   app.post('/batch/:batchId/retry', { schema: retryBatchSchema, config: bulk }, async (request, reply) => {
     const { batchId } = request.params;
-    const retried: string[] = [];
+    const retried: Job[] = [];
     for (const id of await vendorBatch(app, request.vendor.id, batchId)) {
       const result = await retryJob(app.db, request.vendor.id, id, opts.attempts);
       if (result.outcome !== 'queued') continue;
       await queueAgain(app, result.job);
-      retried.push(id);
+      retried.push(result.job);
     }
-    if (retried.length > 0) app.eventHub.nudge(request.vendor.id);
-    return reply.code(202).send({ batchId, jobIds: retried });
+    announce(app, opts, request.vendor.id, retried, 'queued');
+    return reply.code(202).send({ batchId, jobIds: retried.map((j) => j.id) });
   });
 };
 
@@ -110,12 +110,39 @@ async function afterDelete(app: FastifyInstance, opts: ImageQueueOptions, vendor
     opts,
     jobs.filter((j) => j.status === 'queued' || j.status === 'active'),
   );
-  if (jobs.length > 0) app.eventHub.nudge(vendorId);
+  announce(
+    app,
+    opts,
+    vendorId,
+    jobs.map((j) => ({ id: j.id, kind: j.kind, batch_id: j.batchId })),
+    'cancelled',
+  );
 }
 
 async function afterCancel(app: FastifyInstance, opts: ImageQueueOptions, vendorId: string, jobs: readonly Job[]): Promise<void> {
   await stopInRedis(app, opts, jobs);
-  if (jobs.length > 0) app.eventHub.nudge(vendorId);
+  announce(app, opts, vendorId, jobs, 'cancelled');
+}
+
+/**
+ * Tells every API process the jobs changed (cached status views are dropped,
+ * long-polls wake) and the vendor's event streams to read the log. A deleted
+ * job is announced as ended; its next read is a 404.
+ */
+function announce(
+  app: FastifyInstance,
+  opts: ImageQueueOptions,
+  vendorId: string,
+  jobs: readonly Pick<Job, 'id' | 'kind' | 'batch_id'>[],
+  type: JobState,
+): void {
+  if (jobs.length === 0) return;
+  const at = new Date().toISOString();
+  for (const job of jobs) {
+    const message: JobEvent = { type, jobId: job.id, vendorId, batchId: job.batch_id, kind: job.kind, at };
+    app.redis.publish(eventsChannel(opts.bullPrefix, vendorId), JSON.stringify(message)).catch(() => undefined);
+  }
+  app.eventHub.nudge(vendorId);
 }
 
 async function stopInRedis(app: FastifyInstance, opts: ImageQueueOptions, jobs: readonly Pick<Job, 'id' | 'kind'>[]): Promise<void> {
