@@ -49,6 +49,15 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
     logger: options.logger ?? { ...loggerOptions(config.LOG_LEVEL, 'api'), stream: logDestination(options.logStream) },
     trustProxy: config.TRUST_PROXY,
     bodyLimit: 1024 * 1024,
+    // A slow upload cannot hold a connection and its buffered parts for ever.
+    // Node 20 reads the request deadline only when the server is created and
+    // checks it on an interval (30 s by default), so both go in `http` too.
+    requestTimeout: config.REQUEST_TIMEOUT_MS,
+    connectionTimeout: config.CONNECTION_TIMEOUT_MS,
+    http: {
+      requestTimeout: config.REQUEST_TIMEOUT_MS,
+      connectionsCheckingInterval: config.REQUEST_TIMEOUT_MS > 0 ? Math.min(30_000, Math.max(100, Math.floor(config.REQUEST_TIMEOUT_MS / 4))) : 30_000,
+    },
     // A caller's X-Request-Id is kept for tracing only when it looks like an
     // id: it is written into every log line of the request.
     requestIdHeader: false,

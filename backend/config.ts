@@ -28,6 +28,10 @@ export const ApiConfigSchema = Type.Object({
   QUEUE_KEEP_COMPLETED: env.int(1000, 'completed jobs Bull keeps in Redis (the ledger keeps all)', { minimum: 0 }),
   QUEUE_KEEP_FAILED: env.int(5000, 'failed jobs Bull keeps in Redis (the ledger keeps all)', { minimum: 0 }),
   MAX_OUTPUT_DIMENSION: env.int(8192, 'largest width/height a processing operation may ask for', { minimum: 16, maximum: 16384 }),
+  REQUEST_TIMEOUT_MS: env.int(120_000, 'longest a client may take to send a whole request, upload included (408 after; 0 = no limit)', { minimum: 0 }),
+  CONNECTION_TIMEOUT_MS: env.int(120_000, 'an idle connection is closed after this long (keep above SSE_HEARTBEAT_MS and the 60 s long-poll; 0 = never)', {
+    minimum: 0,
+  }),
 });
 
 export type ApiConfig = Static<typeof ApiConfigSchema>;

@@ -49,6 +49,8 @@ export interface UploadLimits {
 export interface MultipartShape {
   /** the file field: `photo` (one) or `photos` (many, in order); remove.bg's route names it `image_file` */
   fileField: 'photo' | 'photos' | 'image_file';
+  /** a field may carry the photo base64-encoded (remove.bg's image_file_b64), so fields may be as large as an encoded file */
+  base64Field?: string;
   /** fields that may repeat, collected in order (a JSON array in one field also works) */
   arrayFields: readonly string[];
   /** fields sent as JSON text */
@@ -63,40 +65,112 @@ const ACCEPTED: Record<string, string> = Object.fromEntries(
 /** sharp's prebuilt libvips reads AV1 HEIF (avif) only; a build with libde265 also lists .heic. */
 const SHARP_READS_HEIC = sharp.format.heif.input.fileSuffix?.includes('.heic') ?? false;
 
+/**
+ * What one route's form may hold, derived from its shape: a single route
+ * reads one file and refuses a second as soon as its header arrives; fields
+ * are the route's own few (bulk adds one `recordIds` field per photo), each
+ * at most `fieldBytes`; `totalBytes` is a running total over fields and
+ * files, checked as bytes arrive. Beyond any of them the request is a 413
+ * (400 for a second photo) without the rest of the body being kept.
+ */
+export interface FormLimits {
+  files: number;
+  fields: number;
+  fieldBytes: number;
+  totalBytes: number;
+}
+
+/** The named fields a route's form may have besides the files (recordId, projectId, operations, remove.bg's options …); room to spare. */
+const NAMED_FIELDS = 32;
+/** Largest field of a single route: operations JSON at MAX_OPERATIONS is a few KiB. */
+const SINGLE_FIELD_BYTES = 64 * 1024;
+
+export function formLimits(shape: MultipartShape, limits: UploadLimits): FormLimits {
+  if (shape.base64Field) {
+    const fieldBytes = Math.ceil((limits.maxFileBytes * 4) / 3) + SINGLE_FIELD_BYTES;
+    return { files: 1, fields: NAMED_FIELDS, fieldBytes, totalBytes: fieldBytes + NAMED_FIELDS * SINGLE_FIELD_BYTES };
+  }
+  if (shape.fileField !== 'photos') {
+    return { files: 1, fields: NAMED_FIELDS, fieldBytes: SINGLE_FIELD_BYTES, totalBytes: limits.maxFileBytes + NAMED_FIELDS * SINGLE_FIELD_BYTES };
+  }
+  // recordIds as one JSON array field: up to 191 characters (4 bytes each in UTF-8) per photo
+  const fieldBytes = Math.max(SINGLE_FIELD_BYTES, limits.maxFiles * 800);
+  return { files: limits.maxFiles, fields: NAMED_FIELDS + limits.maxFiles, fieldBytes, totalBytes: limits.maxTotalBytes };
+}
+
 export function multipartReader(shape: MultipartShape, limits: UploadLimits) {
+  const form = formLimits(shape, limits);
   return async function readMultipart(request: FastifyRequest): Promise<void> {
     request.uploads = [];
     if (request.mediaType !== 'multipart/form-data') return;
     const body: Record<string, unknown> = {};
     const files: string[] = [];
-    let total = 0;
+    const budget = { left: form.totalBytes, total: form.totalBytes };
     const parts = request.parts({
-      limits: { fileSize: limits.maxFileBytes, files: limits.maxFiles, fields: 10_100, fieldSize: 1024 * 1024, parts: limits.maxFiles + 10_100 },
+      limits: {
+        fileSize: limits.maxFileBytes,
+        files: form.files,
+        fields: form.fields,
+        fieldSize: form.fieldBytes,
+        fieldNameSize: 100,
+        parts: form.files + form.fields,
+        headerPairs: 20,
+      },
     });
     try {
       for await (const part of parts) {
         if (part.type === 'file') {
-          const upload = await readFile(part as MultipartFile, shape, files.length, limits);
-          total += upload.bytes.length;
-          if (total > limits.maxTotalBytes) {
-            throw new AppError('PAYLOAD_TOO_LARGE', `the uploaded photos exceed ${limits.maxTotalBytes} bytes in total`);
-          }
+          const upload = await readFile(part as MultipartFile, shape, files.length, limits, budget);
           request.uploads.push(upload);
           files.push(`sha256:${upload.sha256}`);
         } else {
-          addField(body, part as MultipartValue<unknown>, shape);
+          const field = part as MultipartValue<unknown>;
+          if (field.valueTruncated || field.fieldnameTruncated) {
+            throw new AppError('PAYLOAD_TOO_LARGE', `form field ${field.fieldname.slice(0, 100)} is larger than ${form.fieldBytes} bytes`, {
+              details: { fields: [{ path: `body/${field.fieldname.slice(0, 100)}`, message: `must be at most ${form.fieldBytes} bytes` }] },
+            });
+          }
+          spend(budget, Buffer.byteLength(String(field.value ?? '')) + Buffer.byteLength(field.fieldname));
+          addField(body, field, shape);
         }
       }
     } catch (error) {
-      throw malformedMultipart(error);
+      throw formLimitError(error, shape, form) ?? malformedMultipart(error);
     }
     if (files.length > 0) body[shape.fileField] = shape.fileField === 'photos' ? files : files[0];
-    if (shape.fileField !== 'photos' && files.length > 1) throw badFields([{ path: `body/${shape.fileField}`, message: 'must be one file' }]);
     request.body = body;
   };
 }
 
-async function readFile(part: MultipartFile, shape: MultipartShape, index: number, limits: UploadLimits): Promise<Upload> {
+interface Budget {
+  left: number;
+  total: number;
+}
+
+function spend(budget: Budget, bytes: number): void {
+  budget.left -= bytes;
+  if (budget.left < 0) throw new AppError('PAYLOAD_TOO_LARGE', `the form is larger than ${budget.total} bytes in total (fields and files)`);
+}
+
+/** busboy's count limits, as the client should read them. */
+function formLimitError(error: unknown, shape: MultipartShape, form: FormLimits): AppError | undefined {
+  switch ((error as { code?: string })?.code) {
+    case 'FST_FILES_LIMIT':
+      return shape.fileField !== 'photos'
+        ? badFields([{ path: `body/${shape.fileField}`, message: 'must be one file' }])
+        : new AppError('PAYLOAD_TOO_LARGE', `the form has more than ${form.files} photos`, {
+            details: { fields: [{ path: 'body/photos', message: `must have at most ${form.files} files` }] },
+          });
+    case 'FST_FIELDS_LIMIT':
+      return new AppError('PAYLOAD_TOO_LARGE', `the form has more than ${form.fields} fields`);
+    case 'FST_PARTS_LIMIT':
+      return new AppError('PAYLOAD_TOO_LARGE', `the form has more than ${form.files + form.fields} parts`);
+    default:
+      return undefined;
+  }
+}
+
+async function readFile(part: MultipartFile, shape: MultipartShape, index: number, limits: UploadLimits, budget: Budget): Promise<Upload> {
   const path = shape.fileField === 'photos' ? `body/photos/${index}` : `body/${shape.fileField}`;
   if (part.fieldname !== shape.fileField) {
     part.file.resume();
@@ -104,7 +178,14 @@ async function readFile(part: MultipartFile, shape: MultipartShape, index: numbe
   }
   let bytes: Buffer;
   try {
-    bytes = await part.toBuffer();
+    const chunks: Buffer[] = [];
+    for await (const chunk of part.file as AsyncIterable<Buffer>) {
+      spend(budget, chunk.length);
+      chunks.push(chunk);
+    }
+    // busboy stops a file at fileSize and marks it truncated rather than failing the stream
+    if ((part.file as { truncated?: boolean }).truncated) throw Object.assign(new Error('file too large'), { code: 'FST_REQ_FILE_TOO_LARGE' });
+    bytes = Buffer.concat(chunks);
   } catch (error) {
     if ((error as { code?: string }).code === 'FST_REQ_FILE_TOO_LARGE') {
       throw new AppError('PAYLOAD_TOO_LARGE', `${path} is larger than ${limits.maxFileBytes} bytes`, {

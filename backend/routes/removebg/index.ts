@@ -79,7 +79,7 @@ const routes: FastifyPluginAsyncTypebox<RemoveBgRouteOptions> = async (app, opts
     schema: removeBgSchema,
     bodyLimit,
     config: { rateLimitTier: 'backgroundRemoval' },
-    preValidation: multipartReader({ fileField: 'image_file', arrayFields: [], jsonFields: [] }, opts.uploads),
+    preValidation: multipartReader({ fileField: 'image_file', base64Field: 'image_file_b64', arrayFields: [], jsonFields: [] }, opts.uploads),
     handler: async (request, reply) => {
       const body = (request.body ?? {}) as RemoveBgBody;
       const options = jobOptions(body, opts.maxInputPixels);
