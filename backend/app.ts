@@ -10,7 +10,7 @@ import mysql from './plugins/mysql.js';
 import redis from './plugins/redis.js';
 import queues from './plugins/queues.js';
 import storage from './plugins/storage.js';
-import auth from './plugins/auth.js';
+import auth, { routeAuthCheck } from './plugins/auth.js';
 import docs from './plugins/docs.js';
 import metrics from './plugins/metrics.js';
 import rateLimit from './plugins/rate-limit.js';
@@ -66,6 +66,8 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
   }).withTypeProvider<TypeBoxTypeProvider>();
   if (options.onRoute) app.addHook('onRoute', options.onRoute);
 
+  // First, so that it sees every route: each must say who may call it (config.auth).
+  await app.register(routeAuthCheck);
   await app.register(errors);
   await app.register(jsonBody);
   await app.register(docs, { publicBaseUrl: publicBaseUrl(config) });
@@ -138,7 +140,12 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
     allowedPrivateHosts: hostAllowlist('WEBHOOK_ALLOWED_PRIVATE_HOSTS', config.WEBHOOK_ALLOWED_PRIVATE_HOSTS),
   });
   await app.register(dashboardRoutes);
-  await app.register(boardRoutes, { boardToken: config.ADMIN_BOARD_TOKEN, redisUrl: config.REDIS_URL, bullPrefix: config.BULL_PREFIX });
+  await app.register(boardRoutes, {
+    boardToken: config.ADMIN_BOARD_TOKEN,
+    sessionSeconds: config.ADMIN_BOARD_SESSION_SECONDS,
+    redisUrl: config.REDIS_URL,
+    bullPrefix: config.BULL_PREFIX,
+  });
   return app;
 }
 

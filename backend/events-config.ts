@@ -13,5 +13,12 @@ export const EventsSection = {
   ),
   JOB_WAITS_MAX: env.int(10_000, 'long-polls (?wait=, Prefer: wait) one API process holds at once; beyond it a wait answers at once', { minimum: 0 }),
   JOB_WAITS_MAX_PER_VENDOR: env.int(1000, 'long-polls one vendor may hold per API process; beyond it its waits answer at once', { minimum: 0 }),
-  ADMIN_BOARD_TOKEN: env.string('', 'bearer token (or ?token=) that opens Bull Board at /admin/queues; empty: only admin-role JWTs open it'),
+  ADMIN_BOARD_TOKEN: env.string(
+    '',
+    'bearer token that opens Bull Board at /admin/queues (sent as a header or to its login form, never in the URL); empty: only admin-role JWTs open it',
+  ),
+  ADMIN_BOARD_SESSION_SECONDS: env.int(900, 'lifetime of the Bull Board session cookie that POST /admin/queues/session hands out', {
+    minimum: 30,
+    maximum: 86_400,
+  }),
 };

@@ -119,26 +119,43 @@ t.test(
   },
 );
 
-t.test('Bull Board at /admin/queues opens only with the admin token', async (t) => {
-  const env = await isolatedEnv(t, { ADMIN_BOARD_TOKEN: 'board-token-0123456789abcdef' });
+t.test('Bull Board at /admin/queues opens only with the admin token, sent as a header or swapped for a session cookie', async (t) => {
+  const env = await isolatedEnv(t, { ADMIN_BOARD_TOKEN: 'board-token-0123456789abcdef', ADMIN_BOARD_SESSION_SECONDS: '60' });
   const app = await testApp(t, env);
   const vendor = await testVendor(app);
   const admin = await testVendor(app, { role: 'admin' });
 
   t.equal((await app.inject({ url: '/admin/queues' })).statusCode, 401, 'closed without a token');
-  t.equal((await app.inject({ url: '/admin/queues?token=nope' })).statusCode, 401);
+  const login = await app.inject({ url: '/admin/queues/', headers: { accept: 'text/html' } });
+  t.equal(login.statusCode, 401);
+  t.match(login.body, /<form method="post" action="\/admin\/queues\/session">/, 'a browser gets the login form');
+  t.equal((await app.inject({ url: '/admin/queues/?token=board-token-0123456789abcdef' })).statusCode, 401, 'a token in the query string opens nothing');
   const asVendor = await app.inject({ url: '/admin/queues', headers: vendor.auth });
   t.equal(asVendor.statusCode, 403, "a vendor's token does not open it");
   t.equal(asVendor.json().code, 'FORBIDDEN');
   t.equal((await app.inject({ url: '/admin/queues/api/queues', headers: vendor.auth })).statusCode, 403, 'nor its API');
-  t.equal((await app.inject({ url: `/admin/queues?token=${vendor.token}` })).statusCode, 403, 'nor as ?token=');
+  const vendorSession = await app.inject({ method: 'POST', url: '/admin/queues/session', headers: vendor.auth });
+  t.equal(vendorSession.statusCode, 403, 'nor a session');
+  t.notOk(vendorSession.headers['set-cookie']);
+  t.equal((await app.inject({ method: 'POST', url: '/admin/queues/session', headers: { authorization: 'Bearer nope' } })).statusCode, 401);
 
-  const opened = await app.inject({ url: '/admin/queues?token=board-token-0123456789abcdef' });
+  const byHeader = await app.inject({ url: '/admin/queues/api/queues', headers: { authorization: 'Bearer board-token-0123456789abcdef' } });
+  t.equal(byHeader.statusCode, 200, 'the board token opens it as a bearer token');
+
+  // The login form posts the token in the body: never in a URL.
+  const opened = await app.inject({
+    method: 'POST',
+    url: '/admin/queues/session',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    payload: 'token=board-token-0123456789abcdef',
+  });
   t.equal(opened.statusCode, 303, 'the token is swapped for a cookie');
   t.equal(opened.headers.location, '/admin/queues/');
   const setCookie = String(opened.headers['set-cookie']);
   t.match(setCookie, /HttpOnly/);
   t.match(setCookie, /SameSite=Strict/);
+  t.match(setCookie, /Max-Age=60/, 'short-lived');
+  t.notMatch(setCookie, /board-token-0123456789abcdef/, 'the cookie is a session, not the token');
   const cookie = setCookie.split(';')[0] as string;
   const page = await app.inject({ url: '/admin/queues/', headers: { cookie } });
   t.equal(page.statusCode, 200);
@@ -147,6 +164,18 @@ t.test('Bull Board at /admin/queues opens only with the admin token', async (t) 
   t.equal(api.statusCode, 200);
   const names = (api.json() as { queues: { name: string }[] }).queues.map((q) => q.name).sort();
   t.same(names, ['background-removal', 'face-crop', 'image-processing', 'webhooks']);
+  t.equal((await app.inject({ url: '/admin/queues/api/queues', headers: { cookie: 'iq_board=forged' } })).statusCode, 401, 'a forged cookie does not');
+  t.equal(
+    (await app.inject({ url: '/admin/queues/api/queues', headers: { cookie: `iq_board=${admin.token}` } })).statusCode,
+    401,
+    'nor a vendor token as cookie',
+  );
+
   const byJwt = await app.inject({ url: '/admin/queues/api/queues', headers: admin.auth });
   t.equal(byJwt.statusCode, 200, 'an admin JWT opens it too');
+  const adminSession = await app.inject({ method: 'POST', url: '/admin/queues/session', headers: admin.auth });
+  t.equal(adminSession.statusCode, 303, 'and gets a session');
+  const sessionCookie = String(adminSession.headers['set-cookie']).split(';')[0]?.split('=')[1] as string;
+  const asBearer = await app.inject({ url: '/api/admin/vendors', headers: { authorization: `Bearer ${sessionCookie}` } });
+  t.equal(asBearer.statusCode, 401, 'a board session is not a bearer token for the API');
 });

@@ -1,14 +1,40 @@
 import fp from 'fastify-plugin';
 import fastifyJwt from '@fastify/jwt';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyRequest, RouteOptions } from 'fastify';
 import { findVendor } from '../../db/repos/vendors.js';
 import type { Vendor, VendorRole } from '../../db/schema.js';
 import { AppError } from '../../jobs/errors.js';
+
+/**
+ * Who may call a route is part of the route: every route declares
+ * `config: { auth, scopes }` and this plugin resolves the caller once, in
+ * one onRequest hook, before the rate limiter (which counts by the caller it
+ * finds) and before the body is read. A route without `auth` stops the API
+ * at startup. Plugins that mount routes of their own (Bull Board, OpenAPI,
+ * static files) declare it for all of them with `mountAuth`.
+ *
+ * - `public`: no token needed; a token sent along is not looked at.
+ * - `vendor`: a valid bearer token of a vendor that still exists, holding
+ *   every scope the route names.
+ * - `admin`: as vendor, and the vendor has the admin role (and the token is
+ *   not a scoped browser token).
+ */
+export type AuthMode = 'public' | 'vendor' | 'admin';
+
+/** What a scoped token may do; a token without `scope` (an API key's own) may do all. */
+export const SCOPES = ['jobs:read', 'jobs:write', 'persons:read', 'webhooks:read', 'webhooks:write'] as const;
+export type Scope = (typeof SCOPES)[number];
 
 export interface TokenClaims {
   sub: string;
   plan: string;
   role: VendorRole;
+  /** space-separated scopes (OAuth style); absent: every scope */
+  scope?: string;
+  /** the one project a scoped token may touch */
+  pid?: string;
+  /** set on tokens that are not bearer tokens (a Bull Board session): refused as one */
+  typ?: string;
 }
 
 export interface AuthVendor {
@@ -19,6 +45,25 @@ export interface AuthVendor {
   rateLimits: Record<string, unknown> | null;
 }
 
+/** The resolved caller of a request on a `vendor` or `admin` route. */
+export interface Caller {
+  vendor: AuthVendor;
+  /** null: every scope (a token minted from the API key) */
+  scopes: ReadonlySet<Scope> | null;
+  /** the only project this token may enqueue into or read; null: any */
+  projectId: string | null;
+}
+
+export interface RouteAuth {
+  auth: AuthMode;
+  scopes?: readonly Scope[];
+  /**
+   * A credential this route accepts besides a bearer token (Bull Board's
+   * operator token). True: let the request through without a caller.
+   */
+  alsoAccept?: (request: FastifyRequest) => boolean | Promise<boolean>;
+}
+
 declare module '@fastify/jwt' {
   interface FastifyJWT {
     payload: TokenClaims;
@@ -27,15 +72,24 @@ declare module '@fastify/jwt' {
 }
 
 declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** who may call this route (required on every route) */
+    auth?: AuthMode;
+    /** scopes a scoped token needs for this route */
+    scopes?: readonly Scope[];
+    alsoAccept?: RouteAuth['alsoAccept'];
+  }
   interface FastifyInstance {
-    /** preHandler: a valid bearer token of a vendor that still exists */
-    authenticate: (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
-    /** preHandler: as authenticate, and the vendor has the admin role */
-    requireAdmin: (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
-    signVendorToken: (vendor: Vendor) => Promise<{ token: string; expiresIn: number }>;
+    /** the caller a request's bearer token names; throws 401 when there is none or it is not valid */
+    resolveCaller: (request: FastifyRequest) => Promise<Caller>;
+    signVendorToken: (
+      vendor: Vendor,
+      restriction?: { scopes?: readonly Scope[]; projectId?: string; expiresIn?: number },
+    ) => Promise<{ token: string; expiresIn: number }>;
   }
   interface FastifyRequest {
-    vendor: AuthVendor;
+    /** set on `vendor` and `admin` routes once the token is checked; null on public routes (and for Bull Board's operator token) */
+    caller: Caller | null;
   }
 }
 
@@ -43,6 +97,23 @@ export interface AuthPluginOptions {
   secret: string;
   expires: string;
   vendorCacheMs: number;
+}
+
+/** The vendor of a request on a `vendor` or `admin` route. */
+export function vendorOf(request: FastifyRequest): AuthVendor {
+  if (!request.caller) throw new AppError('UNAUTHORIZED', 'this route needs a bearer token');
+  return request.caller.vendor;
+}
+
+/**
+ * An onRoute hook for a scope that mounts a plugin's routes (static files,
+ * OpenAPI, Bull Board): every route it adds gets this auth unless it names
+ * its own.
+ */
+export function mountAuth(auth: RouteAuth): (route: RouteOptions) => void {
+  return (route) => {
+    route.config = { ...auth, ...route.config };
+  };
 }
 
 /**
@@ -74,8 +145,9 @@ export default fp<AuthPluginOptions>(
       return vendor;
     }
 
-    app.decorateRequest('vendor', null as unknown as AuthVendor);
-    app.decorate('authenticate', async (request: FastifyRequest) => {
+    app.decorateRequest('caller', null);
+    const refusals = new WeakMap<FastifyRequest, AppError>();
+    app.decorate('resolveCaller', async (request: FastifyRequest): Promise<Caller> => {
       if (!request.headers.authorization) throw new AppError('UNAUTHORIZED', 'missing bearer token (POST /api/auth/token to get one)');
       let claims: TokenClaims;
       try {
@@ -84,29 +156,85 @@ export default fp<AuthPluginOptions>(
         const expired = (error as { code?: string }).code === 'FST_JWT_AUTHORIZATION_TOKEN_EXPIRED';
         throw new AppError('UNAUTHORIZED', expired ? 'token expired; get a new one from POST /api/auth/token' : 'invalid bearer token');
       }
-      if (typeof claims.sub !== 'string') throw new AppError('UNAUTHORIZED', 'invalid bearer token');
+      if (typeof claims.sub !== 'string' || claims.typ !== undefined) throw new AppError('UNAUTHORIZED', 'invalid bearer token');
       const vendor = await loadVendor(claims.sub);
       if (!vendor) throw new AppError('UNAUTHORIZED', 'the vendor of this token no longer exists');
-      // The request's own child logger gains the binding: no second child logger per request.
-      if (request.vendor?.id !== vendor.id) (request.log as { setBindings?: (bindings: object) => void }).setBindings?.({ vendorId: vendor.id });
-      request.vendor = vendor;
+      return { vendor, scopes: parseScopes(claims.scope), projectId: typeof claims.pid === 'string' ? claims.pid : null };
     });
-    // The rate limiter identifies the vendor before the reply's logger is
-    // made; the request's last lines ("request completed") carry it too.
-    app.addHook('onSend', async (request, reply) => {
-      if (request.vendor && reply.log !== request.log) reply.log = request.log;
+
+    // Who calls is found out in onRequest, before the rate limiter's own
+    // onRequest hook, so it counts a vendor's requests per vendor; a request
+    // without a valid token counts per IP. The refusal waits for preParsing,
+    // after the count, so that failed attempts are limited too.
+    app.addHook('onRequest', async (request) => {
+      const config = request.routeOptions.config;
+      if (config.auth === undefined || config.auth === 'public') return;
+      if (config.alsoAccept && (await config.alsoAccept(request))) return;
+      try {
+        const caller = await app.resolveCaller(request);
+        // The request's own child logger gains the binding: no second child per request.
+        (request.log as { setBindings?: (bindings: object) => void }).setBindings?.({ vendorId: caller.vendor.id });
+        request.caller = caller;
+      } catch (error) {
+        refusals.set(request, error as AppError);
+      }
     });
-    app.decorate('requireAdmin', async (request: FastifyRequest, reply: FastifyReply) => {
-      await app.authenticate(request, reply);
-      if (request.vendor.role !== 'admin') throw new AppError('FORBIDDEN', 'this route needs an admin token');
+    app.addHook('preParsing', async (request) => {
+      const config = request.routeOptions.config;
+      if (config.auth === undefined || config.auth === 'public') return;
+      const refusal = refusals.get(request);
+      if (refusal) throw refusal;
+      const caller = request.caller;
+      if (!caller) return; // let through by alsoAccept
+      if (config.auth === 'admin') {
+        if (caller.vendor.role !== 'admin') throw new AppError('FORBIDDEN', 'this route needs an admin token');
+        if (caller.scopes) throw new AppError('FORBIDDEN', 'a scoped token cannot call admin routes');
+      }
+      const missing = caller.scopes ? (config.scopes ?? []).filter((scope) => !caller.scopes?.has(scope)) : [];
+      if (missing.length > 0) throw new AppError('FORBIDDEN', `this token lacks the scope ${missing.join(' ')} this route needs`);
     });
-    app.decorate('signVendorToken', async (vendor: Vendor) => {
-      const token = app.jwt.sign({ sub: vendor.id, plan: vendor.plan, role: vendor.role });
-      return { token, expiresIn };
+
+    app.decorate('signVendorToken', async (vendor: Vendor, restriction: { scopes?: readonly Scope[]; projectId?: string; expiresIn?: number } = {}) => {
+      const claims: TokenClaims = { sub: vendor.id, plan: vendor.plan, role: vendor.role };
+      if (restriction.scopes) claims.scope = restriction.scopes.join(' ');
+      if (restriction.projectId !== undefined) claims.pid = restriction.projectId;
+      const lifetime = restriction.expiresIn ?? expiresIn;
+      const token = app.jwt.sign(claims, restriction.expiresIn !== undefined ? { expiresIn: restriction.expiresIn } : {});
+      return { token, expiresIn: lifetime };
     });
   },
-  { name: 'auth', dependencies: ['mysql'] },
+  { name: 'auth', dependencies: ['mysql', 'errors'] },
 );
+
+/**
+ * Every route says who may call it; one that does not is a mistake found at
+ * startup, not in production. Registered first, so it sees every route.
+ */
+export const routeAuthCheck = fp(
+  async (app) => {
+    const routes: RouteOptions[] = [];
+    app.addHook('onRoute', (route) => {
+      routes.push(route);
+    });
+    app.addHook('onReady', async () => {
+      const missing = routes.filter((route) => !AUTH_MODES.has(route.config?.auth as AuthMode));
+      routes.length = 0;
+      if (missing.length > 0) {
+        const names = missing.map((route) => `${[route.method].flat().join(',')} ${route.url}`);
+        throw new Error(`routes without config.auth ('public' | 'vendor' | 'admin'): ${names.join(', ')}`);
+      }
+    });
+  },
+  { name: 'route-auth-check' },
+);
+
+const AUTH_MODES: ReadonlySet<AuthMode> = new Set<AuthMode>(['public', 'vendor', 'admin']);
+const SCOPE_SET: ReadonlySet<string> = new Set(SCOPES);
+
+function parseScopes(claim: unknown): ReadonlySet<Scope> | null {
+  if (typeof claim !== 'string') return null;
+  return new Set(claim.split(' ').filter((s): s is Scope => SCOPE_SET.has(s)));
+}
 
 export function toAuthVendor(row: Vendor): AuthVendor {
   let rateLimits: Record<string, unknown> | null = null;

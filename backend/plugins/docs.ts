@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
+import { mountAuth } from './auth.js';
 
 /**
  * OpenAPI generated from the route schemas, browsable at /docs and as JSON at
@@ -27,7 +28,10 @@ export default fp(
       },
       refResolver: { buildLocalReference: (json, _base, _fragment, i) => (typeof json['$id'] === 'string' ? json['$id'] : `def-${i}`) },
     });
-    await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list', deepLinking: true } });
+    await app.register(async (scope) => {
+      scope.addHook('onRoute', mountAuth({ auth: 'public' }));
+      await scope.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list', deepLinking: true } });
+    });
   },
-  { name: 'docs' },
+  { name: 'docs', dependencies: ['route-auth-check'] },
 );

@@ -5,9 +5,11 @@ import { deleteExpiredIdempotencyKeys, findIdempotencyKey, rememberIdempotencyKe
 import type { NewIdempotencyKey } from '../../db/schema.js';
 import { AppError } from '../../jobs/errors.js';
 import { badFields } from './errors.js';
+import { vendorOf } from './auth.js';
 
 /**
- * `Idempotency-Key` on every authenticated POST. The first request with a
+ * `Idempotency-Key` on the routes that opt in with
+ * `preHandler: app.idempotency.check` (enqueue and admin POSTs). The first request with a
  * key runs; its response is remembered for IDEMPOTENCY_TTL_MS together with a
  * fingerprint of method, route and body. A later request with the same key
  * and the same body gets that response again (header `Idempotent-Replayed:
@@ -16,7 +18,7 @@ import { badFields } from './errors.js';
  * Enqueue routes write the key in the same transaction as their ledger rows
  * (`app.idempotency.entry` + the enqueuer), so a key is remembered exactly
  * when its jobs exist: two concurrent requests with one key create one set of
- * jobs, and the loser replays the winner's response. Other POST routes get
+ * jobs, and the loser replays the winner's response. Other routes get
  * the response remembered after it is sent (best effort). Only 2xx responses
  * are remembered: a refused request may be retried with the same key.
  */
@@ -35,6 +37,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     idempotency: {
       ttlMs: number;
+      /** preHandler of a route that honours Idempotency-Key: replays a stored answer, or notes the key for this request */
+      check(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined>;
       /** the row to write with the request's work; null when the request has no key */
       entry(request: FastifyRequest, statusCode: number, body: unknown): NewIdempotencyKey | null;
       /** answers a request whose key another request committed first */
@@ -61,7 +65,7 @@ export default fp<IdempotencyOptions>(
     app.decorateRequest('idempotency', null);
 
     async function replayStored(request: FastifyRequest, reply: FastifyReply, context: IdempotencyContext): Promise<FastifyReply | null> {
-      const stored = await findIdempotencyKey(app.db, request.vendor.id, context.key, opts.ttlMs);
+      const stored = await findIdempotencyKey(app.db, vendorOf(request).id, context.key, opts.ttlMs);
       if (!stored) return null;
       if (stored.fingerprint !== context.fingerprint) {
         throw new AppError(
@@ -72,14 +76,30 @@ export default fp<IdempotencyOptions>(
       return reply.code(stored.status_code).header('idempotent-replayed', 'true').send(JSON.parse(stored.response));
     }
 
+    const check = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
+      if (!request.caller) return undefined;
+      const raw = request.headers[IDEMPOTENCY_HEADER];
+      if (raw === undefined) return undefined;
+      const key = Array.isArray(raw) ? raw[0] : raw;
+      if (key === undefined || !KEY_PATTERN.test(key) || Array.isArray(raw)) {
+        throw badFields([{ path: `headers/${IDEMPOTENCY_HEADER}`, message: 'must be one value of 1-255 visible ASCII characters' }]);
+      }
+      const route = `${request.method} ${request.routeOptions.url ?? request.url}`;
+      const context: IdempotencyContext = { key, fingerprint: fingerprint(route, request.body), route, recorded: false };
+      const replayed = await replayStored(request, reply, context);
+      if (replayed) return replayed;
+      request.idempotency = context;
+      return undefined;
+    };
     app.decorate('idempotency', {
       ttlMs: opts.ttlMs,
+      check,
       entry(request: FastifyRequest, statusCode: number, body: unknown): NewIdempotencyKey | null {
         const context = request.idempotency;
         if (!context) return null;
         context.recorded = true;
         return {
-          vendor_id: request.vendor.id,
+          vendor_id: vendorOf(request).id,
           idem_key: context.key,
           fingerprint: context.fingerprint,
           route: context.route,
@@ -95,33 +115,12 @@ export default fp<IdempotencyOptions>(
       },
     });
 
-    const check = async (request: FastifyRequest, reply: FastifyReply) => {
-      if (!request.vendor) return;
-      const raw = request.headers[IDEMPOTENCY_HEADER];
-      if (raw === undefined) return;
-      const key = Array.isArray(raw) ? raw[0] : raw;
-      if (key === undefined || !KEY_PATTERN.test(key) || Array.isArray(raw)) {
-        throw badFields([{ path: `headers/${IDEMPOTENCY_HEADER}`, message: 'must be one value of 1-255 visible ASCII characters' }]);
-      }
-      const route = `${request.method} ${request.routeOptions.url ?? request.url}`;
-      const context: IdempotencyContext = { key, fingerprint: fingerprint(route, request.body), route, recorded: false };
-      const replayed = await replayStored(request, reply, context);
-      if (replayed) return replayed;
-      request.idempotency = context;
-    };
-    // A route-level preHandler runs after every hook of the route's own
-    // plugin, so routes that authenticate in their preHandler have a vendor by then.
-    app.addHook('onRoute', (route) => {
-      if (![route.method].flat().includes('POST')) return;
-      route.preHandler = [...(route.preHandler ? [route.preHandler].flat() : []), check];
-    });
-
     app.addHook('onSend', async (request, reply, payload) => {
       const context = request.idempotency;
       if (!context || context.recorded || reply.statusCode < 200 || reply.statusCode >= 300 || typeof payload !== 'string') return payload;
       context.recorded = true;
       await rememberIdempotencyKey(app.db, {
-        vendor_id: request.vendor.id,
+        vendor_id: vendorOf(request).id,
         idem_key: context.key,
         fingerprint: context.fingerprint,
         route: context.route,
@@ -140,7 +139,7 @@ export default fp<IdempotencyOptions>(
     cleanup.unref();
     app.addHook('onClose', async () => clearInterval(cleanup));
   },
-  { name: 'idempotency', dependencies: ['mysql', 'auth'] },
+  { name: 'idempotency', dependencies: ['mysql', 'auth', 'errors'] },
 );
 
 /** sha256 over the route and the body with object keys sorted, so key order does not matter. */

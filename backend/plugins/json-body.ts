@@ -24,7 +24,7 @@ export default fp(
       });
     });
   },
-  { name: 'json-body' },
+  { name: 'json-body', dependencies: ['errors'] },
 );
 
 /** Nesting depth of a parsed JSON value, without recursion; stops counting past `limit`. */

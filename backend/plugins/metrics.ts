@@ -145,9 +145,12 @@ export default fp<MetricsPluginOptions>(
 
     // Liveness for orchestrators (docker compose, Kubernetes): the process
     // answers. Readiness of the whole system is /api/worker/health.
-    app.get('/healthz', { schema: { hide: true }, logLevel: 'warn' }, async (_request, reply) => reply.type('text/plain').send('ok\n'));
+    app.get('/healthz', { schema: { hide: true }, logLevel: 'warn', config: { auth: 'public' } }, async (_request, reply) =>
+      reply.type('text/plain').send('ok\n'),
+    );
 
-    app.get('/metrics', { schema: { hide: true }, logLevel: 'warn' }, async (request, reply) => {
+    // Public to the API's auth: METRICS_TOKEN (not a vendor token) guards it.
+    app.get('/metrics', { schema: { hide: true }, logLevel: 'warn', config: { auth: 'public' } }, async (request, reply) => {
       if (!metricsAuthorized(opts.token, request.headers.authorization)) {
         return reply.code(401).header('www-authenticate', 'Bearer').type('text/plain').send('unauthorized\n');
       }
@@ -155,5 +158,5 @@ export default fp<MetricsPluginOptions>(
       return reply.type(registry.contentType).send(await registry.metrics());
     });
   },
-  { name: 'metrics' },
+  { name: 'metrics', dependencies: ['route-auth-check'] },
 );

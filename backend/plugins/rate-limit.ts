@@ -1,9 +1,8 @@
 import fp from 'fastify-plugin';
 import rateLimit, { type RateLimitOptions } from '@fastify/rate-limit';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyRequest } from 'fastify';
 import type { Redis } from 'ioredis';
 import { AppError } from '../../jobs/errors.js';
-import type { AuthVendor } from './auth.js';
 import { effectiveLimits, globalLimit, type EffectiveLimits, type Limit, type PlanConfig, type Tier } from '../plans.js';
 
 /**
@@ -11,7 +10,7 @@ import { effectiveLimits, globalLimit, type EffectiveLimits, type Limit, type Pl
  * on Redis. A route names its tier in `config.rateLimitTier`; on /api routes
  * that name none, anonymous requests count in the per-IP `global` tier (token
  * exchange) and authenticated ones in their vendor's `polling` tier. Vendor
- * tiers are keyed by the vendor of the token (identified in onRequest, before
+ * tiers are keyed by the caller the auth plugin resolved (its onRequest hook runs first, before
  * the body is read), so every route of a tier shares one counter per vendor
  * and vendors never share one. Counting is one atomic Lua INCRBY per batch of
  * requests (see tierStore): exact under concurrency, across API processes.
@@ -54,24 +53,9 @@ export default fp<RateLimitPluginOptions>(
     });
 
     const limitOf = (request: FastifyRequest, tier: Tier): Limit | null => {
-      if (tier === 'global' || !request.vendor) return tier === 'global' ? globalLimit(opts.plans) : anonymousLimit(opts.plans, tier);
-      return app.vendorLimits(request.vendor).tiers[tier];
-    };
-
-    /**
-     * Routes of other areas may authenticate later (preHandler); a request
-     * that carries a token is identified here already so that it is counted
-     * per vendor, not per IP. A bad token counts per IP and is refused by the
-     * route's own check.
-     */
-    const identify = async (request: FastifyRequest): Promise<void> => {
-      if (request.vendor || !request.headers.authorization) return;
-      try {
-        // authenticate reads only the request.
-        await app.authenticate(request, undefined as unknown as FastifyReply);
-      } catch {
-        request.vendor = null as unknown as AuthVendor;
-      }
+      const vendor = request.caller?.vendor;
+      if (tier === 'global' || !vendor) return tier === 'global' ? globalLimit(opts.plans) : anonymousLimit(opts.plans, tier);
+      return app.vendorLimits(vendor).tiers[tier];
     };
 
     // Runs before @fastify/rate-limit's own onRoute hook (registered below),
@@ -80,7 +64,7 @@ export default fp<RateLimitPluginOptions>(
       // /api routes, and routes elsewhere that name their tier (remove.bg's /v1.0).
       if (route.config?.rateLimit !== undefined || (!route.url.startsWith('/api/') && route.config?.rateLimitTier === undefined)) return;
       const choice: TierChoice = route.config?.rateLimitTier ?? 'auto';
-      route.config = { ...route.config, rateLimit: tierOptions(choice, limitOf, identify) };
+      route.config = { ...route.config, rateLimit: tierOptions(choice, limitOf) };
     });
 
     await app.register(rateLimit, {
@@ -98,34 +82,29 @@ export default fp<RateLimitPluginOptions>(
       },
     });
   },
-  { name: 'rate-limit', dependencies: ['redis', 'auth', 'metrics'] },
+  { name: 'rate-limit', dependencies: ['redis', 'auth', 'metrics', 'errors'] },
 );
 
 /**
  * A route names its tier, or leaves it to the request: 'auto' counts an
- * anonymous request in the per-IP global tier (token exchange) and an
+ * anonymous request in the per-IP global tier (token exchange, public routes) and an
  * authenticated one in its vendor's polling tier (admin and other areas' routes).
  */
 type TierChoice = Tier | 'auto';
 
 function resolveTier(choice: TierChoice, request: FastifyRequest): Tier {
   if (choice !== 'auto') return choice;
-  return request.vendor ? 'polling' : 'global';
+  return request.caller ? 'polling' : 'global';
 }
 
-function tierOptions(
-  choice: TierChoice,
-  limitOf: (request: FastifyRequest, tier: Tier) => Limit | null,
-  identify: (request: FastifyRequest) => Promise<void>,
-): RateLimitOptions {
+function tierOptions(choice: TierChoice, limitOf: (request: FastifyRequest, tier: Tier) => Limit | null): RateLimitOptions {
   const tierOf = (request: FastifyRequest) => resolveTier(choice, request);
   return {
     hook: 'onRequest',
     skipOnError: choice === 'auto' || FAIL_OPEN.has(choice),
-    keyGenerator: async (request) => {
-      await identify(request);
+    keyGenerator: (request) => {
       const tier = tierOf(request);
-      return tier !== 'global' && request.vendor ? `${tier}:v:${request.vendor.id}` : `${tier}:ip:${request.ip}`;
+      return tier !== 'global' && request.caller ? `${tier}:v:${request.caller.vendor.id}` : `${tier}:ip:${request.ip}`;
     },
     allowList: (request) => limitOf(request, tierOf(request)) === null,
     max: (request) => limitOf(request, tierOf(request))?.max ?? 0,

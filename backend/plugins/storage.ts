@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import { mkdir } from 'node:fs/promises';
 import { createStorage, storageDriver, type Storage, type StorageConfig } from '../../platform/storage/index.js';
 import { FILES_ROUTE } from '../../platform/storage/local.js';
+import { mountAuth } from './auth.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -21,18 +22,22 @@ export default fp<StorageConfig>(
     if (storageDriver(opts) === 'local') {
       const root = resolve(opts.STORAGE_LOCAL_DIR);
       await mkdir(root, { recursive: true });
-      await app.register(fastifyStatic, {
-        root,
-        prefix: `${FILES_ROUTE}/`,
-        index: false,
-        list: false,
-        dotfiles: 'deny',
-        immutable: true,
-        maxAge: '30d',
-        decorateReply: false,
-        schemaHide: true,
+      // Public: keys carry a random part; nothing is listed.
+      await app.register(async (scope) => {
+        scope.addHook('onRoute', mountAuth({ auth: 'public' }));
+        await scope.register(fastifyStatic, {
+          root,
+          prefix: `${FILES_ROUTE}/`,
+          index: false,
+          list: false,
+          dotfiles: 'deny',
+          immutable: true,
+          maxAge: '30d',
+          decorateReply: false,
+          schemaHide: true,
+        });
       });
     }
   },
-  { name: 'storage' },
+  { name: 'storage', dependencies: ['route-auth-check'] },
 );

@@ -30,13 +30,13 @@ export function vendorIdString(description: string) {
   return Type.String({ minLength: 1, maxLength: 191, pattern: VENDOR_ID_PATTERN, description: `${description}; ${VENDOR_ID_RULE}` });
 }
 
-type CommonError = 400 | 401 | 500 | 503;
+type CommonError = 400 | 401 | 403 | 500 | 503;
 
-/** Response schemas for the errors any authenticated route can return, plus `statuses`. */
+/** Response schemas for the errors any authenticated route can return (403: a scoped token without the route's scope), plus `statuses`. */
 export function withErrors<T extends Record<number, TSchema>, const S extends number[]>(
   ok: T,
   ...statuses: S
 ): T & { [K in CommonError | S[number]]: typeof ErrorRef } {
-  const errors = Object.fromEntries([400, 401, 500, 503, ...statuses].map((s) => [s, ErrorRef]));
+  const errors = Object.fromEntries([400, 401, 403, 500, 503, ...statuses].map((s) => [s, ErrorRef]));
   return { ...errors, ...ok } as T & { [K in CommonError | S[number]]: typeof ErrorRef };
 }

@@ -1,25 +1,31 @@
 import { timingSafeEqual } from 'node:crypto';
-import { STATUS_CODES } from 'node:http';
 import Bull from 'bull';
 import { createBullBoard } from '@bull-board/api';
 import { BullAdapter } from '@bull-board/api/bullAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import { AppError } from '../../../jobs/errors.js';
+import { mountAuth, type TokenClaims } from '../../plugins/auth.js';
 import { WEBHOOK_QUEUE } from '../../../jobs/webhooks.js';
 import { bullConnections } from '../../../platform/redis.js';
 
 /**
- * Bull Board at /admin/queues, for operators. Opened by the ADMIN_BOARD_TOKEN
- * or an admin's token (checked by the API's own admin guard), sent as `Authorization: Bearer …` or once as
- * `?token=…` (which sets an HttpOnly cookie for this path and redirects to
- * drop the token from the address bar). The work queues are read-only here:
- * retrying a job is the dead-letter API's business, so the ledger stays the
- * record; webhook deliveries may be retried from the board.
+ * Bull Board at /admin/queues, for operators. Its routes are `auth: 'admin'`:
+ * an admin's bearer token opens them, and so does a board session, a
+ * short-lived HttpOnly cookie that POST /admin/queues/session hands out for
+ * the ADMIN_BOARD_TOKEN or an admin token (sent as `Authorization: Bearer …`
+ * or, from the login form a browser is shown, as a form field). A token never
+ * travels in a query string, so it never reaches an access log. The work
+ * queues are read-only here: retrying a job is the dead-letter API's
+ * business, so the ledger stays the record; webhook deliveries may be
+ * retried from the board.
  */
 export interface BoardOptions {
   boardToken: string;
   redisUrl: string;
   bullPrefix: string;
+  /** how long a board session cookie lasts, in seconds */
+  sessionSeconds: number;
 }
 
 export const BOARD_PATH = '/admin/queues';
@@ -54,44 +60,55 @@ const routes: FastifyPluginAsync<BoardOptions> = async (app, opts) => {
     options: { uiConfig: { boardTitle: 'imagequeue' } },
   });
 
-  app.addHook('onRequest', async (request, reply) => {
-    const fromQuery = (request.query as { token?: unknown } | undefined)?.token;
-    if (typeof fromQuery === 'string' && fromQuery !== '') {
-      const refusal = await refused(request, reply, fromQuery);
-      if (refusal) return reply.code(refusal.statusCode).send(refusal);
-      const secure = request.protocol === 'https' ? '; Secure' : '';
-      void reply.header('set-cookie', `${COOKIE}=${encodeURIComponent(fromQuery)}; Path=${BOARD_PATH}; HttpOnly; SameSite=Strict${secure}`);
-      return reply.redirect(`${BOARD_PATH}/`, 303);
+  /** A board session cookie this API signed and that has not expired. */
+  const hasSession = (request: FastifyRequest): boolean => {
+    const value = cookie(request);
+    if (!value) return false;
+    try {
+      return app.jwt.verify<TokenClaims>(value).typ === 'board';
+    } catch {
+      return false;
     }
-    const given = bearer(request) ?? cookie(request);
-    const refusal = given
-      ? await refused(request, reply, given)
-      : errorBody(401, 'UNAUTHORIZED', `open ${BOARD_PATH}?token=<ADMIN_BOARD_TOKEN or an admin token>, or send it as a bearer token`);
-    if (refusal) return reply.code(refusal.statusCode).send(refusal);
-  });
+  };
+  const isBoardToken = (token: string | null): boolean => Boolean(opts.boardToken && token && sameSecret(token, opts.boardToken));
 
   /**
-   * Null when the token opens the board: the board token, or a token that
-   * passes the API's own admin guard (signature, expiry, the vendor still
-   * there and an admin). Otherwise the error to answer with.
+   * Swaps the board token or an admin token for a session cookie. Public to
+   * the auth hook because the credential may come in the form body; it is
+   * checked here, the same way the admin routes check it.
    */
-  async function refused(request: FastifyRequest, reply: FastifyReply, token: string): Promise<ErrorBody | null> {
-    if (opts.boardToken && sameSecret(token, opts.boardToken)) return null;
-    request.headers.authorization = `Bearer ${token}`;
-    try {
-      await app.requireAdmin(request, reply);
-      return null;
-    } catch (error) {
-      const e = error as { statusCode?: number; code?: string; message?: string };
-      const status = e.statusCode === 403 ? 403 : 401;
-      return errorBody(status, status === 403 ? 'FORBIDDEN' : 'UNAUTHORIZED', e.message ?? 'not an admin token');
-    }
-  }
+  app.register(async (login) => {
+    login.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 4096 }, (_request, body, done) => {
+      done(null, Object.fromEntries(new URLSearchParams(body as string)));
+    });
+    login.post(`${BOARD_PATH}/session`, { schema: { hide: true }, config: { auth: 'public' } }, async (request, reply) => {
+      const fromForm = (request.body as { token?: unknown } | undefined)?.token;
+      const given = typeof fromForm === 'string' && fromForm !== '' ? fromForm : bearer(request);
+      if (!given) throw new AppError('UNAUTHORIZED', 'send the ADMIN_BOARD_TOKEN or an admin token as a bearer token');
+      let subject = 'board-token';
+      if (!isBoardToken(given)) {
+        request.headers.authorization = `Bearer ${given}`;
+        const caller = await app.resolveCaller(request);
+        if (caller.vendor.role !== 'admin' || caller.scopes) throw new AppError('FORBIDDEN', 'this token does not open the board (admin tokens only)');
+        subject = caller.vendor.id;
+      }
+      const session = app.jwt.sign({ sub: subject, typ: 'board', plan: '', role: 'admin' }, { expiresIn: opts.sessionSeconds });
+      const secure = request.protocol === 'https' ? '; Secure' : '';
+      void reply.header('set-cookie', `${COOKIE}=${session}; Path=${BOARD_PATH}; Max-Age=${opts.sessionSeconds}; HttpOnly; SameSite=Strict${secure}`);
+      request.log.info({ subject }, 'board session opened');
+      return reply.redirect(`${BOARD_PATH}/`, 303);
+    });
+  });
 
   // The board's own API answers errors as { error: { key } }: they get the
   // API's error fields too (statusCode, code, message), the board's kept.
-  app.addHook('onSend', async (_request, reply, payload) => {
+  app.addHook('onSend', async (request, reply, payload) => {
     if (reply.statusCode < 400 || typeof payload !== 'string') return payload;
+    // A browser without a session gets the login form instead of a JSON 401.
+    if (reply.statusCode === 401 && request.method === 'GET' && (request.headers.accept ?? '').includes('text/html')) {
+      void reply.type('text/html; charset=utf-8').header('cache-control', 'no-store');
+      return LOGIN_PAGE;
+    }
     let body: Record<string, unknown>;
     try {
       body = JSON.parse(payload) as Record<string, unknown>;
@@ -108,23 +125,20 @@ const routes: FastifyPluginAsync<BoardOptions> = async (app, opts) => {
     });
   });
 
+  app.addHook('onRoute', mountAuth({ auth: 'admin', alsoAccept: (request) => hasSession(request) || isBoardToken(bearer(request)) }));
   await app.register(serverAdapter.registerPlugin(), { prefix: BOARD_PATH });
 };
+
+const LOGIN_PAGE = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>imagequeue: Bull Board</title></head>
+<body><form method="post" action="${BOARD_PATH}/session">
+<label>ADMIN_BOARD_TOKEN or an admin token <input type="password" name="token" autocomplete="off" required></label>
+<button type="submit">Open the board</button></form></body></html>
+`;
 
 export default routes;
 
 const BOARD_CODES: Record<number, string> = { 400: 'BAD_REQUEST', 401: 'UNAUTHORIZED', 403: 'FORBIDDEN', 404: 'NOT_FOUND', 409: 'CONFLICT' };
-
-interface ErrorBody {
-  statusCode: number;
-  code: string;
-  error: string;
-  message: string;
-}
-
-function errorBody(statusCode: number, code: string, message: string): ErrorBody {
-  return { statusCode, code, error: STATUS_CODES[statusCode] ?? 'Error', message };
-}
 
 function bearer(request: FastifyRequest): string | null {
   const header = request.headers.authorization;

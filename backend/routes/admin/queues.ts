@@ -18,6 +18,7 @@ import {
   retryDeadLetterSchema,
   type DeadLetterItem,
 } from './queue-schemas.js';
+import { vendorOf } from '../../plugins/auth.js';
 
 /**
  * Admin control of the queues: pause/resume one for every worker, and the
@@ -31,10 +32,11 @@ export interface AdminQueueOptions {
 }
 
 const routes: FastifyPluginAsyncTypebox<AdminQueueOptions> = async (app, opts) => {
-  // preValidation: after the rate limiter (which counts an anonymous caller per IP), before the request is validated.
-  app.addHook('preValidation', app.requireAdmin);
+  const admin = { auth: 'admin' } as const;
+  // A retried POST (same Idempotency-Key) answers as the first one did, and does nothing again.
+  const idempotent = app.idempotency.check;
 
-  app.get('/queues', { schema: listQueuesSchema }, async () => {
+  app.get('/queues', { schema: listQueuesSchema, config: admin }, async () => {
     const dead = await countDeadLetters(app.db);
     const queues = await Promise.all(
       ALL_QUEUES.map(async (name) => {
@@ -58,41 +60,41 @@ const routes: FastifyPluginAsyncTypebox<AdminQueueOptions> = async (app, opts) =
     return { queues };
   });
 
-  app.post('/queues/:queue/pause', { schema: pauseQueueSchema }, async (request) => {
+  app.post('/queues/:queue/pause', { schema: pauseQueueSchema, config: admin, preHandler: idempotent }, async (request) => {
     await app.queues[request.params.queue].pause();
-    request.log.warn({ queue: request.params.queue, admin: request.vendor.id }, 'queue paused');
+    request.log.warn({ queue: request.params.queue, admin: vendorOf(request).id }, 'queue paused');
     return { queue: request.params.queue, paused: true };
   });
 
-  app.post('/queues/:queue/resume', { schema: resumeQueueSchema }, async (request) => {
+  app.post('/queues/:queue/resume', { schema: resumeQueueSchema, config: admin, preHandler: idempotent }, async (request) => {
     await app.queues[request.params.queue].resume();
-    request.log.warn({ queue: request.params.queue, admin: request.vendor.id }, 'queue resumed');
+    request.log.warn({ queue: request.params.queue, admin: vendorOf(request).id }, 'queue resumed');
     return { queue: request.params.queue, paused: false };
   });
 
-  app.get('/dead-letters', { schema: listDeadLettersSchema }, async (request) => {
+  app.get('/dead-letters', { schema: listDeadLettersSchema, config: admin }, async (request) => {
     const { queue, vendorId, limit, cursor } = request.query;
     const page = await listDeadLetters(app.db, { queue, vendorId }, cursor ?? null, limit + 1);
     const items = page.slice(0, limit).map(presentDeadLetter);
     return { items, nextCursor: page.length > limit ? (items[items.length - 1]?.jobId ?? null) : null };
   });
 
-  app.get('/dead-letters/:jobId', { schema: getDeadLetterSchema }, async (request) => {
+  app.get('/dead-letters/:jobId', { schema: getDeadLetterSchema, config: admin }, async (request) => {
     const letter = await findDeadLetter(app.db, request.params.jobId);
     if (!letter) throw new AppError('NOT_FOUND', 'no such dead letter');
     return presentDeadLetter(letter);
   });
 
-  app.post('/dead-letters/:jobId/retry', { schema: retryDeadLetterSchema }, async (request, reply) => {
+  app.post('/dead-letters/:jobId/retry', { schema: retryDeadLetterSchema, config: admin, preHandler: idempotent }, async (request, reply) => {
     const job = await reviveDeadLetter(app.db, request.params.jobId, opts.attempts);
     if (!job) throw new AppError('NOT_FOUND', 'no such dead letter');
     const inRedis = await queueAgain(app, job);
     app.eventHub.nudge(job.vendor_id);
-    request.log.info({ jobId: job.id, admin: request.vendor.id }, 'dead letter retried');
+    request.log.info({ jobId: job.id, admin: vendorOf(request).id }, 'dead letter retried');
     return reply.code(202).send({ jobId: job.id, state: 'queued' as const, attempts: job.attempts, maxAttempts: job.max_attempts, inRedis });
   });
 
-  app.post('/dead-letters/retry', { schema: retryAllDeadLettersSchema }, async (request, reply) => {
+  app.post('/dead-letters/retry', { schema: retryAllDeadLettersSchema, config: admin, preHandler: idempotent }, async (request, reply) => {
     const jobIds: string[] = [];
     let cursor: string | null = null;
     for (;;) {
@@ -106,19 +108,19 @@ const routes: FastifyPluginAsyncTypebox<AdminQueueOptions> = async (app, opts) =
         jobIds.push(job.id);
       }
     }
-    request.log.info({ retried: jobIds.length, admin: request.vendor.id, ...request.query }, 'dead letters retried');
+    request.log.info({ retried: jobIds.length, admin: vendorOf(request).id, ...request.query }, 'dead letters retried');
     return reply.code(202).send({ retried: jobIds.length, jobIds });
   });
 
-  app.delete('/dead-letters/:jobId', { schema: purgeDeadLetterSchema }, async (request) => {
+  app.delete('/dead-letters/:jobId', { schema: purgeDeadLetterSchema, config: admin }, async (request) => {
     const purged = await purgeDeadLetters(app.db, { jobId: request.params.jobId });
     if (purged === 0) throw new AppError('NOT_FOUND', 'no such dead letter');
     return { purged };
   });
 
-  app.delete('/dead-letters', { schema: purgeDeadLettersSchema }, async (request) => {
+  app.delete('/dead-letters', { schema: purgeDeadLettersSchema, config: admin }, async (request) => {
     const purged = await purgeDeadLetters(app.db, request.query);
-    request.log.warn({ purged, admin: request.vendor.id, ...request.query }, 'dead letters purged');
+    request.log.warn({ purged, admin: vendorOf(request).id, ...request.query }, 'dead letters purged');
     return { purged };
   });
 };

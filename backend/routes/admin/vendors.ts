@@ -12,8 +12,7 @@ import { getVendorSchema, listVendorsSchema, patchVendorSchema, type AdminVendor
  * vendor row for VENDOR_CACHE_MS, so a change applies within that time.
  */
 const routes: FastifyPluginAsyncTypebox = async (app) => {
-  app.addHook('onRequest', app.requireAdmin);
-  const polling = { rateLimitTier: 'polling' as const };
+  const polling = { auth: 'admin', rateLimitTier: 'polling' } as const;
 
   app.get('/', { schema: listVendorsSchema, config: polling }, async (request) => {
     const page = await listVendors(app.db, request.query.cursor ?? null, request.query.limit + 1);

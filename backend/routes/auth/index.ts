@@ -5,7 +5,7 @@ import { looksLikeApiKey } from '../../../platform/api-keys.js';
 import { tokenRouteSchema } from './schemas.js';
 
 const routes: FastifyPluginAsyncTypebox = async (app) => {
-  app.post('/token', { schema: tokenRouteSchema }, async (request) => {
+  app.post('/token', { schema: tokenRouteSchema, config: { auth: 'public' } }, async (request) => {
     const { apiKey } = request.body;
     const vendor = looksLikeApiKey(apiKey) ? await findVendorByApiKey(app.db, apiKey) : undefined;
     if (!vendor) throw new AppError('UNAUTHORIZED', 'unknown API key');

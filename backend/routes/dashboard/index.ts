@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
 import type { FastifyPluginAsync } from 'fastify';
+import { mountAuth } from '../../plugins/auth.js';
 
 /**
  * /dashboard: the vendors' page (web/), static files with no build step.
@@ -26,6 +27,7 @@ const routes: FastifyPluginAsync = async (app) => {
     void reply.header('x-content-type-options', 'nosniff');
     void reply.header('referrer-policy', 'no-referrer');
   });
+  app.addHook('onRoute', mountAuth({ auth: 'public' }));
   app.get('/dashboard', { schema: { hide: true } }, async (_request, reply) => reply.redirect('/dashboard/', 301));
   await app.register(fastifyStatic, {
     root: webRoot(),

@@ -38,6 +38,7 @@ import {
 } from './schemas.js';
 import { multipartReader, storeUploads, type MultipartShape } from './uploads.js';
 import { rendered, sendRendered, serializerOf } from './conditional.js';
+import { vendorOf } from '../../plugins/auth.js';
 
 /**
  * The six enqueue routes of seed 003. Each one: vendor check, options and
@@ -66,8 +67,9 @@ const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) =
   for (const route of SINGLE_ROUTES) {
     app.post(route.url, {
       schema: route.schema,
-      config: { rateLimitTier: route.tier },
+      config: { auth: 'vendor', scopes: ['jobs:write'], rateLimitTier: route.tier },
       preValidation: multipartReader(SINGLE_SHAPE, opts.uploads),
+      preHandler: app.idempotency.check,
       handler: async (request, reply) => {
         const body = request.body as SingleBody;
         assertBodyVendor(request, body.vendorId);
@@ -77,9 +79,9 @@ const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) =
         if (body.photoUrl !== undefined) checkSourceUrl(body.photoUrl, 'body/photoUrl', opts);
         assertQueueable(app);
         const source: JobSource = body.photo
-          ? ((await storeUploads(app, request.vendor.id, body.projectId, request.uploads))[0] as JobSource)
+          ? ((await storeUploads(app, vendorOf(request).id, body.projectId, request.uploads))[0] as JobSource)
           : { type: 'url', url: body.photoUrl as string };
-        const plan = planJobs(request.vendor.id, [{ kind: route.kind, projectId: body.projectId, recordId: body.recordId, source, options }], {
+        const plan = planJobs(vendorOf(request).id, [{ kind: route.kind, projectId: body.projectId, recordId: body.recordId, source, options }], {
           attempts: opts.attempts,
           batch: false,
         });
@@ -104,20 +106,21 @@ const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) =
     app.post(route.url, {
       schema: route.schema,
       bodyLimit: opts.bulkBodyLimit,
-      config: { rateLimitTier: 'bulk' },
+      config: { auth: 'vendor', scopes: ['jobs:write'], rateLimitTier: 'bulk' },
       preValidation: multipartReader(BULK_SHAPE, opts.uploads),
+      preHandler: app.idempotency.check,
       handler: async (request, reply) => {
         const body = request.body as BulkBody;
         assertBodyVendor(request, body.vendorId);
         const options = jobOptions(route.kind, body, opts.maxOutputDimension);
         checkOptionUrls(options, opts);
-        const items = bulkItems(body, app.vendorLimits(request.vendor).bulkMaxItems);
+        const items = bulkItems(body, app.vendorLimits(vendorOf(request)).bulkMaxItems);
         checkBudget(body, options, body.photos ? request.uploads.map((u) => u.size) : [null], opts.pixelBudget);
         items.forEach((item, i) => {
           if (item.photoUrl !== undefined) checkSourceUrl(item.photoUrl, body.items ? `body/items/${i}/photoUrl` : `body/photoUrls/${i}`, opts);
         });
         assertQueueable(app);
-        const stored = body.photos ? await storeUploads(app, request.vendor.id, body.projectId, request.uploads) : [];
+        const stored = body.photos ? await storeUploads(app, vendorOf(request).id, body.projectId, request.uploads) : [];
         const specs: JobSpec[] = items.map((item, i) => ({
           kind: route.kind,
           projectId: body.projectId,
@@ -125,7 +128,7 @@ const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) =
           source: item.photoUrl !== undefined ? { type: 'url', url: item.photoUrl } : (stored[i] as JobSource),
           options,
         }));
-        const plan = planJobs(request.vendor.id, specs, { attempts: opts.attempts, batch: true });
+        const plan = planJobs(vendorOf(request).id, specs, { attempts: opts.attempts, batch: true });
         const response: BulkQueuedResponse = {
           success: true,
           jobIds: plan.jobIds,
@@ -145,7 +148,7 @@ export default routes;
 
 /** The vendor is the token's; a body that names another one is refused. */
 export function assertBodyVendor(request: FastifyRequest, bodyVendorId: string | undefined): void {
-  if (bodyVendorId !== undefined && bodyVendorId !== request.vendor.id) {
+  if (bodyVendorId !== undefined && bodyVendorId !== vendorOf(request).id) {
     throw new AppError('FORBIDDEN', 'vendorId in the body does not match the token');
   }
 }
@@ -184,7 +187,7 @@ async function waitPreferred(app: FastifyInstance, request: FastifyRequest, repl
   try {
     const serialize = serializerOf(reply);
     const { view } = await app.jobStatus.untilChanged<JobStatusResponse>({
-      vendorId: request.vendor.id,
+      vendorId: vendorOf(request).id,
       target: { jobId },
       since: null,
       ms: seconds * 1000,

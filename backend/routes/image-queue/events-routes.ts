@@ -7,6 +7,7 @@ import { AppError } from '../../../jobs/errors.js';
 import type { ChannelMessage } from '../../../jobs/events.js';
 import type { JobKind } from '../../../jobs/queues.js';
 import { eventsSchema, type JobEventMessage, type ProgressMessage, type ReadyMessage } from './events-schemas.js';
+import { vendorOf } from '../../plugins/auth.js';
 
 /**
  * GET /events: the vendor's job and batch events as server-sent events.
@@ -30,8 +31,8 @@ const PAGE = 500;
 const MAX_BUFFERED_BYTES = 1024 * 1024;
 
 const routes: FastifyPluginAsyncTypebox<EventsRouteOptions> = async (app, opts) => {
-  app.get('/events', { schema: eventsSchema, config: { rateLimitTier: 'polling' as const } }, async (request, reply) => {
-    const vendorId = request.vendor.id;
+  app.get('/events', { schema: eventsSchema, config: { auth: 'vendor', scopes: ['jobs:read'], rateLimitTier: 'polling' } as const }, async (request, reply) => {
+    const vendorId = vendorOf(request).id;
     const resumeFrom = parseLastEventId(request.headers['last-event-id'], request.query.lastEventId);
     if (app.eventHub.streams(vendorId) >= opts.maxStreamsPerVendor) {
       throw new AppError('RATE_LIMITED', `at most ${opts.maxStreamsPerVendor} open event streams per vendor; close one first`);

@@ -10,9 +10,9 @@ import type { UploadLimits } from './uploads.js';
 import type { PixelBudget } from '../../../jobs/pixel-budget.js';
 
 /**
- * /api/image-queue: every route is vendor-scoped by the bearer token, which
- * is checked in onRequest so that the per-vendor rate limit (next onRequest
- * hook) knows the vendor before the body is read or validated.
+ * /api/image-queue: every route is vendor-scoped by the bearer token
+ * (`config.auth: 'vendor'`), checked in onRequest so that the per-vendor rate
+ * limit knows the vendor before the body is read or validated.
  */
 export interface ImageQueueOptions {
   attempts: number;
@@ -33,7 +33,6 @@ const BODY_TYPES = new Set(['application/json', 'multipart/form-data']);
 
 const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) => {
   await app.register(multipart, { throwFileSizeLimit: true });
-  app.addHook('onRequest', app.authenticate);
   // Fastify also parses text/plain, and a body of a type without a schema is
   // not validated: refuse every type the routes do not describe.
   app.addHook('preValidation', async (request: FastifyRequest) => {

@@ -17,6 +17,7 @@ import {
   type JobStatusResponse,
   type QueueStatsResponse,
 } from './schemas.js';
+import { vendorOf } from '../../plugins/auth.js';
 
 /**
  * Status routes, in the polling tier (generous, separate from the enqueue
@@ -26,7 +27,7 @@ import {
  * than failing it.
  */
 const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) => {
-  const polling = { rateLimitTier: 'polling' as const };
+  const polling = { auth: 'vendor', scopes: ['jobs:read'], rateLimitTier: 'polling' } as const;
 
   app.get('/job/:jobId', { schema: jobStatusSchema, config: polling }, async (request, reply) => {
     const serialize = serializerOf(reply);
@@ -37,9 +38,9 @@ const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) =
 
   app.get('/jobs', { schema: jobListSchema, config: polling }, async (request, reply) => {
     const { status, kind, batchId, cursor, limit } = request.query;
-    if (batchId && !(await findVendorBatch(app.db, request.vendor.id, batchId))) throw new AppError('NOT_FOUND', 'no such batch');
+    if (batchId && !(await findVendorBatch(app.db, vendorOf(request).id, batchId))) throw new AppError('NOT_FOUND', 'no such batch');
     const page = await listVendorJobs(app.db, {
-      vendorId: request.vendor.id,
+      vendorId: vendorOf(request).id,
       ...(status ? { states: status } : {}),
       ...(kind ? { kind } : {}),
       ...(batchId ? { batchId } : {}),
@@ -64,7 +65,7 @@ const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) =
 
   const statsCache = new Map<string, { at: number; value: Promise<QueueStatsResponse> }>();
   app.get('/queue-stats', { schema: queueStatsSchema, config: polling }, async (request) => {
-    const viewer = request.vendor.role === 'admin' ? null : request.vendor.id;
+    const viewer = vendorOf(request).role === 'admin' ? null : vendorOf(request).id;
     const cacheKey = viewer ?? '*admin*';
     const hit = statsCache.get(cacheKey);
     if (hit && Date.now() - hit.at < opts.statsCacheMs) return hit.value;
@@ -96,7 +97,7 @@ async function readOrWait<T>(
   wait: number | undefined,
   serialize: Serialize,
 ): Promise<View<T> | null> {
-  const vendorId = request.vendor.id;
+  const vendorId = vendorOf(request).id;
   if (!wait) {
     return ('jobId' in target ? app.jobStatus.job(vendorId, target.jobId) : app.jobStatus.batch(vendorId, target.batchId)) as Promise<View<T> | null>;
   }

@@ -3,6 +3,7 @@ import { findPerson, listPersonRecords, listPersons } from '../../../db/repos/fa
 import type { Face } from '../../../db/schema.js';
 import { AppError } from '../../../jobs/errors.js';
 import { listPersonsSchema, personRecordsSchema, type PersonRecord, type PersonSummary } from './schemas.js';
+import { vendorOf } from '../../plugins/auth.js';
 
 /**
  * Person filtering (seed 000): the persons face tagging grouped a vendor's
@@ -10,11 +11,10 @@ import { listPersonsSchema, personRecordsSchema, type PersonRecord, type PersonS
  * vendor's person reads as not found.
  */
 const routes: FastifyPluginAsyncTypebox = async (app) => {
-  // preValidation: after the rate limiter (which counts an anonymous caller per IP), before the request is validated.
-  app.addHook('preValidation', app.authenticate);
+  const reading = { auth: 'vendor', scopes: ['persons:read'] } as const;
 
-  app.get('', { schema: listPersonsSchema }, async (request) => {
-    const page = await listPersons(app.db, request.vendor.id, { limit: request.query.limit, cursor: request.query.cursor });
+  app.get('', { schema: listPersonsSchema, config: reading }, async (request) => {
+    const page = await listPersons(app.db, vendorOf(request).id, { limit: request.query.limit, cursor: request.query.cursor });
     const persons: PersonSummary[] = page.items.map(({ person, recordCount, sample }) => ({
       personId: person.id,
       faceCount: person.face_count,
@@ -26,11 +26,11 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     return { persons, nextCursor: page.nextCursor };
   });
 
-  app.get('/:personId/records', { schema: personRecordsSchema }, async (request) => {
+  app.get('/:personId/records', { schema: personRecordsSchema, config: reading }, async (request) => {
     const { personId } = request.params;
-    const person = await findPerson(app.db, request.vendor.id, personId);
+    const person = await findPerson(app.db, vendorOf(request).id, personId);
     if (!person) throw new AppError('NOT_FOUND', 'no such person');
-    const page = await listPersonRecords(app.db, request.vendor.id, personId, {
+    const page = await listPersonRecords(app.db, vendorOf(request).id, personId, {
       limit: request.query.limit,
       cursor: request.query.cursor,
       projectId: request.query.projectId,

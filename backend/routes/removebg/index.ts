@@ -12,7 +12,7 @@ import { hashApiKey, looksLikeApiKey } from '../../../platform/api-keys.js';
 import { newId } from '../../../platform/ids.js';
 import { assertQueueable, planJobs } from '../../enqueue.js';
 import { watchJob } from '../../job-watch.js';
-import { toAuthVendor, type AuthVendor } from '../../plugins/auth.js';
+import { toAuthVendor, vendorOf, type AuthVendor } from '../../plugins/auth.js';
 import { toErrorBody } from '../../plugins/errors.js';
 import { checkSourceUrl } from '../image-queue/enqueue-routes.js';
 import { inspectUpload, multipartReader, storeUploads, type Upload, type UploadLimits } from '../image-queue/uploads.js';
@@ -70,15 +70,16 @@ const routes: FastifyPluginAsyncTypebox<RemoveBgRouteOptions> = async (app, opts
     if (typeof key !== 'string' || key === '') throw new RemoveBgError(403, 'auth_failed', 'Missing API Key', 'send your API key in the X-Api-Key header');
     const vendor = await vendorOfKey(app, keys, key, opts.vendorCacheMs);
     if (!vendor) throw new RemoveBgError(403, 'auth_failed', 'Invalid API Key');
-    request.vendor = vendor;
-    request.log = request.log.child({ vendorId: vendor.id });
+    request.caller = { vendor, scopes: null, projectId: null };
+    (request.log as { setBindings?: (bindings: object) => void }).setBindings?.({ vendorId: vendor.id });
   });
   app.setErrorHandler((error: FastifyError, request, reply) => sendError(request, reply, error));
 
   app.post('/removebg', {
     schema: removeBgSchema,
     bodyLimit,
-    config: { rateLimitTier: 'backgroundRemoval' },
+    // 'public' to the bearer-token hook: remove.bg's X-Api-Key is checked by this plugin's own onRequest hook, which sets request.caller.
+    config: { auth: 'public', rateLimitTier: 'backgroundRemoval' },
     preValidation: multipartReader({ fileField: 'image_file', base64Field: 'image_file_b64', arrayFields: [], jsonFields: [] }, opts.uploads),
     handler: async (request, reply) => {
       const body = (request.body ?? {}) as RemoveBgBody;
@@ -87,7 +88,7 @@ const routes: FastifyPluginAsyncTypebox<RemoveBgRouteOptions> = async (app, opts
       if (body.image_url) checkSourceUrl(body.image_url, 'body/image_url', opts);
       if (body.bg_image_url) checkSourceUrl(body.bg_image_url, 'body/bg_image_url', opts);
       assertQueueable(app);
-      const vendorId = request.vendor.id;
+      const vendorId = vendorOf(request).id;
       const source: JobSource = upload
         ? ((await storeUploads(app, vendorId, REMOVEBG_PROJECT, [upload]))[0] as JobSource)
         : { type: 'url', url: body.image_url as string };
@@ -108,8 +109,8 @@ const routes: FastifyPluginAsyncTypebox<RemoveBgRouteOptions> = async (app, opts
     },
   });
 
-  app.get('/removebg/jobs/:jobId', { schema: removeBgJobSchema, config: { rateLimitTier: 'polling' } }, async (request, reply) => {
-    const vendorId = request.vendor.id;
+  app.get('/removebg/jobs/:jobId', { schema: removeBgJobSchema, config: { auth: 'public', rateLimitTier: 'polling' } }, async (request, reply) => {
+    const vendorId = vendorOf(request).id;
     const found = await findVendorJob(app.db, vendorId, request.params.jobId);
     if (!found || found.kind !== 'remove-bg') throw new RemoveBgError(404, 'not_found', 'No such job');
     if (FINAL_STATES.has(found.status)) return answer(app, request, reply, found, {});

@@ -5,6 +5,7 @@ import { SIGNATURE_HEADER } from '../../../jobs/webhooks.js';
 import { checkUrl } from '../../../platform/address-guard.js';
 import { randomToken } from '../../../platform/ids.js';
 import { deleteWebhookSchema, deliveriesSchema, getWebhookSchema, putWebhookSchema } from './schemas.js';
+import { vendorOf } from '../../plugins/auth.js';
 
 /**
  * /api/webhooks: the token's vendor sets where its events are POSTed and
@@ -18,30 +19,30 @@ export interface WebhookRoutesOptions {
 }
 
 const routes: FastifyPluginAsyncTypebox<WebhookRoutesOptions> = async (app, opts) => {
-  app.addHook('onRequest', app.authenticate);
-  const polling = { rateLimitTier: 'polling' as const };
+  const reading = { auth: 'vendor', scopes: ['webhooks:read'], rateLimitTier: 'polling' } as const;
+  const writing = { auth: 'vendor', scopes: ['webhooks:write'], rateLimitTier: 'polling' } as const;
 
-  app.get('/', { schema: getWebhookSchema, config: polling }, async (request) => {
-    const hook = await vendorWebhook(app.db, request.vendor.id);
+  app.get('/', { schema: getWebhookSchema, config: reading }, async (request) => {
+    const hook = await vendorWebhook(app.db, vendorOf(request).id);
     return { webhookUrl: hook?.webhook_url ?? null, hasSecret: Boolean(hook?.webhook_secret), signatureHeader: SIGNATURE_HEADER };
   });
 
-  app.put('/', { schema: putWebhookSchema, config: polling }, async (request) => {
+  app.put('/', { schema: putWebhookSchema, config: writing }, async (request) => {
     const url = checkUrl(request.body.webhookUrl, { allowPrivate: opts.allowPrivate, purpose: 'webhook', allowedPrivateHosts: opts.allowedPrivateHosts });
     const secret = `whsec_${randomToken(32)}`;
-    if (!(await setVendorWebhook(app.db, request.vendor.id, url.toString(), secret))) throw new AppError('NOT_FOUND', 'no such vendor');
+    if (!(await setVendorWebhook(app.db, vendorOf(request).id, url.toString(), secret))) throw new AppError('NOT_FOUND', 'no such vendor');
     request.log.info({ host: url.host }, 'webhook URL set');
     return { webhookUrl: url.toString(), secret, signatureHeader: SIGNATURE_HEADER };
   });
 
-  app.delete('/', { schema: deleteWebhookSchema, config: polling }, async (request, reply) => {
-    await setVendorWebhook(app.db, request.vendor.id, null, null);
+  app.delete('/', { schema: deleteWebhookSchema, config: writing }, async (request, reply) => {
+    await setVendorWebhook(app.db, vendorOf(request).id, null, null);
     return reply.code(204).send(null);
   });
 
-  app.get('/deliveries', { schema: deliveriesSchema, config: polling }, async (request) => {
+  app.get('/deliveries', { schema: deliveriesSchema, config: reading }, async (request) => {
     const { cursor, limit } = request.query;
-    const page = await listDeliveries(app.db, request.vendor.id, cursor ?? null, limit + 1);
+    const page = await listDeliveries(app.db, vendorOf(request).id, cursor ?? null, limit + 1);
     const rows = page.slice(0, limit);
     return {
       deliveries: rows.map((d) => ({
