@@ -7,6 +7,7 @@ import { cancelChannel, eventsChannel, type JobEvent } from '../../../jobs/event
 import { QUEUE_NAMES, type JobState } from '../../../jobs/queues.js';
 import { collectGarbage } from '../../../platform/garbage.js';
 import { requeueJob } from '../../../platform/requeue.js';
+import { vendorOf } from '../../plugins/auth.js';
 import type { ImageQueueOptions } from './index.js';
 import { cancelBatchSchema, cancelJobSchema, deleteBatchSchema, deleteJobSchema, retryBatchSchema, retryJobSchema } from './schemas.js';
 
@@ -28,69 +29,69 @@ const ACTIVE_FILES_HOLD_MS = 15 * 60_000;
 const INLINE_GARBAGE = 50;
 
 const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) => {
-  const control = { rateLimitTier: 'processing' as const };
-  const bulk = { rateLimitTier: 'bulk' as const };
+  const control = { auth: 'vendor', scopes: ['jobs:write'], rateLimitTier: 'processing' } as const;
+  const bulk = { auth: 'vendor', scopes: ['jobs:write'], rateLimitTier: 'bulk' } as const;
 
   app.delete('/job/:jobId', { schema: deleteJobSchema, config: control }, async (request) => {
-    const deleted = await deleteJobs(app.db, request.vendor.id, [request.params.jobId], ACTIVE_FILES_HOLD_MS);
+    const deleted = await deleteJobs(app.db, vendorOf(request).id, [request.params.jobId], ACTIVE_FILES_HOLD_MS);
     const [job] = deleted;
     if (!job) throw new AppError('NOT_FOUND', 'no such job');
-    await afterDelete(app, opts, request.vendor.id, deleted);
-    const filesRemoved = job.status !== 'active' && (await removeFiles(app, request.vendor.id));
-    request.log.info({ jobId: job.id, vendorId: request.vendor.id, was: job.status }, 'job deleted by its vendor');
+    await afterDelete(app, opts, vendorOf(request).id, deleted);
+    const filesRemoved = job.status !== 'active' && (await removeFiles(app, vendorOf(request).id));
+    request.log.info({ jobId: job.id, vendorId: vendorOf(request).id, was: job.status }, 'job deleted by its vendor');
     return { jobId: job.id, deleted: true as const, filesRemoved };
   });
 
   app.post('/job/:jobId/cancel', { schema: cancelJobSchema, config: control }, async (request) => {
-    const result = await cancelJob(app.db, request.vendor.id, request.params.jobId);
+    const result = await cancelJob(app.db, vendorOf(request).id, request.params.jobId);
     if (result.outcome === 'not-found') throw new AppError('NOT_FOUND', 'no such job');
     if (result.outcome === 'ended') throw new AppError('CONFLICT', `the job already ended (${result.job.status}); only queued or active jobs can be cancelled`);
-    await afterCancel(app, opts, request.vendor.id, [result.job]);
+    await afterCancel(app, opts, vendorOf(request).id, [result.job]);
     return { jobId: result.job.id, state: 'cancelled' as const, was: result.was };
   });
 
   app.post('/job/:jobId/retry', { schema: retryJobSchema, config: control }, async (request, reply) => {
-    const result = await retryJob(app.db, request.vendor.id, request.params.jobId, opts.attempts);
+    const result = await retryJob(app.db, vendorOf(request).id, request.params.jobId, opts.attempts);
     if (result.outcome === 'not-found') throw new AppError('NOT_FOUND', 'no such job');
     if (result.outcome === 'not-retryable')
       throw new AppError('CONFLICT', `the job is ${result.job.status}; only failed, dead or cancelled jobs can be retried`);
     await queueAgain(app, result.job);
-    announce(app, opts, request.vendor.id, [result.job], 'queued');
+    announce(app, opts, vendorOf(request).id, [result.job], 'queued');
     return reply.code(202).send({ jobId: result.job.id, state: 'queued' as const, attempts: result.job.attempts, maxAttempts: result.job.max_attempts });
   });
 
   app.delete('/batch/:batchId', { schema: deleteBatchSchema, config: bulk }, async (request) => {
     const { batchId } = request.params;
-    const ids = await vendorBatch(app, request.vendor.id, batchId);
+    const ids = await vendorBatch(app, vendorOf(request).id, batchId);
     const deleted: DeletedJob[] = [];
-    for (let i = 0; i < ids.length; i += 200) deleted.push(...(await deleteJobs(app.db, request.vendor.id, ids.slice(i, i + 200), ACTIVE_FILES_HOLD_MS)));
-    await afterDelete(app, opts, request.vendor.id, deleted);
-    await removeFiles(app, request.vendor.id);
-    request.log.info({ batchId, vendorId: request.vendor.id, jobs: deleted.length }, 'batch deleted by its vendor');
+    for (let i = 0; i < ids.length; i += 200) deleted.push(...(await deleteJobs(app.db, vendorOf(request).id, ids.slice(i, i + 200), ACTIVE_FILES_HOLD_MS)));
+    await afterDelete(app, opts, vendorOf(request).id, deleted);
+    await removeFiles(app, vendorOf(request).id);
+    request.log.info({ batchId, vendorId: vendorOf(request).id, jobs: deleted.length }, 'batch deleted by its vendor');
     return { batchId, jobIds: deleted.map((j) => j.id) };
   });
 
   app.post('/batch/:batchId/cancel', { schema: cancelBatchSchema, config: bulk }, async (request) => {
     const { batchId } = request.params;
     const cancelled: Job[] = [];
-    for (const id of await vendorBatch(app, request.vendor.id, batchId)) {
-      const result = await cancelJob(app.db, request.vendor.id, id);
+    for (const id of await vendorBatch(app, vendorOf(request).id, batchId)) {
+      const result = await cancelJob(app.db, vendorOf(request).id, id);
       if (result.outcome === 'cancelled') cancelled.push(result.job);
     }
-    await afterCancel(app, opts, request.vendor.id, cancelled);
+    await afterCancel(app, opts, vendorOf(request).id, cancelled);
     return { batchId, jobIds: cancelled.map((j) => j.id) };
   });
 
   app.post('/batch/:batchId/retry', { schema: retryBatchSchema, config: bulk }, async (request, reply) => {
     const { batchId } = request.params;
     const retried: Job[] = [];
-    for (const id of await vendorBatch(app, request.vendor.id, batchId)) {
-      const result = await retryJob(app.db, request.vendor.id, id, opts.attempts);
+    for (const id of await vendorBatch(app, vendorOf(request).id, batchId)) {
+      const result = await retryJob(app.db, vendorOf(request).id, id, opts.attempts);
       if (result.outcome !== 'queued') continue;
       await queueAgain(app, result.job);
       retried.push(result.job);
     }
-    announce(app, opts, request.vendor.id, retried, 'queued');
+    announce(app, opts, vendorOf(request).id, retried, 'queued');
     return reply.code(202).send({ batchId, jobIds: retried.map((j) => j.id) });
   });
 };
