@@ -46,6 +46,8 @@ export type ErrorResponse = {
     path: string;
     message: string;
   }[];
+  /** the X-Request-Id of the request, as the logs name it */
+  requestId?: string;
 };
 export type TokenResponse = {
   /** send as `Authorization: Bearer <token>` */

@@ -34,7 +34,8 @@ t.test('auth, validation and tenancy at the API edge', async (t) => {
     const url = '/api/image-queue/process-queue';
     const none = await app.inject({ method: 'POST', url, payload: processBody() });
     t.equal(none.statusCode, 401);
-    t.same(Object.keys(none.json()).sort(), ['code', 'error', 'message', 'statusCode']);
+    t.same(Object.keys(none.json()).sort(), ['code', 'error', 'message', 'requestId', 'statusCode']);
+    t.equal(none.json().requestId, none.headers['x-request-id'], 'the error names the request its X-Request-Id header does');
 
     const forged = createSigner({ key: 'another-secret-that-is-long-enough-000000', algorithm: 'HS256' })({
       sub: a.vendorId,
@@ -119,7 +120,9 @@ t.test('auth, validation and tenancy at the API edge', async (t) => {
     const foreign = await app.inject({ method: 'GET', url: `/api/image-queue/job/${jobId}`, headers: b.auth });
     t.equal(foreign.statusCode, 404);
     const nothing = await app.inject({ method: 'GET', url: '/api/image-queue/job/01ARZ3NDEKTSV4RRFFQ69G5FAV', headers: b.auth });
-    t.same(foreign.json(), nothing.json(), "B cannot tell A's job from a missing one");
+    const { requestId: _a, ...foreignBody } = foreign.json();
+    const { requestId: _b, ...nothingBody } = nothing.json();
+    t.same(foreignBody, nothingBody, "B cannot tell A's job from a missing one (only the request ids differ)");
   });
 
   t.test('source URLs to private addresses are refused when the allow flag is off', async (t) => {

@@ -19,11 +19,15 @@ export default fp(
       if (body.statusCode >= 500) request.log.error({ err: error, code: body.code }, 'request failed');
       else request.log.info({ code: body.code, statusCode: body.statusCode, msg: body.message }, 'request refused');
       if (body.statusCode === 503) void reply.header('retry-after', '5');
-      return reply.code(body.statusCode).send(body);
+      return reply.code(body.statusCode).send({ ...body, requestId: request.id });
     });
     app.setNotFoundHandler((request, reply) =>
-      reply.code(404).send(errorBody('NOT_FOUND', `route ${request.method} ${request.url.split('?')[0]} does not exist`)),
+      reply.code(404).send({ ...errorBody('NOT_FOUND', `route ${request.method} ${request.url.split('?')[0]} does not exist`), requestId: request.id }),
     );
+    // Every answer names its request (the caller's X-Request-Id when it sent a usable one), as the logs do.
+    app.addHook('onRequest', async (request, reply) => {
+      void reply.header('x-request-id', request.id);
+    });
   },
   { name: 'errors' },
 );

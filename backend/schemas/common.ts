@@ -9,6 +9,7 @@ export const ErrorResponse = Type.Object(
     error: Type.String({ description: 'HTTP reason phrase' }),
     message: Type.String(),
     fields: Type.Optional(Type.Array(Type.Object({ path: Type.String(), message: Type.String() }), { description: 'for 400s: each invalid field' })),
+    requestId: Type.Optional(Type.String({ description: 'the X-Request-Id of the request, as the logs name it' })),
   },
   { $id: 'ErrorResponse', title: 'Error' },
 );

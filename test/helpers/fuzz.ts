@@ -331,6 +331,12 @@ export async function sendAndJudge(app: FastifyInstance, request: FuzzRequest, d
     } catch {
       return { statusCode: res.statusCode, ms, problem: `${res.statusCode} without a JSON body: ${res.body.slice(0, 200)}` };
     }
+    if (request.url.startsWith('/v1.0/') && !(body?.statusCode === res.statusCode && typeof body.code === 'string')) {
+      // remove.bg's API answers in remove.bg's error shape (refusals before routing, such as 414, in the API's).
+      const first = (body as { errors?: { title?: unknown; code?: unknown }[] } | undefined)?.errors?.[0];
+      if (typeof first?.title === 'string' && typeof first.code === 'string') return { statusCode: res.statusCode, ms, problem: null };
+      return { statusCode: res.statusCode, ms, problem: `${res.statusCode} with a body not in remove.bg's error shape: ${res.body.slice(0, 200)}` };
+    }
     if (body?.statusCode !== res.statusCode || typeof body.code !== 'string' || typeof body.message !== 'string') {
       return { statusCode: res.statusCode, ms, problem: `${res.statusCode} with a body not in the error shape: ${res.body.slice(0, 200)}` };
     }
