@@ -72,10 +72,28 @@ async function post(
     if (signal.aborted) throw new AppError('SOURCE_TIMEOUT', `webhook receiver did not answer within ${policy.timeoutMs} ms`);
     throw new AppError('SOURCE_FETCH_FAILED', `webhook POST failed: ${(error as Error).message}`);
   }
-  // Read (a little of) the answer so the connection can be reused; its content does not matter.
-  await response.body.text().catch(() => undefined);
+  await drainAtMost(response.body, RESPONSE_READ_BYTES);
   if (response.statusCode < 200 || response.statusCode >= 300) {
     throw Object.assign(new AppError('SOURCE_FETCH_FAILED', `webhook receiver answered ${response.statusCode}`), { receiverStatus: response.statusCode });
   }
   return { statusCode: response.statusCode };
+}
+
+/** How much of a receiver's answer is read: its content does not matter, and a receiver must not make a worker buffer gigabytes. */
+export const RESPONSE_READ_BYTES = 4096;
+
+/** Reads up to `max` bytes (so a short answer leaves the connection reusable), then drops the rest with the connection. */
+async function drainAtMost(body: Dispatcher.ResponseData['body'], max: number): Promise<void> {
+  let read = 0;
+  try {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      read += chunk.length;
+      if (read > max) {
+        body.destroy();
+        return;
+      }
+    }
+  } catch {
+    // a receiver that breaks off its answer has still answered with its status
+  }
 }
