@@ -3,6 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { logDestination, loggerOptions, type LogTarget } from '../platform/logger.js';
 import { parseHostAllowlist } from '../platform/address-guard.js';
 import { publicBaseUrl } from '../platform/config-sections.js';
+import { kindSet, type AnyJobKind } from '../jobs/kinds.js';
 import type { ApiConfig } from './config.js';
 import errors from './plugins/errors.js';
 import jsonBody from './plugins/json-body.js';
@@ -37,6 +38,8 @@ export interface BuildOptions {
   logStream?: LogTarget;
   /** Called for every route as it is registered (tests enumerate the routes with it). */
   onRoute?: (route: RouteOptions) => void;
+  /** job kinds served beside the registry's (jobs/kinds.ts): a test registers a throwaway kind with this */
+  jobKinds?: readonly AnyJobKind[];
 }
 
 /**
@@ -81,6 +84,7 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
     backoffMs: config.JOB_BACKOFF_MS,
     keepCompleted: config.QUEUE_KEEP_COMPLETED,
     keepFailed: config.QUEUE_KEEP_FAILED,
+    kinds: kindSet(options.jobKinds),
   });
   await app.register(storage, config);
   await app.register(auth, { secret: config.JWT_SECRET, expires: config.JWT_EXPIRES, vendorCacheMs: config.VENDOR_CACHE_MS });

@@ -11,9 +11,10 @@ import type { NewBatch, NewIdempotencyKey, NewJob } from '../db/schema.js';
 import { AppError } from '../jobs/errors.js';
 import { eventsChannel, type EventLogNudge } from '../jobs/events.js';
 import type { JobPayload, JobSource } from '../jobs/payloads.js';
-import { bullAttempts, QUEUE_NAMES, type JobKind, type QueueName } from '../jobs/queues.js';
+import { bullAttempts, type JobKind } from '../jobs/queues.js';
+import type { KindSet } from '../jobs/kinds.js';
 import { newId, randomToken } from '../platform/ids.js';
-import type { Queues } from '../platform/queues.js';
+import { queueOf, type Queues } from '../platform/queues.js';
 import { keySegment } from '../platform/storage/index.js';
 import { IdempotencyConflictError } from './plugins/idempotency.js';
 import { LedgerTransactions } from '../db/multi-statement.js';
@@ -155,7 +156,7 @@ export function assertQueueable(app: FastifyInstance): void {
 export default fp<EnqueueOptions>(
   async (app, opts) => {
     const transactions = new LedgerTransactions(opts.mysqlUrl, opts.concurrency * 2);
-    const writer = new LedgerWriter(app.db, transactions, app.queues, app.redis, app.log, opts);
+    const writer = new LedgerWriter(app.db, transactions, app.queues, app.jobKinds, app.redis, app.log, opts);
     app.decorate('enqueuer', {
       commit: (plan: PlannedJobs, idempotency?: NewIdempotencyKey | null) => writer.write(plan, idempotency ?? null),
       drain: () => writer.drain(),
@@ -190,6 +191,7 @@ class LedgerWriter {
     private readonly db: Db,
     private readonly transactions: LedgerTransactions,
     private readonly queues: Queues,
+    private readonly kinds: KindSet,
     private readonly redis: Redis,
     private readonly log: FastifyBaseLogger,
     private readonly opts: EnqueueOptions,
@@ -353,10 +355,10 @@ class LedgerWriter {
   }
 
   private async addToQueues(units: WriteUnit[]): Promise<void> {
-    const byQueue = new Map<QueueName, LedgerRow[]>();
+    const byQueue = new Map<string, LedgerRow[]>();
     for (const unit of units) {
       for (const row of unit.plan.rows) {
-        const queue = QUEUE_NAMES[row.kind];
+        const queue = this.kinds.get(row.kind).queue;
         let list = byQueue.get(queue);
         if (!list) byQueue.set(queue, (list = []));
         list.push(row);
@@ -365,7 +367,7 @@ class LedgerWriter {
     await Promise.all(
       [...byQueue].map(async ([queue, list]) => {
         try {
-          await this.queues[queue].addBulk(
+          await queueOf(this.queues, queue).addBulk(
             list.map((row) => ({ data: payloadOf(row), opts: { jobId: row.id, priority: row.priority, attempts: bullAttempts(row.max_attempts) } })),
           );
         } catch (error) {

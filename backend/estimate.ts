@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { sql } from 'kysely';
-import { QUEUE_NAMES, type JobKind } from '../jobs/queues.js';
-import { DEFAULT_CONCURRENCY, liveConcurrency, readHeartbeats } from './heartbeats.js';
+import { queueOf } from '../platform/queues.js';
+import { liveConcurrency, readHeartbeats } from './heartbeats.js';
 
 /**
  * `estimatedTime` for enqueue responses: how long until the new jobs are
@@ -10,8 +10,9 @@ import { DEFAULT_CONCURRENCY, liveConcurrency, readHeartbeats } from './heartbea
  * none beat) and how long recent jobs of the kind took (the ledger). Each
  * input is cached briefly so that estimating costs an enqueue nothing on
  * most requests; a failed read falls back instead of failing the request.
+ * The fallbacks are the kind's registry entry (jobs/kinds.ts): the worker's
+ * default concurrency and a typical duration.
  */
-export const DEFAULT_DURATION_MS: Record<JobKind, number> = { 'remove-bg': 1500, 'face-crop': 1000, process: 300 };
 const DURATION_REFRESH_MS = 5000;
 const CONCURRENCY_REFRESH_MS = 5000;
 
@@ -27,9 +28,9 @@ interface Cached<T> {
 }
 
 interface EstimateState {
-  depth: Map<JobKind, Cached<number>>;
-  duration: Map<JobKind, Cached<number>>;
-  concurrency: Map<JobKind, Cached<number>>;
+  depth: Map<string, Cached<number>>;
+  duration: Map<string, Cached<number>>;
+  concurrency: Map<string, Cached<number>>;
 }
 
 const states = new WeakMap<FastifyInstance, EstimateState>();
@@ -39,13 +40,13 @@ export interface Estimate {
   text: string;
 }
 
-export async function estimate(app: FastifyInstance, settings: EstimateSettings, kind: JobKind, newJobs: number): Promise<Estimate> {
+export async function estimate(app: FastifyInstance, settings: EstimateSettings, kind: string, newJobs: number): Promise<Estimate> {
   const [ahead, avgMs, concurrency] = await Promise.all([queueDepth(app, settings, kind), averageDuration(app, kind), workerConcurrency(app, settings, kind)]);
   const seconds = estimateSeconds({ ahead, newJobs, concurrency, avgMs });
   return { seconds, text: formatRange(seconds) };
 }
 
-export async function estimateTime(app: FastifyInstance, settings: EstimateSettings, kind: JobKind, newJobs: number): Promise<string> {
+export async function estimateTime(app: FastifyInstance, settings: EstimateSettings, kind: string, newJobs: number): Promise<string> {
   return (await estimate(app, settings, kind, newJobs)).text;
 }
 
@@ -70,7 +71,7 @@ function stateOf(app: FastifyInstance): EstimateState {
   return state;
 }
 
-function cachedRead<T>(map: Map<JobKind, Cached<T>>, kind: JobKind, maxAgeMs: number, read: () => Promise<T>, fallback: T): Promise<T> {
+function cachedRead<T>(map: Map<string, Cached<T>>, kind: string, maxAgeMs: number, read: () => Promise<T>, fallback: T): Promise<T> {
   const hit = map.get(kind);
   if (hit && Date.now() - hit.at < maxAgeMs) return hit.value;
   const value = read().catch(() => {
@@ -81,20 +82,21 @@ function cachedRead<T>(map: Map<JobKind, Cached<T>>, kind: JobKind, maxAgeMs: nu
   return value;
 }
 
-function queueDepth(app: FastifyInstance, settings: EstimateSettings, kind: JobKind): Promise<number> {
+function queueDepth(app: FastifyInstance, settings: EstimateSettings, kind: string): Promise<number> {
   return cachedRead(
     stateOf(app).depth,
     kind,
     settings.depthCacheMs,
     async () => {
-      const counts = await app.queues[QUEUE_NAMES[kind]].getJobCounts();
+      const counts = await queueOf(app.queues, app.jobKinds.get(kind).queue).getJobCounts();
       return (counts.waiting ?? 0) + (counts.active ?? 0) + (counts.delayed ?? 0) + ((counts as { paused?: number }).paused ?? 0);
     },
     0,
   );
 }
 
-function averageDuration(app: FastifyInstance, kind: JobKind): Promise<number> {
+function averageDuration(app: FastifyInstance, kind: string): Promise<number> {
+  const fallback = app.jobKinds.get(kind).defaultDurationMs;
   return cachedRead(
     stateOf(app).duration,
     kind,
@@ -105,21 +107,22 @@ function averageDuration(app: FastifyInstance, kind: JobKind): Promise<number> {
           SELECT duration_ms FROM jobs WHERE status = 'completed' AND updated_at > NOW(3) - INTERVAL 1 HOUR AND kind = ${kind} AND finished_at > NOW(3) - INTERVAL 1 HOUR
           ORDER BY finished_at DESC LIMIT 200) recent`.execute(app.db);
       const avg = Number(row.rows[0]?.avg_ms ?? 0);
-      return avg > 0 ? avg : DEFAULT_DURATION_MS[kind];
+      return avg > 0 ? avg : fallback;
     },
-    DEFAULT_DURATION_MS[kind],
+    fallback,
   );
 }
 
-function workerConcurrency(app: FastifyInstance, settings: EstimateSettings, kind: JobKind): Promise<number> {
+function workerConcurrency(app: FastifyInstance, settings: EstimateSettings, kind: string): Promise<number> {
+  const spec = app.jobKinds.get(kind);
   return cachedRead(
     stateOf(app).concurrency,
     kind,
     CONCURRENCY_REFRESH_MS,
     async () => {
-      const live = liveConcurrency(await readHeartbeats(app.redis, settings.bullPrefix))[QUEUE_NAMES[kind]];
-      return live > 0 ? live : DEFAULT_CONCURRENCY[kind];
+      const live = liveConcurrency(await readHeartbeats(app.redis, settings.bullPrefix), app.jobKinds).get(spec.queue) ?? 0;
+      return live > 0 ? live : spec.concurrency.default;
     },
-    DEFAULT_CONCURRENCY[kind],
+    spec.concurrency.default,
   );
 }

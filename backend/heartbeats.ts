@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { HEARTBEAT_TTL_MS, heartbeatPattern, type WorkerHeartbeat } from '../jobs/heartbeat.js';
-import { QUEUE_NAMES, type JobKind, type QueueName } from '../jobs/queues.js';
+import type { KindSet } from '../jobs/kinds.js';
 
 /**
  * The API's view of the workers, from the heartbeat keys they write
@@ -8,8 +8,6 @@ import { QUEUE_NAMES, type JobKind, type QueueName } from '../jobs/queues.js';
  * beat is recent; `estimatedTime` and `/api/worker/health` both read this.
  */
 const STALE_AFTER_MS = 2 * HEARTBEAT_TTL_MS;
-
-export const DEFAULT_CONCURRENCY: Record<JobKind, number> = { 'remove-bg': 3, 'face-crop': 3, process: 5 };
 
 export async function readHeartbeats(redis: Redis, prefix: string, now = Date.now()): Promise<WorkerHeartbeat[]> {
   const keys: string[] = [];
@@ -39,12 +37,13 @@ export function parseHeartbeat(value: string | null): WorkerHeartbeat | null {
   }
 }
 
-/** Jobs of each queue the live workers run at once (paused queues serve nothing). */
-export function liveConcurrency(heartbeats: readonly WorkerHeartbeat[]): Record<QueueName, number> {
-  const total = Object.fromEntries(Object.values(QUEUE_NAMES).map((q) => [q, 0])) as Record<QueueName, number>;
+/** Jobs of each queue the live workers run at once (paused queues serve nothing); a queue of `kinds` nobody serves is 0. */
+export function liveConcurrency(heartbeats: readonly WorkerHeartbeat[], kinds: KindSet): Map<string, number> {
+  const total = new Map(kinds.queues.map((q) => [q, 0]));
   for (const hb of heartbeats) {
     for (const [queue, state] of Object.entries(hb.queues)) {
-      if (queue in total && !state.paused && Number.isFinite(state.concurrency)) total[queue as QueueName] += Math.max(0, state.concurrency);
+      const sum = total.get(queue);
+      if (sum !== undefined && !state.paused && Number.isFinite(state.concurrency)) total.set(queue, sum + Math.max(0, state.concurrency));
     }
   }
   return total;

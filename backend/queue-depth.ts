@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { QUEUE_NAMES, type JobKind } from '../jobs/queues.js';
+import { queueOf } from '../platform/queues.js';
 
 /**
  * The live depth of a Bull queue, for queue-stats and health. Reads are
@@ -16,9 +16,9 @@ export interface QueueDepthView {
 
 export const REDIS_READ_TIMEOUT_MS = 1500;
 
-export async function queueDepth(app: FastifyInstance, kind: JobKind, timeoutMs = REDIS_READ_TIMEOUT_MS): Promise<QueueDepthView | null> {
-  const queue = app.queues[QUEUE_NAMES[kind]];
+export async function queueDepth(app: FastifyInstance, kind: string, timeoutMs = REDIS_READ_TIMEOUT_MS): Promise<QueueDepthView | null> {
   try {
+    const queue = queueOf(app.queues, app.jobKinds.get(kind).queue);
     const [counts, isPaused] = await withTimeout(Promise.all([queue.getJobCounts(), queue.isPaused()]), timeoutMs);
     const c = counts as unknown as Record<string, number | undefined>;
     return { waiting: c['waiting'] ?? 0, active: c['active'] ?? 0, delayed: c['delayed'] ?? 0, paused: c['paused'] ?? 0, isPaused };

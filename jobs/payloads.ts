@@ -1,5 +1,4 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { type JOB_KINDS } from './queues.js';
 import { Operations } from './operations.js';
 import { FaceDetector } from './face-presets.js';
 import { CROP_MARGIN_PATTERN, MAX_MARGIN_PX, POSITION_PATTERN, ROI_PATTERN, SCALE_PATTERN } from './cutout-options.js';
@@ -112,7 +111,11 @@ export type FaceCropOptions = Static<typeof FaceCropOptions>;
 export const ProcessOptions = Type.Object({ operations: Operations }, { additionalProperties: false });
 export type ProcessOptions = Static<typeof ProcessOptions>;
 
-const Common = {
+/**
+ * The fields every payload has; jobs/kinds.ts adds `kind` and that kind's
+ * `options` (`payloadSchema`) and derives the payload types.
+ */
+export const CommonPayloadFields = Type.Object({
   jobId: Type.String(),
   vendorId: Type.String(),
   projectId: Type.String(),
@@ -121,19 +124,9 @@ const Common = {
   source: JobSource,
   /** storage key prefix for this job's outputs; fixed at enqueue so retries overwrite, never litter */
   outputPrefix: Type.String(),
-};
+});
 
-export const RemoveBgPayload = Type.Object({ ...Common, kind: Type.Literal('remove-bg'), options: RemoveBgOptions });
-export const FaceCropPayload = Type.Object({ ...Common, kind: Type.Literal('face-crop'), options: FaceCropOptions });
-export const ProcessPayload = Type.Object({ ...Common, kind: Type.Literal('process'), options: ProcessOptions });
-export const JobPayload = Type.Union([RemoveBgPayload, FaceCropPayload, ProcessPayload]);
-
-export type RemoveBgPayload = Static<typeof RemoveBgPayload>;
-export type FaceCropPayload = Static<typeof FaceCropPayload>;
-export type ProcessPayload = Static<typeof ProcessPayload>;
-export type JobPayload = Static<typeof JobPayload>;
-export type PayloadOf<K extends (typeof JOB_KINDS)[number]> = Extract<JobPayload, { kind: K }>;
-export type OptionsOf<K extends (typeof JOB_KINDS)[number]> = PayloadOf<K>['options'];
+export type { JobPayload, OptionsOf, PayloadOf } from './kinds.js';
 
 /** One stored file a job produced. */
 export const JobOutput = Type.Object({

@@ -1,31 +1,25 @@
+import { byKind, JOB_KINDS, JOB_REGISTRY, type JobKind, type QueueName, type StatKey } from './kinds.js';
+
 /**
- * The three work queues and the job kinds that travel on them. The API and the
- * worker agree on these names; the kind is what the ledger stores.
+ * Queue names and stats keys by kind, derived from the registry
+ * (jobs/kinds.ts); the ledger states; Bull's attempt slack.
  */
-export const JOB_KINDS = ['remove-bg', 'face-crop', 'process'] as const;
-export type JobKind = (typeof JOB_KINDS)[number];
+export { JOB_KINDS, type JobKind, type QueueName };
 
-export const QUEUE_NAMES = {
-  'remove-bg': 'background-removal',
-  'face-crop': 'face-crop',
-  process: 'image-processing',
-} as const satisfies Record<JobKind, string>;
-
-export type QueueName = (typeof QUEUE_NAMES)[JobKind];
+export const QUEUE_NAMES = byKind((spec) => spec.queue) as { [K in JobKind]: (typeof JOB_REGISTRY)[K]['queue'] };
 
 export const ALL_QUEUES: readonly QueueName[] = Object.values(QUEUE_NAMES);
 
-/** Keys used in queue-stats responses, as in seed 003. */
-export const QUEUE_STAT_KEYS = {
-  'background-removal': 'backgroundRemoval',
-  'face-crop': 'faceCrop',
-  'image-processing': 'imageProcessing',
-} as const satisfies Record<QueueName, string>;
+/** Keys used in queue-stats and health responses, as in seed 003. */
+export const QUEUE_STAT_KEYS = Object.fromEntries(JOB_KINDS.map((kind) => [JOB_REGISTRY[kind].queue, JOB_REGISTRY[kind].statKey])) as Record<
+  QueueName,
+  StatKey
+>;
 
 export function kindOfQueue(queue: QueueName): JobKind {
-  const entry = Object.entries(QUEUE_NAMES).find(([, name]) => name === queue);
-  if (!entry) throw new Error(`unknown queue ${queue}`);
-  return entry[0] as JobKind;
+  const kind = JOB_KINDS.find((k) => JOB_REGISTRY[k].queue === queue);
+  if (!kind) throw new Error(`unknown queue ${queue}`);
+  return kind;
 }
 
 /**

@@ -1,11 +1,19 @@
 import Bull from 'bull';
 import type { RedisOptions } from 'ioredis';
-import { ALL_QUEUES, bullAttempts, type QueueName } from '../jobs/queues.js';
-import type { JobPayload } from '../jobs/payloads.js';
+import { bullAttempts } from '../jobs/queues.js';
+import { BUILTIN_KINDS, type JobPayload, type KindSet, type QueueName } from '../jobs/kinds.js';
 import { bullConnections } from './redis.js';
 
 export type JobQueue = Bull.Queue<JobPayload>;
+/** The work queues by name: the registry's, typed; a test's extra kinds add theirs (reached through queueOf). */
 export type Queues = Record<QueueName, JobQueue>;
+
+/** The queue of a kind (or a ledger row's kind); throws for a queue this process did not open. */
+export function queueOf(queues: Queues, queue: string): JobQueue {
+  const found = (queues as Record<string, JobQueue | undefined>)[queue];
+  if (!found) throw new Error(`no open queue "${queue}"`);
+  return found;
+}
 
 export interface QueueSettings {
   redisUrl: string;
@@ -21,6 +29,8 @@ export interface QueueSettings {
   stalledIntervalMs?: number;
   maxStalledCount?: number;
   clientOptions?: RedisOptions;
+  /** the kinds whose queues to open (default: the registry's) */
+  kinds?: KindSet;
 }
 
 export interface QueueSet {
@@ -29,13 +39,13 @@ export interface QueueSet {
 }
 
 /**
- * Opens the three work queues over shared connections. Closing closes the
+ * Opens the work queue of every kind over shared connections. Closing closes the
  * queues first, then the connections, as Bull requires.
  */
 export function openQueues(settings: QueueSettings): QueueSet {
   const connections = bullConnections(settings.redisUrl, settings.connectionName, settings.clientOptions);
   const queues = Object.fromEntries(
-    ALL_QUEUES.map((name) => [
+    (settings.kinds ?? BUILTIN_KINDS).queues.map((name) => [
       name,
       new Bull<JobPayload>(name, {
         prefix: settings.prefix,

@@ -1,7 +1,8 @@
 import type { Job } from '../db/schema.js';
 import { payloadOf } from '../db/repos/jobs.js';
-import { bullAttempts, QUEUE_NAMES } from '../jobs/queues.js';
-import type { Queues } from './queues.js';
+import { bullAttempts } from '../jobs/queues.js';
+import { BUILTIN_KINDS, type KindSet } from '../jobs/kinds.js';
+import { queueOf, type Queues } from './queues.js';
 
 /**
  * Puts a ledger job (back) into its Bull queue under its own id. Bull ignores
@@ -29,8 +30,8 @@ export type RequeueFields = Pick<
   | 'max_attempts'
 >;
 
-export async function requeueJob(queues: Queues, job: RequeueFields): Promise<boolean> {
-  const queue = queues[QUEUE_NAMES[job.kind]];
+export async function requeueJob(queues: Queues, job: RequeueFields, kinds: KindSet = BUILTIN_KINDS): Promise<boolean> {
+  const queue = queueOf(queues, kinds.get(job.kind).queue);
   const existing = await queue.getJob(job.id);
   if (existing) {
     const state = await existing.getState();

@@ -1,4 +1,5 @@
-import { Type, type Static } from '@sinclair/typebox';
+import { Type, type Static, type TInteger } from '@sinclair/typebox';
+import { BUILTIN_KINDS, type ConcurrencyVariable } from '../jobs/kinds.js';
 import { env, loadConfig, type LoadOptions } from '../platform/config.js';
 import { LogSection, MetricsSection, MysqlSection, RedisSection, SourceSection, StorageSection, WebhookSection } from '../platform/config-sections.js';
 import { WebhookWorkerSection } from './webhooks/config-section.js';
@@ -12,10 +13,8 @@ export const WorkerConfigSchema = Type.Object({
   ...StorageSection,
   ...SourceSection,
   WORKER_ID: env.string('', 'name of this worker in heartbeats and attempt records (default <hostname>:<pid>)'),
-  WORKER_QUEUES: env.string('background-removal,face-crop,image-processing', 'comma-separated queues this worker process serves'),
-  CONCURRENCY_BACKGROUND_REMOVAL: env.int(3, 'background-removal jobs run at once per worker process', { minimum: 1, maximum: 256 }),
-  CONCURRENCY_FACE_CROP: env.int(3, 'face-crop jobs run at once per worker process', { minimum: 1, maximum: 256 }),
-  CONCURRENCY_IMAGE_PROCESSING: env.int(5, 'image-processing jobs run at once per worker process', { minimum: 1, maximum: 256 }),
+  WORKER_QUEUES: env.string(BUILTIN_KINDS.queues.join(','), 'comma-separated queues this worker process serves'),
+  ...concurrencySection(),
   JOB_TIMEOUT_MS: env.int(60_000, 'one attempt is aborted after this long (fetches, rembg calls and uploads stop)', { minimum: 100 }),
   RESULT_CHUNK_FIELDS: env.int(10, 'result fields per MySQL statement (halved on max_allowed_packet errors)', { minimum: 1, maximum: 1000 }),
   DB_WRITE_RETRY_MS: env.int(30_000, 'how long a worker keeps retrying a result write while MySQL is unavailable', { minimum: 0 }),
@@ -50,4 +49,14 @@ export type WorkerConfig = Static<typeof WorkerConfigSchema>;
 
 export function loadWorkerConfig(options?: LoadOptions): WorkerConfig {
   return loadConfig(WorkerConfigSchema, options);
+}
+
+/** One CONCURRENCY_* variable per registry kind (jobs/kinds.ts), with the kind's default. */
+function concurrencySection(): Record<ConcurrencyVariable, TInteger> {
+  return Object.fromEntries(
+    BUILTIN_KINDS.list.map((spec) => [
+      spec.concurrency.variable,
+      env.int(spec.concurrency.default, `${spec.queue} jobs run at once per worker process`, { minimum: 1, maximum: 256 }),
+    ]),
+  ) as Record<ConcurrencyVariable, TInteger>;
 }

@@ -1,5 +1,4 @@
 import type { Logger } from '../platform/logger.js';
-import type { JobKind } from '../jobs/queues.js';
 import type { JobOutput, PayloadOf } from '../jobs/payloads.js';
 import type { ImageInfo } from '../platform/images.js';
 
@@ -8,7 +7,7 @@ import type { ImageInfo } from '../platform/images.js';
  * Processors do the image work only; fetching, storing and ledger writes are
  * done for them, so every queue gets the same guarantees.
  */
-export interface JobContext<K extends JobKind> {
+export interface JobContext<K extends string> {
   payload: PayloadOf<K>;
   attempt: number;
   /** aborted when the attempt times out or the worker must stop */
@@ -33,4 +32,6 @@ export interface ProcessorOutput {
   recordFields: Record<string, unknown>;
 }
 
-export type Processor<K extends JobKind> = (ctx: JobContext<K>) => Promise<ProcessorOutput>;
+export type Processor<K extends string> = (ctx: JobContext<K>) => Promise<ProcessorOutput>;
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- any kind's processor, the worker looks it up by the kind's name
+export type AnyProcessor = Processor<any>;

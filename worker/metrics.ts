@@ -1,6 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { RembgInstanceState } from '../jobs/heartbeat.js';
-import { ALL_QUEUES, type QueueName } from '../jobs/queues.js';
 import { createRegistry, JOB_BUCKETS, METRIC_PREFIX } from '../platform/metrics.js';
 
 /**
@@ -25,7 +24,7 @@ export interface WorkerMetrics extends JobMetrics {
   refresh(state: { queues: Record<string, { concurrency: number; active: number; paused: boolean }>; rembg: RembgInstanceState[] }): void;
 }
 
-export function createWorkerMetrics(queuesServed: readonly QueueName[]): WorkerMetrics {
+export function createWorkerMetrics(queuesServed: readonly string[]): WorkerMetrics {
   const registry = createRegistry('worker');
   const jobDuration = new Histogram({
     name: `${METRIC_PREFIX}job_duration_seconds`,
@@ -118,9 +117,7 @@ export function createWorkerMetrics(queuesServed: readonly QueueName[]): WorkerM
       lastHeartbeat.set(Date.now() / 1000);
     },
     refresh(state) {
-      for (const queue of ALL_QUEUES) {
-        const q = state.queues[queue];
-        if (!q) continue;
+      for (const [queue, q] of Object.entries(state.queues)) {
         active.set({ queue }, q.active);
         concurrency.set({ queue }, q.paused ? 0 : q.concurrency);
       }

@@ -4,6 +4,7 @@ import type { Db } from '../db/connect.js';
 import { openJobsBefore } from '../db/repos/jobs.js';
 import type { Logger } from '../platform/logger.js';
 import type { Queues } from '../platform/queues.js';
+import type { KindSet } from '../jobs/kinds.js';
 import { requeueJob } from '../platform/requeue.js';
 
 /**
@@ -32,14 +33,22 @@ export function reconcileLockKey(prefix: string): string {
   return `${prefix}:reconciler:lock`;
 }
 
-export async function reconcile(db: Db, queues: Queues, log: Logger, graceMs: number, lock?: ReconcileLock, pageSize = 500): Promise<ReconcileResult> {
+export async function reconcile(
+  db: Db,
+  queues: Queues,
+  kinds: KindSet,
+  log: Logger,
+  graceMs: number,
+  lock?: ReconcileLock,
+  pageSize = 500,
+): Promise<ReconcileResult> {
   const token = randomUUID();
   if (lock && (await lock.redis.set(lock.key, token, 'PX', lock.ttlMs, 'NX')) !== 'OK') {
     log.debug('another worker is reconciling; skipping this run');
     return { checked: 0, requeued: 0, ran: false };
   }
   try {
-    const result = await walk(db, queues, graceMs, pageSize);
+    const result = await walk(db, queues, kinds, graceMs, pageSize);
     if (result.requeued > 0) log.warn(result, 'reconciler re-queued jobs that Redis had lost');
     else log.debug(result, 'reconciler found nothing to re-queue');
     return { ...result, ran: true };
@@ -48,7 +57,7 @@ export async function reconcile(db: Db, queues: Queues, log: Logger, graceMs: nu
   }
 }
 
-async function walk(db: Db, queues: Queues, graceMs: number, pageSize: number): Promise<{ checked: number; requeued: number }> {
+async function walk(db: Db, queues: Queues, kinds: KindSet, graceMs: number, pageSize: number): Promise<{ checked: number; requeued: number }> {
   const cutoff = new Date(Date.now() - graceMs);
   let afterId: string | null = null;
   let checked = 0;
@@ -58,7 +67,7 @@ async function walk(db: Db, queues: Queues, graceMs: number, pageSize: number): 
     if (page.length === 0) break;
     afterId = page[page.length - 1]?.id ?? null;
     checked += page.length;
-    const results = await Promise.all(page.map((job) => requeueJob(queues, job).catch(() => false)));
+    const results = await Promise.all(page.map((job) => requeueJob(queues, job, kinds).catch(() => false)));
     requeued += results.filter(Boolean).length;
     if (page.length < pageSize) break;
   }

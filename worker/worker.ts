@@ -8,18 +8,18 @@ import { failStalledJob, findJob, type Ledger } from '../db/repos/jobs.js';
 import { LedgerTransactions } from '../db/multi-statement.js';
 import type { RembgInstanceState, WorkerHeartbeat } from '../jobs/heartbeat.js';
 import type { JobPayload } from '../jobs/payloads.js';
-import { ALL_QUEUES, kindOfQueue, type JobKind, type QueueName } from '../jobs/queues.js';
+import { kindSet, type AnyJobKind, type KindSet } from '../jobs/kinds.js';
 import { parseHostAllowlist } from '../platform/address-guard.js';
 import { createLogger, type Logger } from '../platform/logger.js';
-import { openQueues, type QueueSet } from '../platform/queues.js';
+import { openQueues, queueOf, type QueueSet } from '../platform/queues.js';
 import { createRedis } from '../platform/redis.js';
 import { requeueJob } from '../platform/requeue.js';
 import { createStorage, type Storage } from '../platform/storage/index.js';
 import type { WorkerConfig } from './config.js';
-import type { Processor } from './context.js';
+import type { AnyProcessor } from './context.js';
 import { publishJobEvent } from './events.js';
 import { startHeartbeat, type Heartbeat } from './heartbeat.js';
-import { buildProcessors, type ProcessorMap, type WorkerResource } from './processors/index.js';
+import { buildProcessors, type ExtraProcessors, type WorkerResource } from './processors/index.js';
 import { reconcile, reconcileLockKey } from './reconciler.js';
 import { jobHandler, type RunnerDeps } from './run-job.js';
 import { listenForCancellations, type Cancellations } from './cancellations.js';
@@ -50,8 +50,10 @@ export interface Worker {
 
 export interface WorkerOptions {
   logger?: Logger;
-  /** processors by kind, replacing the built ones (tests swap one in) */
-  processors?: ProcessorMap;
+  /** processors by kind, replacing the built ones (tests swap one in) or for `kinds` */
+  processors?: ExtraProcessors;
+  /** job kinds served beside the registry's (jobs/kinds.ts); each needs a processor in `processors` */
+  kinds?: readonly AnyJobKind[];
   /** heartbeat period (tests shorten it) */
   heartbeatIntervalMs?: number;
 }
@@ -59,31 +61,31 @@ export interface WorkerOptions {
 /** Bull's own message for a job whose workers kept dying (queue.js, moveUnlockedJobsToWait). */
 const STALLED_LIMIT_MESSAGE = 'job stalled more than allowable limit';
 
-export function servedQueues(config: WorkerConfig): QueueName[] {
+/** The kinds of the queues WORKER_QUEUES names, in its order. */
+export function servedKinds(config: WorkerConfig, kinds: KindSet): AnyJobKind[] {
   const names = config.WORKER_QUEUES.split(',')
     .map((s) => s.trim())
     .filter(Boolean);
-  for (const name of names) {
-    if (!(ALL_QUEUES as readonly string[]).includes(name)) throw new Error(`WORKER_QUEUES names an unknown queue "${name}" (known: ${ALL_QUEUES.join(', ')})`);
-  }
-  return names as QueueName[];
+  return names.map((name) => {
+    const spec = kinds.byQueue(name);
+    if (!spec) throw new Error(`WORKER_QUEUES names an unknown queue "${name}" (known: ${kinds.queues.join(', ')})`);
+    return spec;
+  });
 }
 
-export function concurrencyOf(config: WorkerConfig, queue: QueueName): number {
-  switch (queue) {
-    case 'background-removal':
-      return config.CONCURRENCY_BACKGROUND_REMOVAL;
-    case 'face-crop':
-      return config.CONCURRENCY_FACE_CROP;
-    case 'image-processing':
-      return config.CONCURRENCY_IMAGE_PROCESSING;
-  }
+/** Jobs of a kind run at once: its CONCURRENCY_* variable, or the registry default for a kind without one in the config. */
+export function concurrencyOf(config: WorkerConfig, spec: AnyJobKind): number {
+  const configured = (config as unknown as Record<string, unknown>)[spec.concurrency.variable];
+  return typeof configured === 'number' ? configured : spec.concurrency.default;
 }
 
 export function createWorker(config: WorkerConfig, options: WorkerOptions = {}): Worker {
   const id = config.WORKER_ID || `${hostname()}:${process.pid}`;
   const log = (options.logger ?? createLogger(config.LOG_LEVEL, 'worker')).child({ workerId: id });
-  const queuesServed = servedQueues(config);
+  const kinds = kindSet(options.kinds);
+  const kindsServed = servedKinds(config, kinds);
+  const queuesServed = kindsServed.map((spec) => spec.queue);
+  const concurrency = Object.fromEntries(kindsServed.map((spec) => [spec.queue, concurrencyOf(config, spec)])) as Record<string, number>;
   const allowedPrivateHosts = allowlistOf(config);
 
   const db: Db = connectDb({ url: config.MYSQL_URL, poolSize: config.MYSQL_POOL_SIZE });
@@ -103,11 +105,12 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
     lockDurationMs: config.LOCK_DURATION_MS,
     stalledIntervalMs: config.STALLED_INTERVAL_MS,
     maxStalledCount: config.MAX_STALLED_COUNT,
+    kinds,
   });
   for (const queue of Object.values(queueSet.queues)) queue.on('error', (error) => log.warn({ err: error, queue: queue.name }, 'queue error'));
   const shutdown = new AbortController();
   const stopWaiting = new AbortController();
-  const activeJobs = Object.fromEntries(queuesServed.map((q) => [q, 0])) as Record<QueueName, number>;
+  const activeJobs: Record<string, number> = Object.fromEntries(queuesServed.map((q) => [q, 0]));
   let storage: Storage | undefined;
   let resources: WorkerResource[] = [];
   let reconcileTimer: NodeJS.Timeout | undefined;
@@ -141,7 +144,7 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
 
   async function runReconciler() {
     try {
-      await reconcile(db, queueSet.queues, log, config.RECONCILE_GRACE_MS, {
+      await reconcile(db, queueSet.queues, kinds, log, config.RECONCILE_GRACE_MS, {
         redis,
         key: reconcileLockKey(config.BULL_PREFIX),
         ttlMs: Math.max(30_000, config.RECONCILE_INTERVAL_MS),
@@ -157,7 +160,7 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
    * failed attempt and either queues it again or dead-letters it, so a poison
    * job cannot cycle forever.
    */
-  async function onStalledLimit(queue: QueueName, job: Bull.Job<JobPayload> | null) {
+  async function onStalledLimit(queue: string, job: Bull.Job<JobPayload> | null) {
     if (!job) return;
     const jobId = String(job.id);
     try {
@@ -173,7 +176,7 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
         error: { code: 'JOB_STALLED', message: 'the worker running this job stopped mid-attempt too many times' },
       });
       const row = status === 'queued' ? await findJob(db, jobId) : undefined;
-      if (row) await requeueJob(queueSet.queues, row);
+      if (row) await requeueJob(queueSet.queues, row, kinds);
     } catch (error) {
       log.warn({ err: error, jobId, vendorId: job.data.vendorId, queue }, 'could not record a stalled job; the reconciler will pick it up');
     }
@@ -182,15 +185,17 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
   async function queueStates(): Promise<WorkerHeartbeat['queues']> {
     const entries = await Promise.all(
       queuesServed.map(async (queue) => {
-        const globallyPaused = await queueSet.queues[queue].isPaused().catch(() => false);
-        return [queue, { concurrency: concurrencyOf(config, queue), active: activeJobs[queue], paused: stopping || globallyPaused }] as const;
+        const globallyPaused = await queueOf(queueSet.queues, queue)
+          .isPaused()
+          .catch(() => false);
+        return [queue, { concurrency: concurrency[queue] ?? 0, active: activeJobs[queue] ?? 0, paused: stopping || globallyPaused }] as const;
       }),
     );
     return Object.fromEntries(entries);
   }
 
   function localQueueStates(): WorkerHeartbeat['queues'] {
-    return Object.fromEntries(queuesServed.map((queue) => [queue, { concurrency: concurrencyOf(config, queue), active: activeJobs[queue], paused: stopping }]));
+    return Object.fromEntries(queuesServed.map((queue) => [queue, { concurrency: concurrency[queue] ?? 0, active: activeJobs[queue] ?? 0, paused: stopping }]));
   }
 
   function rembgStates(): RembgInstanceState[] {
@@ -215,11 +220,11 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
             metrics.refresh({ queues: await Promise.race([queueStates(), sleep(1000, localQueueStates(), { ref: false })]), rembg: rembgStates() }),
         });
       }
-      const built = await buildProcessors(config, log, { db });
+      const built = await buildProcessors(config, log, { db }, kinds);
       resources = built.resources;
-      const processors: ProcessorMap = { ...built.processors, ...options.processors };
-      for (const queue of queuesServed) {
-        if (!processors[kindOfQueue(queue)]) throw new Error(`no processor for queue ${queue}`);
+      const processors: Record<string, AnyProcessor | undefined> = { ...built.processors, ...options.processors };
+      for (const spec of kindsServed) {
+        if (!processors[spec.kind]) throw new Error(`no processor for queue ${spec.queue} (kind ${spec.kind})`);
       }
       storage = await waitUntilReady();
       cancellations = listenForCancellations(config.REDIS_URL, config.BULL_PREFIX, shutdown.signal, log);
@@ -251,20 +256,20 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
         reconcileTimer = setInterval(() => void runReconciler(), config.RECONCILE_INTERVAL_MS);
         reconcileTimer.unref();
       }
-      for (const queue of queuesServed) {
-        const processor = processors[kindOfQueue(queue)] as unknown as Processor<JobKind>;
-        const handle = jobHandler(deps, queue, processor);
-        const bullQueue = queueSet.queues[queue];
+      for (const spec of kindsServed) {
+        const queue = spec.queue;
+        const handle = jobHandler(deps, queue, processors[spec.kind] as AnyProcessor);
+        const bullQueue = queueOf(queueSet.queues, queue);
         bullQueue.on('failed', (job: Bull.Job<JobPayload> | null, error: Error) => {
           if (error?.message === STALLED_LIMIT_MESSAGE) void onStalledLimit(queue, job);
         });
         void bullQueue
-          .process(concurrencyOf(config, queue), async (job: Bull.Job<JobPayload>) => {
-            activeJobs[queue]++;
+          .process(concurrencyOf(config, spec), async (job: Bull.Job<JobPayload>) => {
+            activeJobs[queue] = (activeJobs[queue] ?? 0) + 1;
             try {
               return await handle(job);
             } finally {
-              activeJobs[queue]--;
+              activeJobs[queue] = (activeJobs[queue] ?? 1) - 1;
             }
           })
           .catch((error: unknown) => log.error({ err: error, queue }, 'queue stopped processing'));
@@ -295,7 +300,7 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
         options.heartbeatIntervalMs,
       );
       await heartbeat.beat();
-      log.info({ queues: queuesServed.map((q) => `${q}×${concurrencyOf(config, q)}`) }, 'worker started');
+      log.info({ queues: queuesServed.map((q) => `${q}×${concurrency[q]}`) }, 'worker started');
     },
     close() {
       closing ??= closeNow();

@@ -4,7 +4,8 @@ import { findVendorJob, readJobResults } from '../../db/repos/jobs.js';
 import { batchWithJobs } from '../../db/repos/job-queries.js';
 import type { Job } from '../../db/schema.js';
 import type { ChannelMessage } from '../../jobs/events.js';
-import { QUEUE_NAMES, type JobKind, type JobState } from '../../jobs/queues.js';
+import type { JobState } from '../../jobs/queues.js';
+import { queueOf } from '../../platform/queues.js';
 import { REDIS_READ_TIMEOUT_MS, withTimeout } from '../queue-depth.js';
 import { presentBatch, presentJob } from '../routes/image-queue/present.js';
 import type { BatchResponse, JobStatusResponse } from '../routes/image-queue/schemas.js';
@@ -267,9 +268,9 @@ export async function resultsOf(app: FastifyInstance, jobs: readonly Job[]): Pro
   return completed.length > 0 ? readJobResults(app.db, completed) : new Map();
 }
 
-async function liveProgress(app: FastifyInstance, kind: JobKind, jobId: string): Promise<number | null> {
+async function liveProgress(app: FastifyInstance, kind: string, jobId: string): Promise<number | null> {
   try {
-    const bullJob = await withTimeout(app.queues[QUEUE_NAMES[kind]].getJob(jobId), REDIS_READ_TIMEOUT_MS);
+    const bullJob = await withTimeout(queueOf(app.queues, app.jobKinds.get(kind).queue).getJob(jobId), REDIS_READ_TIMEOUT_MS);
     const progress = bullJob ? Number(await bullJob.progress()) : NaN;
     return Number.isFinite(progress) ? progress : null;
   } catch {

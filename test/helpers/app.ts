@@ -1,14 +1,14 @@
 import type { Test } from 'tap';
 import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../../backend/app.js';
+import { buildApp, type BuildOptions } from '../../backend/app.js';
 import { loadApiConfig } from '../../backend/config.js';
 import { createVendor, type CreatedVendor } from '../../db/repos/vendors.js';
 import type { VendorRole } from '../../db/schema.js';
 import type { TestEnv } from './env.js';
 
 /** The API built in-process (never listening) for `inject`. */
-export async function testApp(t: Test, env: TestEnv): Promise<FastifyInstance> {
-  const app = await buildApp(loadApiConfig({ env, processEnv: false }), { logger: false });
+export async function testApp(t: Test, env: TestEnv, options: BuildOptions = {}): Promise<FastifyInstance> {
+  const app = await buildApp(loadApiConfig({ env, processEnv: false }), { logger: false, ...options });
   t.teardown(() => app.close());
   await app.ready();
   return app;

@@ -1,9 +1,9 @@
 import type { RembgInstanceState } from '../../jobs/heartbeat.js';
 import type { Db } from '../../db/connect.js';
-import type { JobKind } from '../../jobs/queues.js';
+import type { JobKind, KindSet, WorkerNeed } from '../../jobs/kinds.js';
 import type { Logger } from '../../platform/logger.js';
 import type { WorkerConfig } from '../config.js';
-import type { Processor } from '../context.js';
+import type { AnyProcessor, Processor } from '../context.js';
 import { tinyInputSizes } from '../faces/config-section.js';
 import { faceEngineResource } from '../faces/engine.js';
 import { createFaceTagger } from '../faces/tagging.js';
@@ -18,7 +18,9 @@ import { parseRembgUrls, RembgPool } from '../rembg/pool.js';
  * (model sessions, the rembg pool), built once per worker process. Resources
  * are checked before the worker takes jobs and closed after its queues.
  */
-export type ProcessorMap = { [K in JobKind]?: Processor<K> };
+export type ProcessorMap = { [K in JobKind]: Processor<K> };
+/** Processors replacing built ones, or for a test's extra kinds. */
+export type ExtraProcessors = Partial<ProcessorMap> & Record<string, AnyProcessor | undefined>;
 
 export interface WorkerResource {
   name: string;
@@ -39,11 +41,13 @@ export interface ProcessorDeps {
   db: Db;
 }
 
-export async function buildProcessors(config: WorkerConfig, log: Logger, deps: ProcessorDeps): Promise<ProcessorSet> {
+export async function buildProcessors(config: WorkerConfig, log: Logger, deps: ProcessorDeps, kinds: KindSet): Promise<ProcessorSet> {
   const served = config.WORKER_QUEUES.split(',').map((q) => q.trim());
-  // The rembg pool serves background removal and face crops on white or
-  // transparent backgrounds; a worker serving neither does not probe it.
-  const needsRembg = served.includes('background-removal') || served.includes('face-crop');
+  // Resources load only for the kinds served (their registry entry's `needs`):
+  // a background-removal-only worker does not load face models, a
+  // processing-only one does not probe rembg.
+  const needs = (need: WorkerNeed) => served.some((queue) => kinds.byQueue(queue)?.needs.includes(need));
+  const needsRembg = needs('rembg');
   const pool = needsRembg ? rembgPool(config, log) : null;
   const faces = faceEngineResource({
     detector: config.FACE_DETECTOR,
@@ -66,10 +70,7 @@ export async function buildProcessors(config: WorkerConfig, log: Logger, deps: P
       backgroundModel: config.FACE_BACKGROUND_MODEL || null,
     },
   });
-  // Face models load before a worker that may need them takes jobs (face
-  // crops, and the `faces` processing operation); a background-removal-only
-  // worker does not load them.
-  const needsFaces = served.includes('face-crop') || served.includes('image-processing');
+  const needsFaces = needs('faces');
   return {
     processors: {
       process: createProcessImage({ faces: tagger, budget: pixelBudgetOf(config) }),

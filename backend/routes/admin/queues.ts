@@ -130,7 +130,7 @@ export default routes;
 /** Re-adds the Bull job; when Redis is away the ledger row (queued) is enough: the reconciler adds it. */
 async function queueAgain(app: FastifyInstance, job: Job): Promise<boolean> {
   try {
-    await requeueJob(app.queues, job);
+    await requeueJob(app.queues, job, app.jobKinds);
     return true;
   } catch (error) {
     app.log.warn({ err: error, jobId: job.id }, 'dead letter re-queued in the ledger only; the reconciler will add it to Redis');

@@ -162,7 +162,7 @@ async function stopInRedis(app: FastifyInstance, opts: ImageQueueOptions, jobs: 
 
 async function queueAgain(app: FastifyInstance, job: Job): Promise<void> {
   try {
-    await requeueJob(app.queues, job);
+    await requeueJob(app.queues, job, app.jobKinds);
   } catch (error) {
     app.log.warn({ err: error, jobId: job.id }, 'job re-queued in the ledger only; the reconciler will add it to Redis');
   }

@@ -1,47 +1,23 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { Value } from '@sinclair/typebox/value';
 import { AppError, type FieldProblem } from '../../../jobs/errors.js';
-import { checkFaceCropOptions } from '../../../jobs/face-presets.js';
-import { resolvePipeline } from '../../../jobs/presets.js';
 import { checkPixelBudget, type PixelBudget, type Size } from '../../../jobs/pixel-budget.js';
-import {
-  FaceCropOptions,
-  RemoveBgOptions,
-  type FaceCropOptions as FaceCropOptionsType,
-  type JobPayload,
-  type JobSource,
-  type RemoveBgOptions as RemoveBgOptionsType,
-} from '../../../jobs/payloads.js';
-import { checkRemoveBgOptions } from '../../../jobs/cutout-options.js';
-import type { JobKind } from '../../../jobs/queues.js';
+import type { AnyJobKind, JobKind, JobPayload } from '../../../jobs/kinds.js';
+import type { JobSource, RemoveBgOptions as RemoveBgOptionsType } from '../../../jobs/payloads.js';
 import { checkUrl } from '../../../platform/address-guard.js';
 import { assertQueueable, planJobs, type JobSpec, type PlannedJobs } from '../../enqueue.js';
 import { estimateTime } from '../../estimate.js';
 import { IdempotencyConflictError } from '../../plugins/idempotency.js';
 import { badFields } from '../../plugins/errors.js';
-import type { Tier } from '../../plans.js';
 import type { ImageQueueOptions } from './index.js';
-import {
-  bulkCropFaceSchema,
-  bulkProcessSchema,
-  bulkRemoveBgSchema,
-  cropFaceQueueSchema,
-  processQueueSchema,
-  removeBgQueueSchema,
-  WAIT_MAX_S,
-  type BulkBody,
-  type BulkQueuedResponse,
-  type JobStatusResponse,
-  type QueuedResponse,
-  type SingleBody,
-} from './schemas.js';
+import { enqueueSchemas, WAIT_MAX_S, type BulkBody, type BulkQueuedResponse, type JobStatusResponse, type QueuedResponse, type SingleBody } from './schemas.js';
 import { multipartReader, storeUploads, type MultipartShape } from './uploads.js';
 import { rendered, sendRendered, serializerOf } from './conditional.js';
 import { vendorOf } from '../../plugins/auth.js';
 
 /**
- * The six enqueue routes of seed 003. Each one: vendor check, options and
+ * The enqueue routes of each job kind (seed 003's six for the registry's
+ * three; URLs, schemas and rate tier from jobs/kinds.ts). Each one: vendor check, options and
  * URLs checked, Redis up (else 503 before anything is written), uploads
  * stored, jobs planned, the response built, then ledger rows + the
  * Idempotency-Key committed together and the Bull jobs added; 202.
@@ -49,31 +25,22 @@ import { vendorOf } from '../../plugins/auth.js';
 const SINGLE_SHAPE: MultipartShape = { fileField: 'photo', arrayFields: [], jsonFields: ['operations', 'presetOptions', 'options'] };
 const BULK_SHAPE: MultipartShape = { fileField: 'photos', arrayFields: ['recordIds'], jsonFields: ['operations', 'presetOptions', 'options'] };
 
-const SINGLE_ROUTES = [
-  { url: '/remove-bg-queue', kind: 'remove-bg', tier: 'backgroundRemoval', schema: removeBgQueueSchema },
-  { url: '/crop-face-queue', kind: 'face-crop', tier: 'processing', schema: cropFaceQueueSchema },
-  { url: '/process-queue', kind: 'process', tier: 'processing', schema: processQueueSchema },
-] as const satisfies readonly { url: string; kind: JobKind; tier: Tier; schema: object }[];
-
-const BULK_ROUTES = [
-  { url: '/bulk-remove-bg', kind: 'remove-bg', schema: bulkRemoveBgSchema },
-  { url: '/bulk-crop-face', kind: 'face-crop', schema: bulkCropFaceSchema },
-  { url: '/bulk-process', kind: 'process', schema: bulkProcessSchema },
-] as const satisfies readonly { url: string; kind: JobKind; schema: object }[];
-
 const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) => {
   const estimateSettings = { bullPrefix: opts.bullPrefix, depthCacheMs: opts.statsCacheMs };
 
-  for (const route of SINGLE_ROUTES) {
-    app.post(route.url, {
-      schema: route.schema,
-      config: { auth: 'vendor', scopes: ['jobs:write'], rateLimitTier: route.tier },
+  for (const spec of app.jobKinds.list) {
+    const schemas = enqueueSchemas(spec);
+    // Ledger rows carry the kind as a string; a test's extra kind is one too.
+    const route = { kind: spec.kind as JobKind, spec };
+    app.post(spec.routes.single.url, {
+      schema: schemas.single,
+      config: { auth: 'vendor', scopes: ['jobs:write'], rateLimitTier: spec.rateTier },
       preValidation: multipartReader(SINGLE_SHAPE, opts.uploads),
       preHandler: app.idempotency.check,
       handler: async (request, reply) => {
         const body = request.body as SingleBody;
         assertBodyVendor(request, body.vendorId);
-        const options = jobOptions(route.kind, body, opts.maxOutputDimension);
+        const options = jobOptions(route.spec, body, opts.maxOutputDimension);
         checkBudget(body, options, request.uploads[0] ? [request.uploads[0].size] : [null], opts.pixelBudget);
         checkOptionUrls(options, opts);
         if (body.photoUrl !== undefined) checkSourceUrl(body.photoUrl, 'body/photoUrl', opts);
@@ -100,11 +67,9 @@ const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) =
         return finished ?? reply.code(202).send(response);
       },
     });
-  }
 
-  for (const route of BULK_ROUTES) {
-    app.post(route.url, {
-      schema: route.schema,
+    app.post(spec.routes.bulk.url, {
+      schema: schemas.bulk,
       bodyLimit: opts.bulkBodyLimit,
       config: { auth: 'vendor', scopes: ['jobs:write'], rateLimitTier: 'bulk' },
       preValidation: multipartReader(BULK_SHAPE, opts.uploads),
@@ -112,7 +77,7 @@ const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) =
       handler: async (request, reply) => {
         const body = request.body as BulkBody;
         assertBodyVendor(request, body.vendorId);
-        const options = jobOptions(route.kind, body, opts.maxOutputDimension);
+        const options = jobOptions(route.spec, body, opts.maxOutputDimension);
         checkOptionUrls(options, opts);
         const items = bulkItems(body, app.vendorLimits(vendorOf(request)).bulkMaxItems);
         checkBudget(body, options, body.photos ? request.uploads.map((u) => u.size) : [null], opts.pixelBudget);
@@ -211,28 +176,10 @@ export function preferredWait(header: string | string[] | undefined): number | n
 }
 
 /** The job options of a request, with the contract's defaults filled in (the ledger shows what will run). */
-function jobOptions(kind: JobKind, body: SingleBody | BulkBody, maxDimension: number): JobPayload['options'] {
-  switch (kind) {
-    case 'remove-bg': {
-      const options = Value.Default(RemoveBgOptions, structuredClone(body.options ?? {})) as RemoveBgOptionsType;
-      const problems = checkRemoveBgOptions(options);
-      if (problems.length > 0) throw badFields(problems.map((p) => ({ path: `body/options/${p.path}`, message: p.message })));
-      return options;
-    }
-    case 'face-crop': {
-      const options = Value.Default(FaceCropOptions, { ...structuredClone(body.options ?? {}), mode: body.mode }) as FaceCropOptionsType;
-      const problems = checkFaceCropOptions(options);
-      if (problems.length > 0) throw badFields(problems.map((p) => ({ path: `body/options/${p.path}`, message: p.message })));
-      return options;
-    }
-    case 'process': {
-      // `operations` spelled out, or a named `preset`: either way the ledger
-      // and the job carry the resolved operation list.
-      const { operations, problems } = resolvePipeline(body, { maxDimension });
-      if (problems.length > 0) throw badFields(problems.map((p) => ({ path: `body/${p.path}`, message: p.message })));
-      return { operations };
-    }
-  }
+function jobOptions(spec: AnyJobKind, body: SingleBody | BulkBody, maxDimension: number): JobPayload['options'] {
+  const { options, problems } = spec.resolveOptions(body, { maxDimension });
+  if (problems.length > 0) throw badFields(problems);
+  return options as JobPayload['options'];
 }
 
 /**

@@ -1,6 +1,7 @@
 import type { Batch, Job } from '../../../db/schema.js';
 import type { LedgerCount } from '../../../db/repos/job-queries.js';
-import type { JobKind, JobState } from '../../../jobs/queues.js';
+import type { KindSet } from '../../../jobs/kinds.js';
+import type { JobState } from '../../../jobs/queues.js';
 import type { QueueDepthView } from '../../queue-depth.js';
 import type { BatchResponse, JobStatusResponse, LedgerQueueCounts, QueueStatsResponse } from './schemas.js';
 
@@ -80,36 +81,36 @@ export function presentBatch(batch: Batch, jobs: readonly Job[], results: Map<st
  * paused queue counts as paused, not waiting.
  */
 export function presentQueueStats(
+  kinds: KindSet,
   counts: readonly LedgerCount[],
-  depths: Record<JobKind, QueueDepthView | null>,
+  depths: ReadonlyMap<string, QueueDepthView | null>,
   scope: 'vendor' | 'all',
   now: Date,
 ): QueueStatsResponse {
-  const totals = emptyByKind();
-  const byVendor = new Map<string, Record<JobKind, LedgerQueueCounts>>();
+  const totals = emptyByKind(kinds);
+  const byVendor = new Map<string, Map<string, LedgerQueueCounts>>();
   for (const c of counts) {
-    add(totals[c.kind], c, depths[c.kind]?.isPaused ?? false);
+    const paused = depths.get(c.kind)?.isPaused ?? false;
+    const total = totals.get(c.kind);
+    // A kind the ledger holds but this process does not serve (a test's, gone) is left out.
+    if (!total) continue;
+    add(total, c, paused);
     if (scope === 'all') {
       let vendor = byVendor.get(c.vendorId);
-      if (!vendor) byVendor.set(c.vendorId, (vendor = emptyByKind()));
-      add(vendor[c.kind], c, depths[c.kind]?.isPaused ?? false);
+      if (!vendor) byVendor.set(c.vendorId, (vendor = emptyByKind(kinds)));
+      add(vendor.get(c.kind) as LedgerQueueCounts, c, paused);
     }
   }
-  const view = (kind: JobKind) => ({ ...totals[kind], queue: depths[kind] });
-  const response: QueueStatsResponse = {
+  const perKind = <T>(value: (kind: string) => T) => Object.fromEntries(kinds.list.map((spec) => [spec.statKey, value(spec.kind)]));
+  const response = {
     scope,
-    backgroundRemoval: view('remove-bg'),
-    faceCrop: view('face-crop'),
-    imageProcessing: view('process'),
+    ...perKind((kind) => ({ ...totals.get(kind), queue: depths.get(kind) ?? null })),
     timestamp: now.toISOString(),
-  };
+  } as QueueStatsResponse;
   if (scope === 'all') {
-    response.vendors = [...byVendor].map(([vendorId, v]) => ({
-      vendorId,
-      backgroundRemoval: v['remove-bg'],
-      faceCrop: v['face-crop'],
-      imageProcessing: v.process,
-    }));
+    response.vendors = [...byVendor].map(
+      ([vendorId, v]) => ({ vendorId, ...perKind((kind) => v.get(kind)) }) as NonNullable<QueueStatsResponse['vendors']>[number],
+    );
   }
   return response;
 }
@@ -118,8 +119,8 @@ function emptyCounts(): LedgerQueueCounts {
   return { waiting: 0, active: 0, completed: 0, failed: 0, delayed: 0, paused: 0, dead: 0, cancelled: 0 };
 }
 
-function emptyByKind(): Record<JobKind, LedgerQueueCounts> {
-  return { 'remove-bg': emptyCounts(), 'face-crop': emptyCounts(), process: emptyCounts() };
+function emptyByKind(kinds: KindSet): Map<string, LedgerQueueCounts> {
+  return new Map(kinds.list.map((spec) => [spec.kind, emptyCounts()]));
 }
 
 function add(target: LedgerQueueCounts, c: LedgerCount, queuePaused: boolean): void {

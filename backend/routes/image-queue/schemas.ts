@@ -1,13 +1,14 @@
-import { Type, type Static, type TProperties, type TSchema } from '@sinclair/typebox';
-import { PipelineFields, type PipelineRequest } from '../../../jobs/presets.js';
-import { FaceCropOptions, RemoveBgOptions } from '../../../jobs/payloads.js';
-import { JOB_KINDS, JOB_STATES } from '../../../jobs/queues.js';
+import { Type, type Static, type TObject, type TSchema } from '@sinclair/typebox';
+import type { PipelineRequest } from '../../../jobs/presets.js';
+import { BUILTIN_KINDS, JOB_REGISTRY, type AnyJobKind, type JobKind, type KindSet } from '../../../jobs/kinds.js';
+import { JOB_STATES } from '../../../jobs/queues.js';
 import { vendorIdString, withErrors } from '../../schemas/common.js';
 
 /**
  * Request and response bodies of /api/image-queue (seed 003, "API Endpoints").
  * Each enqueue route takes JSON (a `photoUrl`) or multipart/form-data (the
- * photo itself); the job options come from the contracts in jobs/.
+ * photo itself); what each kind adds to a body is its registry entry's
+ * `requestFields` (jobs/kinds.ts).
  */
 export const RecordId = vendorIdString('your id for the record this photo belongs to');
 export const ProjectId = vendorIdString('your project id');
@@ -18,24 +19,18 @@ export const UploadedPhoto = Type.String({ format: 'binary', description: 'the p
 /** Hard ceiling of a bulk request's items; the plan's cap (default 100) is checked in code. */
 export const BULK_HARD_MAX = 10_000;
 
-const Mode = FaceCropOptions.properties.mode;
-const FaceCropExtra = Type.Omit(FaceCropOptions, ['mode'], { description: 'face-crop options besides mode' });
+export interface Bodies {
+  json: TObject;
+  multipart: TObject;
+}
 
-/** What each kind adds to a request body. */
-const KIND_FIELDS = {
-  'remove-bg': { options: Type.Optional(RemoveBgOptions) },
-  'face-crop': { mode: Mode, options: Type.Optional(FaceCropExtra) },
-  process: PipelineFields,
-} satisfies Record<string, TProperties>;
-export type EnqueueKind = keyof typeof KIND_FIELDS;
-
-function singleBodies<K extends EnqueueKind>(kind: K) {
+export function singleBodies(spec: AnyJobKind): Bodies {
   const json = Type.Object(
-    { recordId: RecordId, projectId: ProjectId, photoUrl: PhotoUrl, ...KIND_FIELDS[kind], vendorId: Type.Optional(VendorIdField) },
+    { recordId: RecordId, projectId: ProjectId, photoUrl: PhotoUrl, ...spec.requestFields, vendorId: Type.Optional(VendorIdField) },
     { additionalProperties: false },
   );
   const multipart = Type.Object(
-    { recordId: RecordId, projectId: ProjectId, photo: UploadedPhoto, ...KIND_FIELDS[kind], vendorId: Type.Optional(VendorIdField) },
+    { recordId: RecordId, projectId: ProjectId, photo: UploadedPhoto, ...spec.requestFields, vendorId: Type.Optional(VendorIdField) },
     { additionalProperties: false, description: 'multipart/form-data: the photo as file field `photo`; operations/options as JSON text' },
   );
   return { json, multipart };
@@ -43,14 +38,14 @@ function singleBodies<K extends EnqueueKind>(kind: K) {
 
 const BulkItem = Type.Object({ recordId: RecordId, photoUrl: PhotoUrl }, { additionalProperties: false });
 
-function bulkBodies<K extends EnqueueKind>(kind: K) {
+export function bulkBodies(spec: AnyJobKind): Bodies {
   const json = Type.Object(
     {
       projectId: ProjectId,
       recordIds: Type.Optional(Type.Array(RecordId, { minItems: 1, maxItems: BULK_HARD_MAX, description: 'with photoUrls, same length and order' })),
       photoUrls: Type.Optional(Type.Array(PhotoUrl, { minItems: 1, maxItems: BULK_HARD_MAX })),
       items: Type.Optional(Type.Array(BulkItem, { minItems: 1, maxItems: BULK_HARD_MAX, description: 'instead of recordIds + photoUrls' })),
-      ...KIND_FIELDS[kind],
+      ...spec.requestFields,
       vendorId: Type.Optional(VendorIdField),
     },
     { additionalProperties: false },
@@ -60,7 +55,7 @@ function bulkBodies<K extends EnqueueKind>(kind: K) {
       projectId: ProjectId,
       recordIds: Type.Array(RecordId, { minItems: 1, maxItems: BULK_HARD_MAX, description: 'one per photo, in the same order' }),
       photos: Type.Array(UploadedPhoto, { minItems: 1, maxItems: BULK_HARD_MAX, description: 'file fields `photos`, in the order of recordIds' }),
-      ...KIND_FIELDS[kind],
+      ...spec.requestFields,
       vendorId: Type.Optional(VendorIdField),
     },
     { additionalProperties: false, description: 'multipart/form-data: repeated `recordIds` fields and `photos` files, in the same order' },
@@ -68,12 +63,12 @@ function bulkBodies<K extends EnqueueKind>(kind: K) {
   return { json, multipart };
 }
 
-export const RemoveBgBodies = singleBodies('remove-bg');
-export const CropFaceBodies = singleBodies('face-crop');
-export const ProcessBodies = singleBodies('process');
-export const BulkRemoveBgBodies = bulkBodies('remove-bg');
-export const BulkCropFaceBodies = bulkBodies('face-crop');
-export const BulkProcessBodies = bulkBodies('process');
+export const RemoveBgBodies = singleBodies(JOB_REGISTRY['remove-bg']);
+export const CropFaceBodies = singleBodies(JOB_REGISTRY['face-crop']);
+export const ProcessBodies = singleBodies(JOB_REGISTRY.process);
+export const BulkRemoveBgBodies = bulkBodies(JOB_REGISTRY['remove-bg']);
+export const BulkCropFaceBodies = bulkBodies(JOB_REGISTRY['face-crop']);
+export const BulkProcessBodies = bulkBodies(JOB_REGISTRY.process);
 
 /** Either body of a single-photo route, as the handler sees it after validation. */
 export interface SingleBody {
@@ -82,7 +77,7 @@ export interface SingleBody {
   photoUrl?: string;
   photo?: string;
   vendorId?: string;
-  mode?: Static<typeof Mode>;
+  mode?: string;
   options?: Record<string, unknown>;
   operations?: PipelineRequest['operations'];
   preset?: PipelineRequest['preset'];
@@ -96,7 +91,7 @@ export interface BulkBody {
   photos?: string[];
   items?: Static<typeof BulkItem>[];
   vendorId?: string;
-  mode?: Static<typeof Mode>;
+  mode?: string;
   options?: Record<string, unknown>;
   operations?: PipelineRequest['operations'];
   preset?: PipelineRequest['preset'];
@@ -128,7 +123,10 @@ export const JobParams = Type.Object({ jobId: Type.String({ minLength: 1, maxLen
 export const BatchParams = Type.Object({ batchId: Type.String({ minLength: 1, maxLength: 64 }) });
 
 export const JobState = Type.Unsafe<(typeof JOB_STATES)[number]>({ type: 'string', enum: [...JOB_STATES] });
-export const JobKindSchema = Type.Unsafe<(typeof JOB_KINDS)[number]>({ type: 'string', enum: [...JOB_KINDS] });
+export function jobKindSchema(kinds: KindSet) {
+  return Type.Unsafe<JobKind>({ type: 'string', enum: kinds.list.map((spec) => spec.kind) });
+}
+export const JobKindSchema = jobKindSchema(BUILTIN_KINDS);
 
 export const JobError = Type.Object({ code: Type.String(), message: Type.String() });
 const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
@@ -157,16 +155,19 @@ export const JobStatusResponse = Type.Object({
 });
 export type JobStatusResponse = Static<typeof JobStatusResponse>;
 
-export const JobListQuery = Type.Object(
-  {
-    status: Type.Optional(Type.Array(JobState, { description: 'one or more states (repeat the parameter)' })),
-    kind: Type.Optional(JobKindSchema),
-    batchId: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
-    cursor: Type.Optional(Type.String({ pattern: '^[0-9A-HJKMNP-TV-Z]{26}$', description: 'nextCursor of the previous page' })),
-    limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
-  },
-  { additionalProperties: false },
-);
+function jobListQuery(kinds: KindSet) {
+  return Type.Object(
+    {
+      status: Type.Optional(Type.Array(JobState, { description: 'one or more states (repeat the parameter)' })),
+      kind: Type.Optional(jobKindSchema(kinds)),
+      batchId: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+      cursor: Type.Optional(Type.String({ pattern: '^[0-9A-HJKMNP-TV-Z]{26}$', description: 'nextCursor of the previous page' })),
+      limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
+    },
+    { additionalProperties: false },
+  );
+}
+export const JobListQuery = jobListQuery(BUILTIN_KINDS);
 
 export const JobListResponse = Type.Object({
   jobs: Type.Array(JobStatusResponse, { description: 'newest first' }),
@@ -239,21 +240,33 @@ export const QueueDepth = Nullable(
 );
 
 const QueueStats = Type.Object({ ...LedgerQueueCounts.properties, queue: QueueDepth });
+export type QueueStats = Static<typeof QueueStats>;
 
-export const QueueStatsResponse = Type.Object({
-  scope: Type.Union([Type.Literal('vendor'), Type.Literal('all')], { description: 'vendor: your own jobs; all: every vendor (admin token)' }),
-  backgroundRemoval: QueueStats,
-  faceCrop: QueueStats,
-  imageProcessing: QueueStats,
-  vendors: Type.Optional(
-    Type.Array(
-      Type.Object({ vendorId: Type.String(), backgroundRemoval: LedgerQueueCounts, faceCrop: LedgerQueueCounts, imageProcessing: LedgerQueueCounts }),
-      { description: 'admin only: the counts of each vendor with jobs' },
+/** One field per kind, named by its stats key (seed 003: backgroundRemoval, faceCrop, imageProcessing). */
+function perKind<T extends TSchema>(kinds: KindSet, schema: T): Record<string, T> {
+  return Object.fromEntries(kinds.list.map((spec) => [spec.statKey, schema]));
+}
+
+function queueStatsResponse(kinds: KindSet) {
+  return Type.Object({
+    scope: Type.Union([Type.Literal('vendor'), Type.Literal('all')], { description: 'vendor: your own jobs; all: every vendor (admin token)' }),
+    ...perKind(kinds, QueueStats),
+    vendors: Type.Optional(
+      Type.Array(Type.Object({ vendorId: Type.String(), ...perKind(kinds, LedgerQueueCounts) }), {
+        description: 'admin only: the counts of each vendor with jobs',
+      }),
     ),
-  ),
-  timestamp: Type.String({ format: 'date-time' }),
-});
-export type QueueStatsResponse = Static<typeof QueueStatsResponse>;
+    timestamp: Type.String({ format: 'date-time' }),
+  });
+}
+export const QueueStatsResponse = queueStatsResponse(BUILTIN_KINDS);
+
+type StatKey = (typeof JOB_REGISTRY)[keyof typeof JOB_REGISTRY]['statKey'];
+export type QueueStatsResponse = {
+  scope: 'vendor' | 'all';
+  vendors?: ({ vendorId: string } & Record<StatKey, LedgerQueueCounts>)[];
+  timestamp: string;
+} & Record<StatKey, QueueStats>;
 
 const security = [{ bearerAuth: [] }];
 const IdempotencyHeader = Type.Object({
@@ -269,7 +282,7 @@ const PreferHeader = Type.Object({
   ),
 });
 
-function enqueueSchema(summary: string, bodies: { json: TSchema; multipart: TSchema }, ok: TSchema, finished?: TSchema) {
+export function enqueueSchema(summary: string, bodies: Bodies, ok: TSchema, finished?: TSchema) {
   return {
     tags: ['image-queue'],
     summary,
@@ -280,17 +293,13 @@ function enqueueSchema(summary: string, bodies: { json: TSchema; multipart: TSch
   };
 }
 
-export const removeBgQueueSchema = enqueueSchema('Queue one photo for background removal', RemoveBgBodies, QueuedResponse, JobStatusResponse);
-export const cropFaceQueueSchema = enqueueSchema('Queue one photo for a passport or ID-card face crop', CropFaceBodies, QueuedResponse, JobStatusResponse);
-export const processQueueSchema = enqueueSchema(
-  'Queue one photo for processing (an ordered list of operations)',
-  ProcessBodies,
-  QueuedResponse,
-  JobStatusResponse,
-);
-export const bulkRemoveBgSchema = enqueueSchema('Queue many photos for background removal', BulkRemoveBgBodies, BulkQueuedResponse);
-export const bulkCropFaceSchema = enqueueSchema('Queue many photos for face crops', BulkCropFaceBodies, BulkQueuedResponse);
-export const bulkProcessSchema = enqueueSchema('Queue many photos for the same processing operations', BulkProcessBodies, BulkQueuedResponse);
+/** The two enqueue routes' schemas of a kind, from its registry entry. */
+export function enqueueSchemas(spec: AnyJobKind) {
+  return {
+    single: enqueueSchema(spec.routes.single.summary, singleBodies(spec), QueuedResponse, JobStatusResponse),
+    bulk: enqueueSchema(spec.routes.bulk.summary, bulkBodies(spec), BulkQueuedResponse),
+  };
+}
 
 /** Long-poll: the longest a status read may be held (seconds). */
 export const WAIT_MAX_S = 60;
@@ -325,14 +334,16 @@ export const jobStatusSchema = {
   response: withErrors({ 200: JobStatusResponse, 304: NotModified }, 404, 429),
 };
 
-export const jobListSchema = {
-  tags: ['image-queue'],
-  summary: 'Your jobs, newest first, filtered by state, kind or batch; cursor-paginated',
-  security,
-  querystring: JobListQuery,
-  headers: ConditionalHeaders,
-  response: withErrors({ 200: JobListResponse, 304: NotModified }, 404, 429),
-};
+export function jobListSchemaFor(kinds: KindSet) {
+  return {
+    tags: ['image-queue'],
+    summary: 'Your jobs, newest first, filtered by state, kind or batch; cursor-paginated',
+    security,
+    querystring: jobListQuery(kinds),
+    headers: ConditionalHeaders,
+    response: withErrors({ 200: JobListResponse, 304: NotModified }, 404, 429),
+  };
+}
 
 export const batchSchema = {
   tags: ['image-queue'],
@@ -344,12 +355,14 @@ export const batchSchema = {
   response: withErrors({ 200: BatchResponse, 304: NotModified }, 404, 429),
 };
 
-export const queueStatsSchema = {
-  tags: ['image-queue'],
-  summary: 'Jobs by queue and state: yours (from the ledger) and the global queue depth',
-  security,
-  response: withErrors({ 200: QueueStatsResponse }, 429),
-};
+export function queueStatsSchemaFor(kinds: KindSet) {
+  return {
+    tags: ['image-queue'],
+    summary: 'Jobs by queue and state: yours (from the ledger) and the global queue depth',
+    security,
+    response: withErrors({ 200: queueStatsResponse(kinds) }, 429),
+  };
+}
 
 // ---------------------------------------------------------------------------
 // A vendor's controls over its jobs and batches (issue 21).

@@ -2,17 +2,16 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { findVendorBatch, ledgerCounts, listVendorJobs } from '../../../db/repos/job-queries.js';
 import { AppError } from '../../../jobs/errors.js';
-import { JOB_KINDS, type JobKind } from '../../../jobs/queues.js';
-import { queueDepth, type QueueDepthView } from '../../queue-depth.js';
+import { queueDepth } from '../../queue-depth.js';
 import { resultsOf, type View } from '../../plugins/job-status.js';
 import { heldEtag, render, rendered, sendRendered, serializerOf, type Serialize } from './conditional.js';
 import type { ImageQueueOptions } from './index.js';
 import { presentJob, presentQueueStats } from './present.js';
 import {
   batchSchema,
-  jobListSchema,
+  jobListSchemaFor,
   jobStatusSchema,
-  queueStatsSchema,
+  queueStatsSchemaFor,
   type BatchResponse,
   type JobStatusResponse,
   type QueueStatsResponse,
@@ -36,7 +35,7 @@ const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) =
     return sendRendered(request, reply, rendered(found, serialize));
   });
 
-  app.get('/jobs', { schema: jobListSchema, config: polling }, async (request, reply) => {
+  app.get('/jobs', { schema: jobListSchemaFor(app.jobKinds), config: polling }, async (request, reply) => {
     const { status, kind, batchId, cursor, limit } = request.query;
     if (batchId && !(await findVendorBatch(app.db, vendorOf(request).id, batchId))) throw new AppError('NOT_FOUND', 'no such batch');
     const page = await listVendorJobs(app.db, {
@@ -64,7 +63,7 @@ const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) =
   });
 
   const statsCache = new Map<string, { at: number; value: Promise<QueueStatsResponse> }>();
-  app.get('/queue-stats', { schema: queueStatsSchema, config: polling }, async (request) => {
+  app.get('/queue-stats', { schema: queueStatsSchemaFor(app.jobKinds), config: polling }, async (request) => {
     const viewer = vendorOf(request).role === 'admin' ? null : vendorOf(request).id;
     const cacheKey = viewer ?? '*admin*';
     const hit = statsCache.get(cacheKey);
@@ -80,9 +79,10 @@ const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) =
 export default routes;
 
 async function queueStats(app: FastifyInstance, vendorId: string | null): Promise<QueueStatsResponse> {
-  const [counts, ...depths] = await Promise.all([ledgerCounts(app.db, vendorId), ...JOB_KINDS.map((kind) => queueDepth(app, kind))]);
-  const byKind = Object.fromEntries(JOB_KINDS.map((kind, i) => [kind, depths[i] ?? null])) as Record<JobKind, QueueDepthView | null>;
-  return presentQueueStats(counts, byKind, vendorId === null ? 'all' : 'vendor', new Date());
+  const kinds = app.jobKinds.list;
+  const [counts, ...depths] = await Promise.all([ledgerCounts(app.db, vendorId), ...kinds.map((spec) => queueDepth(app, spec.kind))]);
+  const byKind = new Map(kinds.map((spec, i) => [spec.kind, depths[i] ?? null]));
+  return presentQueueStats(app.jobKinds, counts, byKind, vendorId === null ? 'all' : 'vendor', new Date());
 }
 
 /**

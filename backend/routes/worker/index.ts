@@ -2,10 +2,10 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { sql } from 'kysely';
 import type { WorkerHeartbeat } from '../../../jobs/heartbeat.js';
-import { QUEUE_NAMES, QUEUE_STAT_KEYS, type JobKind } from '../../../jobs/queues.js';
+import type { KindSet } from '../../../jobs/kinds.js';
 import { readHeartbeats } from '../../heartbeats.js';
 import { queueDepth, withTimeout, type QueueDepthView } from '../../queue-depth.js';
-import { healthSchema, type HealthResponse } from './schemas.js';
+import { healthSchemaFor, type HealthResponse } from './schemas.js';
 
 /**
  * GET /api/worker/health. Unhealthy (503) when Redis or MySQL does not answer
@@ -21,22 +21,23 @@ export interface WorkerRoutesOptions {
 }
 
 const CHECK_TIMEOUT_MS = 1000;
-const KINDS: JobKind[] = ['remove-bg', 'face-crop', 'process'];
 
 const routes: FastifyPluginAsyncTypebox<WorkerRoutesOptions> = async (app, opts) => {
-  app.get('/health', { schema: healthSchema, config: { auth: 'public', rateLimitTier: 'polling' } }, async (request, reply) => {
+  const kinds = app.jobKinds;
+  app.get('/health', { schema: healthSchemaFor(kinds), config: { auth: 'public', rateLimitTier: 'polling' } }, async (request, reply) => {
     const [admin, redis, mysql, heartbeats, ...depths] = await Promise.all([
       isAdmin(app, request),
       timed(() => app.redis.ping()),
       timed(() => sql`SELECT 1`.execute(app.db)),
       withTimeout(readHeartbeats(app.redis, opts.bullPrefix), CHECK_TIMEOUT_MS).catch(() => null),
-      ...KINDS.map((kind) => queueDepth(app, kind, CHECK_TIMEOUT_MS)),
+      ...kinds.list.map((spec) => queueDepth(app, spec.kind, CHECK_TIMEOUT_MS)),
     ]);
     const body = assessHealth({
+      kinds,
       redis,
       mysql,
       heartbeats,
-      depths: Object.fromEntries(KINDS.map((k, i) => [k, depths[i] ?? null])) as Record<JobKind, QueueDepthView | null>,
+      depths: new Map(kinds.list.map((spec, i) => [spec.kind, depths[i] ?? null])),
       backlogMax: opts.backlogMax,
       showInternals: admin,
       now: new Date(),
@@ -75,11 +76,12 @@ async function isAdmin(app: FastifyInstance, request: FastifyRequest): Promise<b
 }
 
 export interface HealthInputs {
+  kinds: KindSet;
   redis: Check;
   mysql: Check;
   /** null when they could not be read */
   heartbeats: WorkerHeartbeat[] | null;
-  depths: Record<JobKind, QueueDepthView | null>;
+  depths: ReadonlyMap<string, QueueDepthView | null>;
   backlogMax: number;
   showInternals: boolean;
   now: Date;
@@ -94,16 +96,16 @@ export function assessHealth(input: HealthInputs): HealthResponse {
   if (input.redis.ok && input.heartbeats === null) degraded.push('worker heartbeats could not be read');
   else if (input.redis.ok && heartbeats.length === 0) unhealthy.push('no live worker (no heartbeat)');
 
-  const queues = {} as HealthResponse['queues'];
-  const sizes = {} as Record<JobKind, number | null>;
-  for (const kind of KINDS) {
-    const name = QUEUE_NAMES[kind];
-    const depth = input.depths[kind];
+  const queues: Record<string, HealthResponse['queues'][keyof HealthResponse['queues']]> = {};
+  const sizes: Record<string, number | null> = {};
+  for (const spec of input.kinds.list) {
+    const name = spec.queue;
+    const depth = input.depths.get(spec.kind) ?? null;
     const serving = heartbeats.filter((hb) => hb.queues[name] && !hb.queues[name].paused);
     const concurrency = serving.reduce((sum, hb) => sum + Math.max(0, hb.queues[name]?.concurrency ?? 0), 0);
     const size = depth ? depth.waiting + depth.delayed + depth.paused + depth.active : null;
-    sizes[kind] = size;
-    queues[QUEUE_STAT_KEYS[name]] = {
+    sizes[spec.healthSizeField] = size;
+    queues[spec.statKey] = {
       size,
       waiting: depth?.waiting ?? null,
       active: depth?.active ?? null,
@@ -126,14 +128,12 @@ export function assessHealth(input: HealthInputs): HealthResponse {
   const status = unhealthy.length > 0 ? 'unhealthy' : degraded.length > 0 ? 'degraded' : 'healthy';
   return {
     status,
-    bgRemovalQueueSize: sizes['remove-bg'],
-    faceCropQueueSize: sizes['face-crop'],
-    imageProcessingQueueSize: sizes.process,
+    ...(sizes as Pick<HealthResponse, 'bgRemovalQueueSize' | 'faceCropQueueSize' | 'imageProcessingQueueSize'>),
     timestamp: input.now.toISOString(),
     reasons: [...unhealthy, ...degraded],
     redis: input.redis,
     mysql: input.mysql,
-    queues,
+    queues: queues as HealthResponse['queues'],
     workers: heartbeats.map((hb) => ({
       workerId: hb.workerId,
       ...(input.showInternals ? { host: hb.host, pid: hb.pid } : {}),

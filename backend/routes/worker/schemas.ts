@@ -1,4 +1,5 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { BUILTIN_KINDS, type JOB_REGISTRY, type KindSet } from '../../../jobs/kinds.js';
 import { ErrorRef } from '../../schemas/common.js';
 
 /** GET /api/worker/health (seed 003 fields, plus what an operator needs to see why). */
@@ -41,26 +42,34 @@ const Worker = Type.Object({
   queues: Type.Record(Type.String(), Type.Object({ concurrency: Type.Integer(), active: Type.Integer(), paused: Type.Boolean() })),
 });
 
-export const HealthResponse = Type.Object({
-  status: Type.Union([Type.Literal('healthy'), Type.Literal('degraded'), Type.Literal('unhealthy')], {
-    description: 'unhealthy (503): Redis or MySQL unreachable, or no live worker; degraded (200): see reasons',
-  }),
-  bgRemovalQueueSize: Nullable(Type.Integer()),
-  faceCropQueueSize: Nullable(Type.Integer()),
-  imageProcessingQueueSize: Nullable(Type.Integer()),
-  timestamp: Type.String({ format: 'date-time' }),
-  reasons: Type.Array(Type.String()),
-  redis: Check,
-  mysql: Check,
-  queues: Type.Object({ backgroundRemoval: QueueHealth, faceCrop: QueueHealth, imageProcessing: QueueHealth }),
-  workers: Type.Array(Worker),
-  rembg: Type.Array(RembgInstance, { description: 'instances reported by the workers, latest report each' }),
-});
-export type HealthResponse = Static<typeof HealthResponse>;
+/** Each kind adds its seed 003 size field and its entry under `queues` (jobs/kinds.ts). */
+function healthResponse(kinds: KindSet) {
+  return Type.Object({
+    status: Type.Union([Type.Literal('healthy'), Type.Literal('degraded'), Type.Literal('unhealthy')], {
+      description: 'unhealthy (503): Redis or MySQL unreachable, or no live worker; degraded (200): see reasons',
+    }),
+    ...Object.fromEntries(kinds.list.map((spec) => [spec.healthSizeField, Nullable(Type.Integer())])),
+    timestamp: Type.String({ format: 'date-time' }),
+    reasons: Type.Array(Type.String()),
+    redis: Check,
+    mysql: Check,
+    queues: Type.Object(Object.fromEntries(kinds.list.map((spec) => [spec.statKey, QueueHealth]))),
+    workers: Type.Array(Worker),
+    rembg: Type.Array(RembgInstance, { description: 'instances reported by the workers, latest report each' }),
+  });
+}
+export const HealthResponse = healthResponse(BUILTIN_KINDS);
 
-export const healthSchema = {
-  tags: ['worker'],
-  summary: 'Worker health: queue sizes, Redis and MySQL reachability, worker heartbeats, rembg instances',
-  description: 'No token needed. With an admin bearer token the rembg URLs and last errors are included.',
-  response: { 200: HealthResponse, 429: ErrorRef, 500: ErrorRef, 503: Type.Union([HealthResponse, ErrorRef]) },
-};
+type Spec = (typeof JOB_REGISTRY)[keyof typeof JOB_REGISTRY];
+export type HealthResponse = Omit<Static<typeof HealthResponse>, 'queues'> &
+  Record<Spec['healthSizeField'], number | null> & { queues: Record<Spec['statKey'], Static<typeof QueueHealth>> };
+
+export function healthSchemaFor(kinds: KindSet) {
+  const response = healthResponse(kinds);
+  return {
+    tags: ['worker'],
+    summary: 'Worker health: queue sizes, Redis and MySQL reachability, worker heartbeats, rembg instances',
+    description: 'No token needed. With an admin bearer token the rembg URLs and last errors are included.',
+    response: { 200: response, 429: ErrorRef, 500: ErrorRef, 503: Type.Union([response, ErrorRef]) },
+  };
+}
