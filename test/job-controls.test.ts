@@ -208,3 +208,30 @@ t.test('a batch: cancel its open jobs, retry them, delete it whole', async (t) =
   for (const id of jobIds) t.same(await rowsOf(app, id), { jobs: 0, attempts: 0, results: 0, deadLetters: 0 });
   for (const { output_prefix } of prefixes) t.notOk(await exists(join(env['STORAGE_LOCAL_DIR'] as string, output_prefix)), 'its files are gone');
 });
+
+t.test("the worker's sweep removes held-back and previously failed files, then their garbage rows", async (t) => {
+  const env = await isolatedEnv(t, { WORKER_QUEUES: 'image-processing', SWEEP_INTERVAL_MS: '200' });
+  const dir = env['STORAGE_LOCAL_DIR'] as string;
+  const app = await testApp(t, env);
+  const vendor = await testVendor(app);
+  const output = await app.storage.put(`${vendor.vendorId}/p/JOB1-abc/0-resize.jpg`, await makeJpeg(8, 8), 'image/jpeg');
+  const upload = await app.storage.put(`${vendor.vendorId}/p/uploads/U1.jpg`, await makeJpeg(8, 8), 'image/jpeg');
+  const later = await app.storage.put(`${vendor.vendorId}/p/JOB2-def/0-resize.jpg`, await makeJpeg(8, 8), 'image/jpeg');
+  await app.db
+    .insertInto('storage_garbage')
+    .values([
+      { vendor_id: vendor.vendorId, target: `${vendor.vendorId}/p/JOB1-abc`, is_prefix: 1 },
+      { vendor_id: vendor.vendorId, target: upload.key, is_prefix: 0 },
+      { vendor_id: vendor.vendorId, target: `${vendor.vendorId}/p/JOB2-def`, is_prefix: 1, not_before: new Date(Date.now() + 3_600_000) },
+    ])
+    .execute();
+  await testWorker(t, env);
+  await waitFor(async () => !(await exists(join(dir, output.key))) && !(await exists(join(dir, upload.key))));
+  await waitFor(async () => (await app.db.selectFrom('storage_garbage').select('target').execute()).length === 1);
+  t.same(
+    await app.db.selectFrom('storage_garbage').select('target').execute(),
+    [{ target: `${vendor.vendorId}/p/JOB2-def` }],
+    'only the held-back row is left',
+  );
+  t.ok(await exists(join(dir, later.key)), 'a file held back (its job was running) stays until its time');
+});

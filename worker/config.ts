@@ -22,6 +22,8 @@ export const WorkerConfigSchema = Type.Object({
   STALLED_INTERVAL_MS: env.int(30_000, 'how often Bull looks for jobs whose worker died', { minimum: 1000 }),
   MAX_STALLED_COUNT: env.int(3, 'times a job may be recovered from a dead worker before it fails', { minimum: 0 }),
   RECONCILE_INTERVAL_MS: env.int(60_000, 'how often the ledger is compared with Redis to re-queue lost jobs (0 = only at start)', { minimum: 0 }),
+  SWEEP_INTERVAL_MS: env.int(60_000, 'how often stored files of deleted jobs are removed (storage_garbage; 0 = never)', { minimum: 0 }),
+  SWEEP_BATCH: env.int(500, 'most files removed per sweep run', { minimum: 1, maximum: 100_000 }),
   RECONCILE_GRACE_MS: env.int(30_000, 'a ledger job must be this old before the reconciler may re-queue it', { minimum: 0 }),
   SHUTDOWN_GRACE_MS: env.int(25_000, 'on SIGTERM, time active jobs get to finish before they are aborted (and retried elsewhere)', { minimum: 0 }),
   JOB_BACKOFF_MS: env.int(2000, 'first retry delay; doubles each retry (2 s, 4 s, 8 s)', { minimum: 0 }),

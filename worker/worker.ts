@@ -23,6 +23,7 @@ import { buildProcessors, type ExtraProcessors, type WorkerResource } from './pr
 import { reconcile, reconcileLockKey } from './reconciler.js';
 import { jobHandler, type RunnerDeps } from './run-job.js';
 import { listenForCancellations, type Cancellations } from './cancellations.js';
+import { collectGarbage } from '../platform/garbage.js';
 import { createWorkerMetrics, type WorkerMetrics } from './metrics.js';
 import { startMetricsServer, type MetricsServer } from '../platform/metrics.js';
 import { startWebhooks, type Webhooks } from './webhooks/index.js';
@@ -114,6 +115,8 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
   let storage: Storage | undefined;
   let resources: WorkerResource[] = [];
   let reconcileTimer: NodeJS.Timeout | undefined;
+  let sweepTimer: NodeJS.Timeout | undefined;
+  let sweeping = false;
   let heartbeat: Heartbeat | undefined;
   let metricsServer: MetricsServer | undefined;
   const metrics = createWorkerMetrics(queuesServed);
@@ -139,6 +142,19 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
       if (stopping) throw new Error('worker closed before it was ready');
       await sleep(config.READY_RETRY_MS, undefined, { signal: stopWaiting.signal }).catch(() => undefined);
       if (stopping) throw new Error('worker closed before it was ready');
+    }
+  }
+
+  /** Removes files whose rows were deleted (platform/garbage.ts); one run at a time in this process. */
+  async function runSweep(storage: Storage) {
+    if (sweeping) return;
+    sweeping = true;
+    try {
+      await collectGarbage(db, storage, config.SWEEP_BATCH, { log, signal: shutdown.signal });
+    } catch (error) {
+      log.warn({ err: error }, 'sweep run failed; will try again');
+    } finally {
+      sweeping = false;
     }
   }
 
@@ -256,6 +272,11 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
         reconcileTimer = setInterval(() => void runReconciler(), config.RECONCILE_INTERVAL_MS);
         reconcileTimer.unref();
       }
+      if (config.SWEEP_INTERVAL_MS > 0) {
+        const sweepStorage = storage;
+        sweepTimer = setInterval(() => void runSweep(sweepStorage), config.SWEEP_INTERVAL_MS);
+        sweepTimer.unref();
+      }
       for (const spec of kindsServed) {
         const queue = spec.queue;
         const handle = jobHandler(deps, queue, processors[spec.kind] as AnyProcessor);
@@ -312,6 +333,7 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
     stopping = true;
     stopWaiting.abort();
     if (reconcileTimer) clearInterval(reconcileTimer);
+    if (sweepTimer) clearInterval(sweepTimer);
     const queues = Object.values(queueSet.queues);
     // Stop taking jobs; wait for the active ones, up to the grace period.
     void heartbeat?.beat();
