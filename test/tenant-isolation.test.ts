@@ -227,7 +227,8 @@ t.test('tenant sweep: vendor B using vendor A ids learns nothing', async (t) => 
   t.notSame(bSame.json().jobIds, bulk.json().jobIds);
 
   // A body naming A as the vendor is refused for B on every enqueue route.
-  for (const route of routes.filter((r) => r.method === 'POST' && r.url.startsWith('/api/image-queue/'))) {
+  // Control routes (`/job/:jobId/cancel`, ...) take no body and answer 404 for A's ids above.
+  for (const route of routes.filter((r) => r.method === 'POST' && r.url.startsWith('/api/image-queue/') && !r.url.includes(':'))) {
     const bulkRoute = route.url.includes('/bulk-');
     const payload = {
       projectId: 'p',
