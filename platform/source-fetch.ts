@@ -68,7 +68,7 @@ async function fetchWithin(rawUrl: string, policy: UrlPolicy, limits: FetchLimit
         bodyTimeout: limits.timeoutMs,
       });
     } catch (error) {
-      throw translateFetchError(error, url, limit, signal);
+      throw translateFetchError(error, url, limit, signal, purpose);
     }
     const { statusCode, headers, body } = response;
     if (statusCode >= 300 && statusCode < 400 && headers.location) {
@@ -100,7 +100,7 @@ async function fetchWithin(rawUrl: string, policy: UrlPolicy, limits: FetchLimit
       }
     } catch (error) {
       if (error instanceof AppError) throw error;
-      throw translateFetchError(error, url, limit, signal);
+      throw translateFetchError(error, url, limit, signal, purpose);
     }
     const contentType = headers['content-type'];
     return { bytes: Buffer.concat(chunks, size), contentType: typeof contentType === 'string' ? contentType : null, finalUrl: url.toString() };
@@ -123,16 +123,50 @@ function statusError(status: number, purpose: string): AppError {
   return new AppError('SOURCE_FETCH_FAILED', `${purpose} URL answered ${status}`, { retryable });
 }
 
-function translateFetchError(error: unknown, url: URL, limit: Deadline, outer?: AbortSignal): unknown {
+function translateFetchError(error: unknown, url: URL, limit: Deadline, outer: AbortSignal | undefined, purpose: string): unknown {
   if (error instanceof AppError) return error;
   const cause = (error as { cause?: unknown }).cause;
   if (cause instanceof AppError) return cause;
   if (outer?.aborted) return outer.reason ?? error;
   if (limit.timedOut || ((error as { code?: string }).code?.startsWith('UND_ERR_') && /timeout/i.test((error as Error).message))) {
-    return new AppError('SOURCE_TIMEOUT', `fetching ${url.host} took too long`);
+    return new AppError('SOURCE_TIMEOUT', `fetching the ${purpose} URL took too long`, { cause: error });
   }
-  const code = (error as { code?: string }).code;
-  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN')
-    return new AppError('SOURCE_FETCH_FAILED', `source host ${url.hostname} could not be resolved`, { retryable: code === 'EAI_AGAIN' });
-  return new AppError('SOURCE_FETCH_FAILED', `fetching ${url.host} failed: ${code ?? (error as Error).message}`);
+  return connectionFailure(error, purpose, url);
 }
+
+/**
+ * A network failure in words a vendor may read: what kind of failure, never
+ * the driver's message (it names resolved addresses and ports, which would
+ * tell a vendor what a name inside our network points at). The cause, with
+ * the URL, stays on the error for the operator's log.
+ */
+export function connectionFailure(error: unknown, purpose: string, url?: URL): AppError {
+  const code = (error as { code?: string }).code ?? (error as { cause?: { code?: string } }).cause?.code;
+  const what = (code && NETWORK_FAILURES[code]) ?? 'the connection failed';
+  const details = url ? { url: url.toString(), code: code ?? null } : { code: code ?? null };
+  return new AppError('SOURCE_FETCH_FAILED', `${purpose} URL could not be fetched: ${what}`, {
+    cause: error,
+    details,
+    retryable: code !== 'ENOTFOUND',
+  });
+}
+
+const NETWORK_FAILURES: Record<string, string> = {
+  ENOTFOUND: 'its host name does not resolve',
+  EAI_AGAIN: 'its host name could not be resolved just now',
+  ECONNREFUSED: 'the connection was refused',
+  ECONNRESET: 'the connection was reset',
+  EPIPE: 'the connection was closed',
+  ETIMEDOUT: 'the connection timed out',
+  EHOSTUNREACH: 'the host is unreachable',
+  ENETUNREACH: 'the network is unreachable',
+  UND_ERR_SOCKET: 'the connection was closed mid-answer',
+  UND_ERR_CONNECT_TIMEOUT: 'the connection timed out',
+  HPE_INVALID_CONSTANT: 'the answer is not valid HTTP',
+  UND_ERR_INFO: 'the answer is not valid HTTP',
+  DEPTH_ZERO_SELF_SIGNED_CERT: 'its TLS certificate is self-signed',
+  SELF_SIGNED_CERT_IN_CHAIN: 'its TLS certificate is self-signed',
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'its TLS certificate could not be verified',
+  CERT_HAS_EXPIRED: 'its TLS certificate has expired',
+  ERR_TLS_CERT_ALTNAME_INVALID: 'its TLS certificate does not name the host',
+};

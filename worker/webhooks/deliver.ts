@@ -2,6 +2,7 @@ import { Agent, request, type Dispatcher } from 'undici';
 import { AppError } from '../../jobs/errors.js';
 import { checkUrl, guardedLookup, isAllowlisted, type UrlPolicy } from '../../platform/address-guard.js';
 import { deadline } from '../../platform/deadline.js';
+import { connectionFailure } from '../../platform/source-fetch.js';
 
 /**
  * One webhook POST through the same SSRF guard as source fetching: the URL
@@ -70,7 +71,7 @@ async function post(
     if (error instanceof AppError) throw error;
     if (cause instanceof AppError) throw cause;
     if (signal.aborted) throw new AppError('SOURCE_TIMEOUT', `webhook receiver did not answer within ${policy.timeoutMs} ms`);
-    throw new AppError('SOURCE_FETCH_FAILED', `webhook POST failed: ${(error as Error).message}`);
+    throw connectionFailure(error, 'webhook', url);
   }
   await drainAtMost(response.body, RESPONSE_READ_BYTES);
   if (response.statusCode < 200 || response.statusCode >= 300) {
