@@ -39,12 +39,19 @@ export interface JobKindSpec<K extends string = string, O extends TSchema = TSch
   concurrency: { default: number; variable: string };
   /** what `estimatedTime` assumes one job takes before the ledger has recent durations */
   defaultDurationMs: number;
-  routes: { single: { url: string; summary: string }; bulk: { url: string; summary: string } };
+  /** the enqueue routes (under /api/image-queue), each with its OpenAPI operationId (unique across the API) and summary */
+  routes: { single: KindRoute; bulk: KindRoute };
   /** long-lived worker resources its processor needs loaded before jobs start */
   needs: readonly WorkerNeed[];
 }
 
 export type WorkerNeed = 'rembg' | 'faces';
+
+export interface KindRoute {
+  url: string;
+  operationId: string;
+  summary: string;
+}
 
 /** The kind-specific fields of an enqueue body, as the handler sees them after validation. */
 export interface KindRequest extends PipelineRequest {
@@ -76,8 +83,8 @@ export const JOB_REGISTRY = {
     concurrency: { default: 3, variable: 'CONCURRENCY_BACKGROUND_REMOVAL' },
     defaultDurationMs: 1500,
     routes: {
-      single: { url: '/remove-bg-queue', summary: 'Queue one photo for background removal' },
-      bulk: { url: '/bulk-remove-bg', summary: 'Queue many photos for background removal' },
+      single: { url: '/remove-bg-queue', operationId: 'queueBackgroundRemoval', summary: 'Queue one photo for background removal' },
+      bulk: { url: '/bulk-remove-bg', operationId: 'queueBulkBackgroundRemoval', summary: 'Queue many photos for background removal' },
     },
     needs: ['rembg'],
   },
@@ -96,8 +103,8 @@ export const JOB_REGISTRY = {
     concurrency: { default: 3, variable: 'CONCURRENCY_FACE_CROP' },
     defaultDurationMs: 1000,
     routes: {
-      single: { url: '/crop-face-queue', summary: 'Queue one photo for a passport or ID-card face crop' },
-      bulk: { url: '/bulk-crop-face', summary: 'Queue many photos for face crops' },
+      single: { url: '/crop-face-queue', operationId: 'queueFaceCrop', summary: 'Queue one photo for a passport or ID-card face crop' },
+      bulk: { url: '/bulk-crop-face', operationId: 'queueBulkFaceCrop', summary: 'Queue many photos for face crops' },
     },
     // rembg only for white or transparent backgrounds; faces always
     needs: ['rembg', 'faces'],
@@ -118,8 +125,8 @@ export const JOB_REGISTRY = {
     concurrency: { default: 5, variable: 'CONCURRENCY_IMAGE_PROCESSING' },
     defaultDurationMs: 300,
     routes: {
-      single: { url: '/process-queue', summary: 'Queue one photo for processing (an ordered list of operations)' },
-      bulk: { url: '/bulk-process', summary: 'Queue many photos for the same processing operations' },
+      single: { url: '/process-queue', operationId: 'queueProcessing', summary: 'Queue one photo for processing (an ordered list of operations)' },
+      bulk: { url: '/bulk-process', operationId: 'queueBulkProcessing', summary: 'Queue many photos for the same processing operations' },
     },
     // the `faces` operation detects and tags faces
     needs: ['faces'],

@@ -37,7 +37,10 @@ const echoKind: JobKindSpec<'echo', typeof EchoOptions> = {
   rateTier: 'processing',
   concurrency: { default: 2, variable: 'CONCURRENCY_ECHO_TEST' },
   defaultDurationMs: 50,
-  routes: { single: { url: '/echo-queue', summary: 'Echo a text' }, bulk: { url: '/bulk-echo', summary: 'Echo many' } },
+  routes: {
+    single: { url: '/echo-queue', operationId: 'queueEcho', summary: 'Echo a text' },
+    bulk: { url: '/bulk-echo', operationId: 'queueBulkEcho', summary: 'Echo many' },
+  },
   needs: [],
 };
 

@@ -85,12 +85,14 @@ const tags = ['admin'];
 
 export const listQueuesSchema = {
   tags,
+  operationId: 'listQueues',
   summary: 'Queues: counts, paused state, dead letters',
   security: Security,
   response: withErrors({ 200: QueuesResponse }, 403),
 };
 export const pauseQueueSchema = {
   tags,
+  operationId: 'pauseQueue',
   summary: 'Pause a queue for every worker (jobs keep being accepted and wait)',
   security: Security,
   params: QueueParams,
@@ -98,6 +100,7 @@ export const pauseQueueSchema = {
 };
 export const resumeQueueSchema = {
   tags,
+  operationId: 'resumeQueue',
   summary: 'Resume a paused queue',
   security: Security,
   params: QueueParams,
@@ -105,6 +108,7 @@ export const resumeQueueSchema = {
 };
 export const listDeadLettersSchema = {
   tags,
+  operationId: 'listDeadLetters',
   summary: 'Dead letters: jobs out of attempts, with payload and every attempt error',
   security: Security,
   querystring: DeadLetterQuery,
@@ -112,6 +116,7 @@ export const listDeadLettersSchema = {
 };
 export const getDeadLetterSchema = {
   tags,
+  operationId: 'getDeadLetter',
   summary: 'One dead letter',
   security: Security,
   params: JobIdParams,
@@ -119,6 +124,7 @@ export const getDeadLetterSchema = {
 };
 export const retryDeadLetterSchema = {
   tags,
+  operationId: 'retryDeadLetter',
   summary: 'Re-queue one dead job under the same id with a fresh budget of attempts',
   security: Security,
   params: JobIdParams,
@@ -126,6 +132,7 @@ export const retryDeadLetterSchema = {
 };
 export const retryAllDeadLettersSchema = {
   tags,
+  operationId: 'retryDeadLetters',
   summary: 'Re-queue every dead letter (of a queue / vendor)',
   security: Security,
   querystring: DeadLetterFilterQuery,
@@ -133,6 +140,7 @@ export const retryAllDeadLettersSchema = {
 };
 export const purgeDeadLetterSchema = {
   tags,
+  operationId: 'purgeDeadLetter',
   summary: 'Drop one dead letter (the job stays dead in the ledger)',
   security: Security,
   params: JobIdParams,
@@ -140,6 +148,7 @@ export const purgeDeadLetterSchema = {
 };
 export const purgeDeadLettersSchema = {
   tags,
+  operationId: 'purgeDeadLetters',
   summary: 'Drop every dead letter (of a queue / vendor); the jobs stay dead in the ledger',
   security: Security,
   querystring: DeadLetterFilterQuery,

@@ -52,6 +52,7 @@ const security = [{ bearerAuth: [] }];
 
 export const listVendorsSchema = {
   tags: ['admin'],
+  operationId: 'listVendors',
   summary: 'Vendors with their plans and limits (admin)',
   security,
   querystring: VendorListQuery,
@@ -60,6 +61,7 @@ export const listVendorsSchema = {
 
 export const getVendorSchema = {
   tags: ['admin'],
+  operationId: 'getVendor',
   summary: "A vendor's plan, overrides and limits in force (admin)",
   security,
   params: VendorParams,
@@ -68,6 +70,7 @@ export const getVendorSchema = {
 
 export const patchVendorSchema = {
   tags: ['admin'],
+  operationId: 'updateVendor',
   summary: "Set a vendor's plan and/or rate-limit overrides (admin); applies within VENDOR_CACHE_MS",
   security,
   params: VendorParams,

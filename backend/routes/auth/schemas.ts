@@ -15,6 +15,7 @@ export const TokenResponse = Type.Object({
 
 export const tokenRouteSchema = {
   tags: ['auth'],
+  operationId: 'createToken',
   summary: 'Exchange an API key for a short-lived bearer token',
   body: TokenRequest,
   response: { 200: TokenResponse, 400: ErrorRef, 401: ErrorRef, 429: ErrorRef, 500: ErrorRef, 503: ErrorRef },

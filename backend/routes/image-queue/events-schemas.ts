@@ -56,6 +56,7 @@ export const EventsQuery = Type.Object(
 );
 
 export const eventsSchema = {
+  operationId: 'streamEvents',
   summary: "Stream the vendor's job and batch events (server-sent events)",
   description: [
     'A `text/event-stream`. Each state change is one event named by its type (`queued`, `active`, `completed`, `failed`, `dead`, `batch.finished`)',
@@ -67,10 +68,22 @@ export const eventsSchema = {
   security: [{ bearerAuth: [] }],
   querystring: EventsQuery,
   headers: Type.Object({ 'last-event-id': Type.Optional(Type.String({ pattern: '^[0-9]{0,18}$' })) }),
-  response: withErrors(
-    {
-      200: Type.String({ description: 'text/event-stream of JobEvent, ProgressEvent and ReadyEvent messages' }),
+  response: {
+    ...withErrors({}, 429),
+    // Written by the route itself (it hijacks the reply), never serialised by Fastify.
+    200: {
+      description:
+        'A stream of server-sent events: `ready` first, then one event per state change (data: JobEvent), `progress` (data: ProgressEvent) and heartbeats',
+      content: {
+        'text/event-stream': {
+          schema: Type.String({
+            description:
+              'SSE messages (`id:`, `event:`, one `data:` line of JSON) separated by blank lines; the data schemas are ReadyEvent, JobEvent and ProgressEvent',
+            example:
+              'retry: 2000\n\nid: 41\nevent: ready\ndata: {"lastEventId":41,"resumed":false,"reset":false}\n\nid: 42\nevent: completed\ndata: {"id":42,"type":"completed","jobId":"01JQ7ZK3W1R4C5T6V7X8Y9Z0AB","batchId":null,"kind":"remove-bg","error":null,"at":"2026-01-01T12:00:00.000Z"}\n\n',
+          }),
+        },
+      },
     },
-    429,
-  ),
+  },
 };

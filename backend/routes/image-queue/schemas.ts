@@ -282,10 +282,11 @@ const PreferHeader = Type.Object({
   ),
 });
 
-export function enqueueSchema(summary: string, bodies: Bodies, ok: TSchema, finished?: TSchema) {
+export function enqueueSchema(route: { operationId: string; summary: string }, bodies: Bodies, ok: TSchema, finished?: TSchema) {
   return {
     tags: ['image-queue'],
-    summary,
+    operationId: route.operationId,
+    summary: route.summary,
     security,
     headers: finished ? PreferHeader : IdempotencyHeader,
     body: { content: { 'application/json': { schema: bodies.json }, 'multipart/form-data': { schema: bodies.multipart } } },
@@ -296,8 +297,8 @@ export function enqueueSchema(summary: string, bodies: Bodies, ok: TSchema, fini
 /** The two enqueue routes' schemas of a kind, from its registry entry. */
 export function enqueueSchemas(spec: AnyJobKind) {
   return {
-    single: enqueueSchema(spec.routes.single.summary, singleBodies(spec), QueuedResponse, JobStatusResponse),
-    bulk: enqueueSchema(spec.routes.bulk.summary, bulkBodies(spec), BulkQueuedResponse),
+    single: enqueueSchema(spec.routes.single, singleBodies(spec), QueuedResponse, JobStatusResponse),
+    bulk: enqueueSchema(spec.routes.bulk, bulkBodies(spec), BulkQueuedResponse),
   };
 }
 
@@ -326,6 +327,7 @@ const NotModified = Type.Null({ description: 'Not Modified: the If-None-Match ET
 
 export const jobStatusSchema = {
   tags: ['image-queue'],
+  operationId: 'getJob',
   summary: 'State, progress and result of one of your jobs',
   security,
   params: JobParams,
@@ -337,6 +339,7 @@ export const jobStatusSchema = {
 export function jobListSchemaFor(kinds: KindSet) {
   return {
     tags: ['image-queue'],
+    operationId: 'listJobs',
     summary: 'Your jobs, newest first, filtered by state, kind or batch; cursor-paginated',
     security,
     querystring: jobListQuery(kinds),
@@ -347,6 +350,7 @@ export function jobListSchemaFor(kinds: KindSet) {
 
 export const batchSchema = {
   tags: ['image-queue'],
+  operationId: 'getBatch',
   summary: 'A bulk request: counts by state and each item in request order',
   security,
   params: BatchParams,
@@ -358,6 +362,7 @@ export const batchSchema = {
 export function queueStatsSchemaFor(kinds: KindSet) {
   return {
     tags: ['image-queue'],
+    operationId: 'getQueueStats',
     summary: 'Jobs by queue and state: yours (from the ledger) and the global queue depth',
     security,
     response: withErrors({ 200: queueStatsResponse(kinds) }, 429),
@@ -392,6 +397,7 @@ export const BatchActionResponse = Type.Object({
 
 export const deleteJobSchema = {
   tags: ['image-queue'],
+  operationId: 'deleteJob',
   summary: 'Delete one of your jobs, whatever its state: its results, record, faces and stored files (a running attempt is stopped)',
   security,
   params: JobParams,
@@ -399,6 +405,7 @@ export const deleteJobSchema = {
 };
 export const cancelJobSchema = {
   tags: ['image-queue'],
+  operationId: 'cancelJob',
   summary: 'Cancel a queued or running job (state `cancelled`); a running attempt stops its work',
   security,
   params: JobParams,
@@ -406,6 +413,7 @@ export const cancelJobSchema = {
 };
 export const retryJobSchema = {
   tags: ['image-queue'],
+  operationId: 'retryJob',
   summary: 'Queue a failed, dead or cancelled job again, with a fresh set of attempts',
   security,
   params: JobParams,
@@ -413,6 +421,7 @@ export const retryJobSchema = {
 };
 export const deleteBatchSchema = {
   tags: ['image-queue'],
+  operationId: 'deleteBatch',
   summary: 'Delete a batch and every job in it, with their results and stored files',
   security,
   params: BatchParams,
@@ -420,6 +429,7 @@ export const deleteBatchSchema = {
 };
 export const cancelBatchSchema = {
   tags: ['image-queue'],
+  operationId: 'cancelBatch',
   summary: "Cancel the batch's queued and running jobs",
   security,
   params: BatchParams,
@@ -427,6 +437,7 @@ export const cancelBatchSchema = {
 };
 export const retryBatchSchema = {
   tags: ['image-queue'],
+  operationId: 'retryBatch',
   summary: "Queue the batch's failed, dead and cancelled jobs again",
   security,
   params: BatchParams,

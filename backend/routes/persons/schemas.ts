@@ -74,6 +74,7 @@ export const PersonRecordsPage = Type.Object({
 
 export const listPersonsSchema = {
   tags: ['persons'],
+  operationId: 'listPersons',
   summary: 'The persons your tagged faces were grouped into, oldest first',
   security: [{ bearerAuth: [] }],
   querystring: PageQuery,
@@ -82,6 +83,7 @@ export const listPersonsSchema = {
 
 export const personRecordsSchema = {
   tags: ['persons'],
+  operationId: 'listPersonRecords',
   summary: 'The records (photos) one of your persons appears in',
   security: [{ bearerAuth: [] }],
   params: PersonParams,

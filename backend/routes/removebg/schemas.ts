@@ -79,6 +79,12 @@ export const RemoveBgJsonResult = Type.Object({
 
 const image = {
   description: 'the result image (image/png, image/jpeg, application/zip); headers X-Width, X-Height, X-Type, X-Credits-Charged',
+  headers: {
+    'X-Width': { type: 'integer', description: 'width of the result in pixels' },
+    'X-Height': { type: 'integer', description: 'height of the result in pixels' },
+    'X-Type': { type: 'string', description: 'the foreground type asked for (auto answers "other"); absent with type_level=none' },
+    'X-Credits-Charged': { type: 'integer', enum: [0, 1], description: '1 for a delivered result, 0 otherwise' },
+  },
   content: {
     'image/png': { schema: { type: 'string', format: 'binary' } },
     'image/jpeg': { schema: { type: 'string', format: 'binary' } },
@@ -92,6 +98,7 @@ const security = [{ removeBgApiKey: [] }];
 
 export const removeBgSchema = {
   tags: ['remove.bg'],
+  operationId: 'removeBg',
   summary: 'remove.bg-compatible background removal: answers with the image (a job waited on)',
   description:
     'Send your API key as `X-Api-Key`. The photo goes through the same queue, ledger and limits as POST /api/image-queue/remove-bg-queue (background-removal tier); ' +
@@ -111,6 +118,7 @@ export const RemoveBgJobParams = Type.Object({ jobId: Type.String({ minLength: 1
 
 export const removeBgJobSchema = {
   tags: ['remove.bg'],
+  operationId: 'getRemoveBgResult',
   summary: 'The result of a POST /v1.0/removebg that answered 202: the image once done, 202 until then',
   security,
   params: RemoveBgJobParams,

@@ -62,6 +62,7 @@ export type DeliveriesResponse = Static<typeof DeliveriesResponse>;
 
 export const getWebhookSchema = {
   tags: ['webhooks'],
+  operationId: 'getWebhook',
   summary: 'Your webhook URL (the secret is never shown again)',
   security,
   response: withErrors({ 200: WebhookSettings }, 429),
@@ -69,6 +70,7 @@ export const getWebhookSchema = {
 
 export const putWebhookSchema = {
   tags: ['webhooks'],
+  operationId: 'setWebhook',
   summary: 'Set your webhook URL; answers with a new signing secret',
   security,
   body: WebhookSettingsBody,
@@ -77,6 +79,7 @@ export const putWebhookSchema = {
 
 export const deleteWebhookSchema = {
   tags: ['webhooks'],
+  operationId: 'deleteWebhook',
   summary: 'Stop webhooks (pending retries are dropped)',
   security,
   response: withErrors({ 204: Type.Null() }, 429),
@@ -84,6 +87,7 @@ export const deleteWebhookSchema = {
 
 export const deliveriesSchema = {
   tags: ['webhooks'],
+  operationId: 'listWebhookDeliveries',
   summary: 'Your webhook delivery attempts, newest first',
   security,
   querystring: DeliveriesQuery,

@@ -68,6 +68,7 @@ export function healthSchemaFor(kinds: KindSet) {
   const response = healthResponse(kinds);
   return {
     tags: ['worker'],
+    operationId: 'getWorkerHealth',
     summary: 'Worker health: queue sizes, Redis and MySQL reachability, worker heartbeats, rembg instances',
     description: 'No token needed. With an admin bearer token the rembg URLs and last errors are included.',
     response: { 200: response, 429: ErrorRef, 500: ErrorRef, 503: Type.Union([response, ErrorRef]) },
