@@ -15,6 +15,7 @@ import { bullAttempts, type JobKind } from '../jobs/queues.js';
 import type { KindSet } from '../jobs/kinds.js';
 import { newId, randomToken } from '../platform/ids.js';
 import { queueOf, type Queues } from '../platform/queues.js';
+import { withTimeout } from '../platform/timeout.js';
 import { keySegment } from '../platform/storage/index.js';
 import { IdempotencyConflictError } from './plugins/idempotency.js';
 import { LedgerTransactions } from '../db/multi-statement.js';
@@ -164,7 +165,11 @@ export default fp<EnqueueOptions>(
     app.addHook('onReady', async () => {
       // The queues connect in the background; wait a little so the first
       // requests do not see a connection that is still coming up as down.
-      await Promise.race([Promise.all(Object.values(app.queues).map((q) => q.isReady())).catch(() => undefined), sleep(3000)]);
+      await withTimeout(
+        Promise.all(Object.values(app.queues).map((q) => q.isReady())).catch(() => undefined),
+        3000,
+        { orElse: undefined },
+      );
     });
     app.addHook('preClose', async () => writer.drain());
     app.addHook('onClose', async () => transactions.close());
@@ -477,8 +482,4 @@ function rowSize(row: LedgerRow): number {
 
 function claimSize(claim: RecordClaim): number {
   return 96 + claim.vendorId.length + claim.projectId.length + claim.recordId.length + (claim.photoUrl?.length ?? 0) + claim.jobId.length;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { queueOf } from '../platform/queues.js';
+import { withTimeout } from '../platform/timeout.js';
 
 /**
  * The live depth of a Bull queue, for queue-stats and health. Reads are
@@ -25,12 +26,4 @@ export async function queueDepth(app: FastifyInstance, kind: string, timeoutMs =
   } catch {
     return null;
   }
-}
-
-export function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
-  });
-  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }

@@ -3,6 +3,7 @@ import type { RedisOptions } from 'ioredis';
 import { bullAttempts } from '../jobs/queues.js';
 import { BUILTIN_KINDS, type JobPayload, type KindSet, type QueueName } from '../jobs/kinds.js';
 import { bullConnections } from './redis.js';
+import { withTimeout } from './timeout.js';
 
 export type JobQueue = Bull.Queue<JobPayload>;
 /** The work queues by name: the registry's, typed; a test's extra kinds add theirs (reached through queueOf). */
@@ -68,7 +69,12 @@ export function openQueues(settings: QueueSettings): QueueSet {
     queues,
     async close() {
       // Bull's close waits for its connections to be ready; with Redis away it would wait forever.
-      const bounded = (q: Bull.Queue) => Promise.race([q.close().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 3000).unref())]);
+      const bounded = (q: Bull.Queue) =>
+        withTimeout(
+          q.close().catch(() => undefined),
+          3000,
+          { orElse: undefined },
+        );
       await Promise.all(Object.values(queues).map(bounded));
       await connections.close();
     },

@@ -9,6 +9,7 @@ import type { Logger } from '../platform/logger.js';
 import type { FetchLimits } from '../platform/source-fetch.js';
 import { CONTENT_TYPES, type Storage } from '../platform/storage/index.js';
 import { deadline, type Deadline } from '../platform/deadline.js';
+import { withTimeout } from '../platform/timeout.js';
 import type { JobContext, Processor } from './context.js';
 import { publishJobEvent } from './events.js';
 import type { JobMetrics, JobOutcome } from './metrics.js';
@@ -240,7 +241,7 @@ async function untilAborted<T>(work: Promise<T>, signal: AbortSignal, reason: ()
     () => true,
   );
   const since = performance.now();
-  while (!(await Promise.race([stopped, new Promise<false>((resolve) => setTimeout(resolve, ABORT_SETTLE_MS, false).unref())]))) {
+  while (!(await withTimeout(stopped, ABORT_SETTLE_MS, { orElse: false }))) {
     log.error({ waitedMs: Math.round(performance.now() - since) }, 'the aborted processor is still running; its slot stays taken until it stops');
   }
   throw reason();

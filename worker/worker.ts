@@ -21,6 +21,8 @@ import { publishJobEvent } from './events.js';
 import { startHeartbeat, type Heartbeat } from './heartbeat.js';
 import { buildProcessors, type ExtraProcessors, type WorkerResource } from './processors/index.js';
 import { reconcile, reconcileLockKey } from './reconciler.js';
+import { redisLock } from '../platform/redis-lock.js';
+import { withTimeout } from '../platform/timeout.js';
 import { jobHandler, type RunnerDeps } from './run-job.js';
 import { listenForCancellations, type Cancellations } from './cancellations.js';
 import { collectGarbage } from '../platform/garbage.js';
@@ -130,9 +132,7 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
       const problems: string[] = [];
       await sql`SELECT 1`.execute(db).catch((e: Error) => problems.push(`MySQL at ${redactUrl(config.MYSQL_URL)}: ${e.message}`));
       // The worker's connection queues commands while Redis is away; a ping that does not answer soon is a problem too.
-      await Promise.race([redis.ping(), sleep(2000).then(() => Promise.reject(new Error('no answer within 2 s')))]).catch((e: Error) =>
-        problems.push(`Redis at ${redactUrl(config.REDIS_URL)}: ${e.message}`),
-      );
+      await withTimeout(redis.ping(), 2000).catch((e: Error) => problems.push(`Redis at ${redactUrl(config.REDIS_URL)}: ${e.message}`));
       const s = storage ?? (await createStorage(config).catch((e: Error) => (problems.push(`storage: ${e.message}`), undefined)));
       if (s) await s.check().catch((e: Error) => problems.push(`storage (${s.driver}): ${e.message}`));
       for (const resource of resources) await resource.check?.().catch((e: Error) => problems.push(`${resource.name}: ${e.message}`));
@@ -158,13 +158,12 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
     }
   }
 
+  // Renewed while a run lasts; a worker that dies mid-run blocks the others for at most the TTL.
+  const reconcileLock = redisLock(redis, reconcileLockKey(config.BULL_PREFIX), { ttlMs: 30_000 });
+
   async function runReconciler() {
     try {
-      await reconcile(db, queueSet.queues, kinds, log, config.RECONCILE_GRACE_MS, {
-        redis,
-        key: reconcileLockKey(config.BULL_PREFIX),
-        ttlMs: Math.max(30_000, config.RECONCILE_INTERVAL_MS),
-      });
+      await reconcile(db, queueSet.queues, kinds, log, config.RECONCILE_GRACE_MS, reconcileLock);
     } catch (error) {
       log.warn({ err: error }, 'reconciler run failed; will try again');
     }
@@ -232,8 +231,7 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
           port: config.WORKER_METRICS_PORT,
           token: config.METRICS_TOKEN,
           // A Redis that does not answer must not hold the scrape: the paused flags then come from this process alone.
-          beforeScrape: async () =>
-            metrics.refresh({ queues: await Promise.race([queueStates(), sleep(1000, localQueueStates(), { ref: false })]), rembg: rembgStates() }),
+          beforeScrape: async () => metrics.refresh({ queues: await withTimeout(queueStates(), 1000, { orElse: localQueueStates() }), rembg: rembgStates() }),
         });
       }
       const built = await buildProcessors(config, log, { db }, kinds);
@@ -338,11 +336,15 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
     // Stop taking jobs; wait for the active ones, up to the grace period.
     void heartbeat?.beat();
     const drained = Promise.all(queues.map((q) => q.pause(true).catch(() => undefined)));
-    const inTime = await Promise.race([drained.then(() => true), sleep(config.SHUTDOWN_GRACE_MS, false, { ref: false })]);
+    const inTime = await withTimeout(
+      drained.then(() => true),
+      config.SHUTDOWN_GRACE_MS,
+      { orElse: false },
+    );
     if (!inTime) {
       log.warn({ graceMs: config.SHUTDOWN_GRACE_MS, active: activeJobs }, 'active jobs did not finish in time; aborting them (they will be retried)');
       shutdown.abort();
-      await Promise.race([drained, sleep(15_000, undefined, { ref: false })]);
+      await withTimeout(drained, 15_000, { orElse: undefined });
     }
     await heartbeat?.stop();
     await webhooks?.close();

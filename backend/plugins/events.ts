@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin';
 import { createRedis } from '../../platform/redis.js';
+import { withTimeout } from '../../platform/timeout.js';
 import { eventsChannel, eventsChannelPattern, vendorOfChannel, type ChannelMessage, type EventLogNudge } from '../../jobs/events.js';
 
 type Listener = (message: ChannelMessage) => void;
@@ -117,7 +118,7 @@ export default fp<EventsPluginOptions>(
         let set = listeners.get(vendorId);
         if (!set) listeners.set(vendorId, (set = new Set()));
         set.add(listener);
-        if (!live) await Promise.race([subscribe(), new Promise((resolve) => setTimeout(resolve, SUBSCRIBE_WAIT_MS).unref())]);
+        if (!live) await withTimeout(subscribe(), SUBSCRIBE_WAIT_MS, { orElse: undefined });
         return () => {
           const current = listeners.get(vendorId);
           if (!current) return;
@@ -165,7 +166,11 @@ export default fp<EventsPluginOptions>(
       live = false;
       // Never connected (no stream was opened) or Redis unreachable: just drop it; QUIT would wait for a connection.
       if (subscriber.status !== 'ready') return subscriber.disconnect();
-      await Promise.race([subscriber.quit().catch(() => subscriber.disconnect()), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
+      await withTimeout(
+        subscriber.quit().catch(() => subscriber.disconnect()),
+        2000,
+        { orElse: undefined },
+      );
       subscriber.disconnect();
     });
   },

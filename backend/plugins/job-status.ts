@@ -6,7 +6,8 @@ import type { Job } from '../../db/schema.js';
 import type { ChannelMessage } from '../../jobs/events.js';
 import type { JobState } from '../../jobs/queues.js';
 import { queueOf } from '../../platform/queues.js';
-import { REDIS_READ_TIMEOUT_MS, withTimeout } from '../queue-depth.js';
+import { REDIS_READ_TIMEOUT_MS } from '../queue-depth.js';
+import { withTimeout } from '../../platform/timeout.js';
 import { presentBatch, presentJob } from '../routes/image-queue/present.js';
 import type { BatchResponse, JobStatusResponse } from '../routes/image-queue/schemas.js';
 

@@ -5,7 +5,7 @@ import { countDeadLetters } from '../../db/repos/dead-letters.js';
 import { ALL_QUEUES } from '../../jobs/queues.js';
 import { VENDOR_TIERS, type Tier } from '../plans.js';
 import { readHeartbeats } from '../heartbeats.js';
-import { withTimeout } from '../queue-depth.js';
+import { withTimeout } from '../../platform/timeout.js';
 import { createRegistry, HTTP_BUCKETS, METRIC_PREFIX, metricsAuthorized } from '../../platform/metrics.js';
 
 /**

@@ -336,14 +336,27 @@ async function finishAttemptRow(
     .execute();
 }
 
+/** Where a walk of open jobs stopped: the last row's (updated_at, id). */
+export interface OpenJobsCursor {
+  updatedAt: Date;
+  id: string;
+}
+
 /**
- * Open jobs (queued/active) last touched before `olderThan`, for the
- * reconciler to check against Redis. Keyset-paginated by id.
+ * Open jobs last touched before `olderThan`, for the reconciler to check
+ * against Redis: one page of the jobs in `status`, in
+ * (updated_at, id) order after `after`. The order is the one of the
+ * jobs_status_updated index (status, updated_at, and the primary key InnoDB
+ * appends), so a page is a range read of `limit` index entries and a walk of
+ * the whole backlog costs linear in it (paging by id alone sorted every open
+ * row again for each page).
  */
-export async function openJobsBefore(db: Db, olderThan: Date, afterId: string | null, limit: number): Promise<Job[]> {
-  let q = db.selectFrom('jobs').selectAll().where('status', 'in', ['queued', 'active']).where('updated_at', '<', olderThan);
-  if (afterId) q = q.where('id', '>', afterId);
-  return q.orderBy('id').limit(limit).execute();
+export async function openJobsBefore(db: Db, status: 'queued' | 'active', olderThan: Date, after: OpenJobsCursor | null, limit: number): Promise<Job[]> {
+  let q = db.selectFrom('jobs').selectAll().where('status', '=', status).where('updated_at', '<', olderThan);
+  if (after) {
+    q = q.where((eb) => eb.or([eb('updated_at', '>', after.updatedAt), eb.and([eb('updated_at', '=', after.updatedAt), eb('id', '>', after.id)])]));
+  }
+  return q.orderBy('updated_at').orderBy('id').limit(limit).execute();
 }
 
 /**

@@ -18,6 +18,7 @@ import {
 import { newId } from '../../platform/ids.js';
 import type { Logger } from '../../platform/logger.js';
 import { bullConnections } from '../../platform/redis.js';
+import { redisLock } from '../../platform/redis-lock.js';
 import { postWebhook, type DeliveryPolicy } from './deliver.js';
 
 /**
@@ -66,17 +67,16 @@ export function startWebhooks(db: Db, redis: Redis, log: Logger, settings: Webho
     },
   });
   queue.on('error', (error) => log.warn({ err: error, queue: WEBHOOK_QUEUE }, 'queue error'));
-  const lockKey = `${settings.prefix}:${WEBHOOK_QUEUE}:outbox-lock`;
+  // One worker pumps at a time; the lease is renewed while a (long) run lasts.
+  const outboxLock = redisLock(redis, `${settings.prefix}:${WEBHOOK_QUEUE}:outbox-lock`, { ttlMs: 30_000 });
   let pumping: Promise<void> | null = null;
   let stopped = false;
   let prunedAt = 0;
 
   async function pumpOnce(): Promise<void> {
-    const token = newId();
-    const locked = await redis.set(lockKey, token, 'PX', 30_000, 'NX');
-    if (locked !== 'OK') return;
-    try {
+    await outboxLock.run(async (held) => {
       for (;;) {
+        held.signal.throwIfAborted();
         const events = await pendingWebhookEvents(db, OUTBOX_BATCH);
         if (events.length === 0) break;
         await queue.addBulk(events.map((e) => ({ data: { vendorId: e.vendor_id, seq: Number(e.seq) }, opts: { jobId: `${e.vendor_id}-${e.seq}` } })));
@@ -90,12 +90,7 @@ export function startWebhooks(db: Db, redis: Redis, log: Logger, settings: Webho
         const deliveries = await pruneDeliveries(db, before, 10_000);
         if (events + deliveries > 0) log.info({ events, deliveries }, 'pruned old events and webhook deliveries');
       }
-    } finally {
-      // Release only our own lock.
-      await redis
-        .eval("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0", 1, lockKey, token)
-        .catch(() => undefined);
-    }
+    });
   }
 
   function pump(): Promise<void> {

@@ -8,6 +8,7 @@ import { AppError } from '../../../jobs/errors.js';
 import { mountAuth, type TokenClaims } from '../../plugins/auth.js';
 import { WEBHOOK_QUEUE } from '../../../jobs/webhooks.js';
 import { bullConnections } from '../../../platform/redis.js';
+import { withTimeout } from '../../../platform/timeout.js';
 
 /**
  * Bull Board at /admin/queues, for operators. Its routes are `auth: 'admin'`:
@@ -42,7 +43,11 @@ const routes: FastifyPluginAsync<BoardOptions> = async (app, opts) => {
   const webhooks = new Bull(WEBHOOK_QUEUE, { prefix: opts.bullPrefix, createClient: (type) => connections.createClient(type) });
   webhooks.on('error', (error) => app.log.debug({ err: error }, 'board webhooks queue error'));
   app.addHook('onClose', async () => {
-    await Promise.race([webhooks.close().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 3000).unref())]);
+    await withTimeout(
+      webhooks.close().catch(() => undefined),
+      3000,
+      { orElse: undefined },
+    );
     await connections.close();
   });
 

@@ -4,7 +4,8 @@ import { sql } from 'kysely';
 import type { WorkerHeartbeat } from '../../../jobs/heartbeat.js';
 import type { KindSet } from '../../../jobs/kinds.js';
 import { readHeartbeats } from '../../heartbeats.js';
-import { queueDepth, withTimeout, type QueueDepthView } from '../../queue-depth.js';
+import { queueDepth, type QueueDepthView } from '../../queue-depth.js';
+import { withTimeout } from '../../../platform/timeout.js';
 import { healthSchemaFor, type HealthResponse } from './schemas.js';
 
 /**
