@@ -324,6 +324,7 @@ export async function sendAndJudge(app: FastifyInstance, request: FuzzRequest, d
   if (res === 'hang') return { statusCode: 0, ms, problem: `no answer within ${deadlineMs} ms` };
   if (res.statusCode === 503 && isHealthVerdict(request, res.body)) return { statusCode: res.statusCode, ms, problem: null };
   if (res.statusCode >= 500) return { statusCode: res.statusCode, ms, problem: `${res.statusCode}: ${res.body.slice(0, 300)}` };
+  if (res.statusCode === 401 && isBoardLogin(request, res)) return { statusCode: res.statusCode, ms, problem: null };
   if (res.statusCode >= 400) {
     let body: { statusCode?: unknown; code?: unknown; message?: unknown } | undefined;
     try {
@@ -344,11 +345,22 @@ export async function sendAndJudge(app: FastifyInstance, request: FuzzRequest, d
   return { statusCode: res.statusCode, ms, problem: null };
 }
 
-async function readWhole(res: LightMyRequestResponse): Promise<{ statusCode: number; body: string; json(): unknown }> {
+async function readWhole(res: LightMyRequestResponse): Promise<{ statusCode: number; headers: Record<string, unknown>; body: string; json(): unknown }> {
   const chunks: Buffer[] = [];
   for await (const chunk of res.stream()) chunks.push(Buffer.from(chunk as Buffer));
   const body = Buffer.concat(chunks).toString('utf8');
-  return { statusCode: res.statusCode, body, json: () => JSON.parse(body) };
+  return { statusCode: res.statusCode, headers: res.headers, body, json: () => JSON.parse(body) };
+}
+
+// Bull Board's pages answer a browser (Accept: text/html) without a session
+// with the sign-in form, a page rather than a JSON error, by design.
+function isBoardLogin(request: FuzzRequest, res: { headers: Record<string, unknown>; body: string }): boolean {
+  return (
+    request.method === 'GET' &&
+    request.url.startsWith('/admin/queues') &&
+    String(res.headers['content-type']).startsWith('text/html') &&
+    res.body.includes('action="/admin/queues/session"')
+  );
 }
 
 /**
