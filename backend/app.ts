@@ -2,6 +2,7 @@ import Fastify, { type FastifyInstance, type RouteOptions } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { logDestination, loggerOptions, type LogTarget } from '../platform/logger.js';
 import { parseHostAllowlist } from '../platform/address-guard.js';
+import { parseOriginList } from '../platform/origins.js';
 import { publicBaseUrl } from '../platform/config-sections.js';
 import { kindSet, type AnyJobKind } from '../jobs/kinds.js';
 import type { ApiConfig } from './config.js';
@@ -12,6 +13,7 @@ import redis from './plugins/redis.js';
 import queues from './plugins/queues.js';
 import storage from './plugins/storage.js';
 import auth, { routeAuthCheck } from './plugins/auth.js';
+import cors from './plugins/cors.js';
 import docs from './plugins/docs.js';
 import metrics from './plugins/metrics.js';
 import rateLimit from './plugins/rate-limit.js';
@@ -48,6 +50,8 @@ export interface BuildOptions {
  * close themselves on `app.close()`.
  */
 export async function buildApp(config: ApiConfig, options: BuildOptions = {}): Promise<FastifyInstance> {
+  // Checked before anything connects, so a bad value leaves nothing open.
+  const corsOrigins = originList('CORS_ORIGINS', config.CORS_ORIGINS);
   const app = Fastify({
     logger: options.logger ?? { ...loggerOptions(config.LOG_LEVEL, 'api'), stream: logDestination(options.logStream) },
     trustProxy: config.TRUST_PROXY,
@@ -88,6 +92,13 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
   });
   await app.register(storage, config);
   await app.register(auth, { secret: config.JWT_SECRET, expires: config.JWT_EXPIRES, vendorCacheMs: config.VENDOR_CACHE_MS });
+  // After auth: a real request's Origin is checked against its caller's vendor.
+  await app.register(cors, {
+    defaultOrigins: corsOrigins,
+    maxAgeSeconds: config.CORS_MAX_AGE_SECONDS,
+    cacheMs: config.VENDOR_CACHE_MS,
+    publicBaseUrl: publicBaseUrl(config),
+  });
   await app.register(rateLimit, { plans: config, prefix: config.BULL_PREFIX });
   await app.register(idempotency, { ttlMs: config.IDEMPOTENCY_TTL_MS });
   await app.register(events, { redisUrl: config.REDIS_URL, prefix: config.BULL_PREFIX });
@@ -162,6 +173,14 @@ function callerRequestId(header: string | string[] | undefined): string | undefi
 /** The same private-host allowlist the worker fetches with, so the API does not refuse what the worker would fetch. */
 function sourceAllowlist(raw: string): string[] {
   return hostAllowlist('SOURCE_ALLOWED_PRIVATE_HOSTS', raw);
+}
+
+function originList(name: string, raw: string): string[] {
+  try {
+    return parseOriginList(raw);
+  } catch (error) {
+    throw new Error(`${name}: ${(error as Error).message}`, { cause: error });
+  }
 }
 
 function hostAllowlist(name: string, raw: string): string[] {

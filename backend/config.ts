@@ -4,6 +4,7 @@ import { LogSection, MetricsSection, MysqlSection, RedisSection, SourceSection, 
 import { EventsSection } from './events-config.js';
 import { VendorApiSection } from './vendor-api-config.js';
 import { RemoveBgSection } from './removebg-config.js';
+import { CorsSection } from './cors-config.js';
 
 export const ApiConfigSchema = Type.Object({
   ...LogSection,
@@ -16,6 +17,7 @@ export const ApiConfigSchema = Type.Object({
   ...WebhookSection,
   ...EventsSection,
   ...RemoveBgSection,
+  ...CorsSection,
   HOST: env.string('0.0.0.0', 'address the API listens on'),
   JWT_SECRET: env.string(undefined, 'HS256 secret for vendor tokens, at least 32 characters (npm start writes a random one to .env on first run)', {
     minLength: 32,

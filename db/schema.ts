@@ -45,6 +45,8 @@ export interface VendorsTable {
   retention: ColumnType<string | null, string | null | undefined, string | null>;
   /** face tagging is opt-in: 1 once the vendor turned it on */
   face_tagging: Generated<number>;
+  /** JSON list of exact web origins allowed to call the API with this vendor's tokens (CORS); null: CORS_ORIGINS */
+  cors_origins: ColumnType<string | null, string | null | undefined, string | null>;
   created_at: CreatedAt;
   deleted_at: Date | null;
 }

@@ -19,7 +19,8 @@ import { deleteVendor } from '../db/repos/vendors.js';
  *   id, answers exactly what it answers for an id that does not exist.
  */
 // /metrics and /healthz are for operators: open, or behind METRICS_TOKEN (test/metrics.test.ts), never a vendor token. /dashboard is static files.
-const PUBLIC = [/^\/docs/, /^\/files\//, /^\/api\/auth\/token$/, /^\/api\/worker\/health$/, /^\/metrics$/, /^\/healthz$/, /^\/dashboard/, /^\/v1\.0\//];
+// `*` is the CORS preflight (OPTIONS): a preflight never carries a token (test/cors.test.ts).
+const PUBLIC = [/^\*$/, /^\/docs/, /^\/files\//, /^\/api\/auth\/token$/, /^\/api\/worker\/health$/, /^\/metrics$/, /^\/healthz$/, /^\/dashboard/, /^\/v1\.0\//];
 // /v1.0 (remove.bg's API) authenticates by X-Api-Key with remove.bg's 403s: test/removebg.test.ts covers its keys and another vendor's job (404).
 const MISSING_ID = '01ARZ3NDEKTSV4RRFFQ69G5FAV';
 

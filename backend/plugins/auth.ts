@@ -4,6 +4,7 @@ import type { FastifyRequest, RouteOptions } from 'fastify';
 import { findVendor } from '../../db/repos/vendors.js';
 import type { Vendor, VendorRole } from '../../db/schema.js';
 import { AppError } from '../../jobs/errors.js';
+import { storedOrigins } from '../../platform/origins.js';
 
 /**
  * Who may call a route is part of the route: every route declares
@@ -43,6 +44,8 @@ export interface AuthVendor {
   plan: string;
   role: VendorRole;
   rateLimits: Record<string, unknown> | null;
+  /** web origins whose pages may call the API with this vendor's tokens; null: the operator's CORS_ORIGINS */
+  corsOrigins: readonly string[] | null;
 }
 
 /** The resolved caller of a request on a `vendor` or `admin` route. */
@@ -245,7 +248,7 @@ export function toAuthVendor(row: Vendor): AuthVendor {
       rateLimits = null;
     }
   }
-  return { id: row.id, name: row.name, plan: row.plan, role: row.role, rateLimits };
+  return { id: row.id, name: row.name, plan: row.plan, role: row.role, rateLimits, corsOrigins: storedOrigins(row.cors_origins) };
 }
 
 const UNIT_SECONDS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400, '': 1 };

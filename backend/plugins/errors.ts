@@ -6,6 +6,13 @@ import { isTransientDbError } from '../../db/errors.js';
 import { OPERATION_NAMES } from '../../jobs/operations.js';
 import { ErrorResponse, VENDOR_ID_PATTERN, VENDOR_ID_RULE } from '../schemas/common.js';
 
+/** Why a preflight reached the not-found handler: its origin is allowed nowhere (null: not a preflight). */
+function refusedPreflight(request: FastifyRequest): string | null {
+  const origin = request.headers.origin;
+  if (request.method !== 'OPTIONS' || typeof origin !== 'string' || request.headers['access-control-request-method'] === undefined) return null;
+  return `origin ${origin} is not allowed to call this API from a browser: no vendor's corsOrigins (nor CORS_ORIGINS) names it`;
+}
+
 /**
  * The API's one error handler. Every error leaves as
  * `{ statusCode, code, error, message }`; a 5xx never carries internals,
@@ -21,9 +28,12 @@ export default fp(
       if (body.statusCode === 503) void reply.header('retry-after', '5');
       return reply.code(body.statusCode).send({ ...body, requestId: request.id });
     });
-    app.setNotFoundHandler((request, reply) =>
-      reply.code(404).send({ ...errorBody('NOT_FOUND', `route ${request.method} ${request.url.split('?')[0]} does not exist`), requestId: request.id }),
-    );
+    app.setNotFoundHandler((request, reply) => {
+      // @fastify/cors hands a preflight from an origin nobody allows on to here (its OPTIONS * route).
+      const refused = refusedPreflight(request);
+      if (refused) return reply.code(403).send({ ...errorBody('FORBIDDEN', refused), requestId: request.id });
+      return reply.code(404).send({ ...errorBody('NOT_FOUND', `route ${request.method} ${request.url.split('?')[0]} does not exist`), requestId: request.id });
+    });
     // Every answer names its request (the caller's X-Request-Id when it sent a usable one), as the logs do.
     app.addHook('onRequest', async (request, reply) => {
       void reply.header('x-request-id', request.id);

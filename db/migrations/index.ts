@@ -6,6 +6,7 @@ import * as vendorApi from './20261127_0005_vendor_api.js';
 import * as eventsWebhooks from './20261128_0010_events_webhooks.js';
 import * as personSketch from './20261205_0015_person_sketch.js';
 import * as dataLifecycle from './20261206_0013_data_lifecycle.js';
+import * as vendorCorsOrigins from './20261206_0014_vendor_cors_origins.js';
 
 /**
  * Every migration, in order. Imported statically so the list is the same under
@@ -19,4 +20,5 @@ export const migrations: Record<string, Migration> = {
   '20261128_0010_events_webhooks': eventsWebhooks,
   '20261205_0015_person_sketch': personSketch,
   '20261206_0013_data_lifecycle': dataLifecycle,
+  '20261206_0014_vendor_cors_origins': vendorCorsOrigins,
 };

@@ -1,6 +1,7 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { LimitSchema, PLANS, RateLimitOverrides } from '../../plans.js';
 import { withErrors } from '../../schemas/common.js';
+import { MAX_ORIGINS } from '../../../platform/origins.js';
 
 /** Admin: vendor plans and per-vendor rate-limit overrides. */
 const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
@@ -12,6 +13,9 @@ export const AdminVendor = Type.Object({
   plan: Type.String(),
   role: Type.String(),
   rateLimits: Nullable(RateLimitOverrides),
+  corsOrigins: Type.Union([Type.Array(Type.String()), Type.Null()], {
+    description: "web origins whose pages may call the API with this vendor's tokens (CORS); null: the operator's CORS_ORIGINS",
+  }),
   effective: Type.Object(
     {
       plan: PlanSchema,
@@ -43,8 +47,13 @@ export const VendorLimitsPatch = Type.Object(
   {
     plan: Type.Optional(PlanSchema),
     rateLimits: Type.Optional(Nullable(RateLimitOverrides)),
+    corsOrigins: Type.Optional(
+      Type.Union([Type.Array(Type.String({ minLength: 1, maxLength: 200 }), { maxItems: MAX_ORIGINS }), Type.Null()], {
+        description: 'exact origins (https://app.example.com) whose pages may call the API as this vendor; [] none; null: CORS_ORIGINS',
+      }),
+    ),
   },
-  { additionalProperties: false, minProperties: 1, description: 'rateLimits replaces all overrides; null removes them' },
+  { additionalProperties: false, minProperties: 1, description: 'rateLimits replaces all overrides and corsOrigins all origins; null removes them' },
 );
 export type VendorLimitsPatch = Static<typeof VendorLimitsPatch>;
 
@@ -71,7 +80,7 @@ export const getVendorSchema = {
 export const patchVendorSchema = {
   tags: ['admin'],
   operationId: 'updateVendor',
-  summary: "Set a vendor's plan and/or rate-limit overrides (admin); applies within VENDOR_CACHE_MS",
+  summary: "Set a vendor's plan, rate-limit overrides and/or CORS origins (admin); applies within VENDOR_CACHE_MS",
   security,
   params: VendorParams,
   body: VendorLimitsPatch,

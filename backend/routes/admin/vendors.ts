@@ -3,12 +3,15 @@ import { findVendor, listVendors, updateVendorLimits } from '../../../db/repos/v
 import type { Vendor } from '../../../db/schema.js';
 import { AppError } from '../../../jobs/errors.js';
 import { asPlan, parseOverrides, type EffectiveLimits } from '../../plans.js';
+import { badFields } from '../../plugins/errors.js';
+import { checkOrigins, storedOrigins } from '../../../platform/origins.js';
 import { getVendorSchema, listVendorsSchema, patchVendorSchema, type AdminVendor } from './vendors-schemas.js';
 
 /**
- * /api/admin/vendors: plans (`standard`, `unlimited`) and per-vendor
- * overrides of any rate-limit tier or the bulk item cap, stored in
- * vendors.plan and vendors.rate_limits. Admin tokens only. The API caches a
+ * /api/admin/vendors: plans (`standard`, `unlimited`), per-vendor
+ * overrides of any rate-limit tier or the bulk item cap, and the web origins
+ * allowed to call the API as the vendor (CORS), stored in vendors.plan,
+ * vendors.rate_limits and vendors.cors_origins. Admin tokens only. The API caches a
  * vendor row for VENDOR_CACHE_MS, so a change applies within that time.
  */
 const routes: FastifyPluginAsyncTypebox = async (app) => {
@@ -30,13 +33,25 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
   });
 
   app.patch('/:vendorId', { schema: patchVendorSchema, config: polling }, async (request) => {
-    const { plan, rateLimits } = request.body;
+    const { plan, rateLimits, corsOrigins } = request.body;
+    let origins: string[] | null | undefined = corsOrigins;
+    if (corsOrigins) {
+      try {
+        origins = checkOrigins(corsOrigins);
+      } catch (error) {
+        throw badFields([{ path: 'body/corsOrigins', message: (error as Error).message }]);
+      }
+    }
     const vendor = await updateVendorLimits(app.db, request.params.vendorId, {
       ...(plan !== undefined ? { plan } : {}),
       ...(rateLimits !== undefined ? { rateLimits: rateLimits === null ? null : JSON.stringify(rateLimits) } : {}),
+      ...(origins !== undefined ? { corsOrigins: origins === null ? null : JSON.stringify(origins) } : {}),
     });
     if (!vendor) throw new AppError('NOT_FOUND', 'no such vendor');
-    request.log.info({ targetVendorId: vendor.id, plan: vendor.plan, rateLimits: vendor.rate_limits }, 'vendor limits changed');
+    request.log.info(
+      { targetVendorId: vendor.id, plan: vendor.plan, rateLimits: vendor.rate_limits, corsOrigins: vendor.cors_origins },
+      'vendor limits changed',
+    );
     return present(vendor, app.vendorLimits(limitInput(vendor)));
   });
 };
@@ -64,6 +79,7 @@ function present(vendor: Vendor, effective: EffectiveLimits): AdminVendor {
     plan: vendor.plan,
     role: vendor.role,
     rateLimits: stored === null ? null : parseOverrides(stored),
+    corsOrigins: storedOrigins(vendor.cors_origins),
     effective: { ...effective, plan: asPlan(vendor.plan) },
     createdAt: vendor.created_at.toISOString(),
   };

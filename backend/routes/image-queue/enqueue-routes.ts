@@ -144,7 +144,9 @@ async function commit(app: FastifyInstance, request: FastifyRequest, plan: Plann
  */
 async function waitPreferred(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, jobId: string): Promise<FastifyReply | null> {
   const seconds = preferredWait(request.headers['prefer']);
-  reply.header('vary', 'Prefer');
+  // added to, not replaced: CORS varies the answer by Origin too
+  const vary = reply.getHeader('vary');
+  reply.header('vary', vary ? `${String(vary)}, Prefer` : 'Prefer');
   if (seconds === null) return null;
   const left = new AbortController();
   const onClose = () => left.abort();
