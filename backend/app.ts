@@ -148,7 +148,7 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
   await app.register(adminQueueRoutes, { prefix: '/api/admin', attempts: config.JOB_ATTEMPTS });
   await app.register(personsRoutes, { prefix: '/api/persons' });
   await app.register(workerRoutes, { prefix: '/api/worker', bullPrefix: config.BULL_PREFIX, backlogMax: config.HEALTH_BACKLOG_MAX });
-  await app.register(adminVendorRoutes, { prefix: '/api/admin/vendors' });
+  await app.register(adminVendorRoutes, { prefix: '/api/admin/vendors', retention: config });
   await app.register(webhookRoutes, {
     prefix: '/api/webhooks',
     allowPrivate: config.ALLOW_PRIVATE_WEBHOOK_URLS,

@@ -1,6 +1,15 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { env, loadConfig, type LoadOptions } from '../platform/config.js';
-import { LogSection, MetricsSection, MysqlSection, RedisSection, SourceSection, StorageSection, WebhookSection } from '../platform/config-sections.js';
+import {
+  LogSection,
+  MetricsSection,
+  MysqlSection,
+  RedisSection,
+  RetentionSection,
+  SourceSection,
+  StorageSection,
+  WebhookSection,
+} from '../platform/config-sections.js';
 import { EventsSection } from './events-config.js';
 import { VendorApiSection } from './vendor-api-config.js';
 import { RemoveBgSection } from './removebg-config.js';
@@ -18,6 +27,7 @@ export const ApiConfigSchema = Type.Object({
   ...EventsSection,
   ...RemoveBgSection,
   ...CorsSection,
+  ...RetentionSection,
   HOST: env.string('0.0.0.0', 'address the API listens on'),
   JWT_SECRET: env.string(undefined, 'HS256 secret for vendor tokens, at least 32 characters (npm start writes a random one to .env on first run)', {
     minLength: 32,

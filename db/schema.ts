@@ -74,6 +74,8 @@ export interface JobsTable {
   record_id: string;
   source_url: string | null;
   source_key: string | null;
+  /** 1 while the job holds an upload (virtual: source_key IS NOT NULL; migration 0017) */
+  has_upload: ColumnType<number, never, never>;
   /** JSON: the job options as validated by the API */
   options: string;
   output_prefix: string;

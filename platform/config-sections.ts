@@ -1,4 +1,5 @@
 import { env } from './config.js';
+import { PLAN_RETENTION_PATTERN } from '../jobs/retention.js';
 
 /**
  * Configuration sections shared by several processes. Each process's own
@@ -68,4 +69,22 @@ export const MetricsSection = {
 export const WebhookSection = {
   ALLOW_PRIVATE_WEBHOOK_URLS: env.bool(false, 'allow webhook URLs that resolve to loopback/private/link-local addresses (never in production)'),
   WEBHOOK_ALLOWED_PRIVATE_HOSTS: env.string('', 'comma-separated host:port pairs a webhook may be delivered to although private (an internal receiver)'),
+};
+
+/**
+ * Retention per plan (issue 21; jobs/retention.ts): read by the worker
+ * (its retention sweeper) and the API (admin views, usage). A kind left out
+ * keeps the built-in default shown in the description.
+ */
+export const RetentionSection = {
+  RETENTION_STANDARD: env.string(
+    'jobs=30d,uploads=7d,deadLetters=30d,events=7d,webhookDeliveries=7d',
+    'retention of the standard plan: kind=period pairs (kinds jobs, uploads, deadLetters, events, webhookDeliveries; periods like 90s, 12h, 30d)',
+    { pattern: PLAN_RETENTION_PATTERN },
+  ),
+  RETENTION_UNLIMITED: env.string(
+    'jobs=365d,uploads=30d,deadLetters=90d,events=30d,webhookDeliveries=30d',
+    'retention of the unlimited plan, written like RETENTION_STANDARD',
+    { pattern: PLAN_RETENTION_PATTERN },
+  ),
 };

@@ -1,7 +1,8 @@
 import { parseArgs } from 'node:util';
 import { Type } from '@sinclair/typebox';
 import { connectDb } from '../db/connect.js';
-import { createVendor, deleteVendor, rotateApiKey, updateVendorLimits } from '../db/repos/vendors.js';
+import { createVendor, deleteVendor, rotateApiKey, updateVendorLimits, type VendorLimitsChange } from '../db/repos/vendors.js';
+import { parsePlanRetention } from '../jobs/retention.js';
 import { loadConfig } from '../platform/config.js';
 import { MysqlSection } from '../platform/config-sections.js';
 import { parseOriginList, storedOrigins } from '../platform/origins.js';
@@ -14,6 +15,7 @@ import { describeConnectError } from './preflight.js';
  *   npm run vendor -- delete --id VENDOR_ID
  *   npm run vendor -- cors --id VENDOR_ID --origins https://app.example.com,https://admin.example.com
  *   npm run vendor -- cors --id VENDOR_ID --default      (back to CORS_ORIGINS; --origins '' allows none)
+ *   npm run vendor -- set --id VENDOR_ID [--plan P] [--retention jobs=90d,uploads=30d|plan]
  * Each prints one JSON line; the API key is shown once and stored only hashed.
  */
 const USAGE = [
@@ -21,6 +23,7 @@ const USAGE = [
   '       npm run vendor -- rotate-key --id VENDOR_ID',
   '       npm run vendor -- delete --id VENDOR_ID',
   '       npm run vendor -- cors --id VENDOR_ID (--origins ORIGIN[,ORIGIN…] | --default)',
+  '       npm run vendor -- set --id VENDOR_ID [--plan standard|unlimited] [--retention KIND=PERIOD,…|plan]',
 ].join('\n');
 const PLANS = ['standard', 'unlimited'];
 
@@ -28,11 +31,12 @@ const { positionals, values } = parseArgs({
   allowPositionals: true,
   options: {
     name: { type: 'string' },
-    plan: { type: 'string', default: 'standard' },
+    plan: { type: 'string' },
     role: { type: 'string', default: 'vendor' },
     id: { type: 'string' },
     origins: { type: 'string' },
     default: { type: 'boolean' },
+    retention: { type: 'string' },
   },
 });
 
@@ -42,9 +46,11 @@ function fail(message: string): never {
 }
 
 const command = positionals[0];
-if (!command || !['create', 'rotate-key', 'delete', 'cors'].includes(command)) fail(`unknown command ${command ?? '(none)'}`);
+if (!command || !['create', 'rotate-key', 'delete', 'cors', 'set'].includes(command)) fail(`unknown command ${command ?? '(none)'}`);
 if (command === 'create' && !values.name?.trim()) fail('--name is required');
-if (command === 'create' && !PLANS.includes(values.plan ?? '')) fail(`--plan must be one of ${PLANS.join(', ')}`);
+if (values.plan !== undefined && !PLANS.includes(values.plan)) fail(`--plan must be one of ${PLANS.join(', ')}`);
+const change = command === 'set' ? settingsChange() : {};
+if (command === 'set' && Object.keys(change).length === 0) fail('set needs --plan or --retention');
 if (command === 'create' && values.role !== 'vendor' && values.role !== 'admin') fail('--role must be vendor or admin');
 if (command !== 'create' && !values.id) fail('--id is required');
 let corsOrigins: string[] | null = null;
@@ -57,17 +63,36 @@ if (command === 'cors') {
   }
 }
 
+/** What `set` changes: `--retention plan` drops the vendor's overrides, `--retention jobs=90d,…` replaces them. */
+function settingsChange(): VendorLimitsChange {
+  const out: VendorLimitsChange = {};
+  if (values.plan !== undefined) out.plan = values.plan;
+  if (values.retention === 'plan') out.retention = null;
+  else if (values.retention !== undefined) {
+    try {
+      out.retention = JSON.stringify(parsePlanRetention(values.retention));
+    } catch {
+      fail('--retention must be kind=period pairs (jobs, uploads, deadLetters, events, webhookDeliveries; 90s, 12h, 30d), or plan');
+    }
+  }
+  return out;
+}
+
 const config = loadConfig(Type.Object({ ...MysqlSection }));
 const db = connectDb({ url: config.MYSQL_URL, poolSize: 1 });
 try {
   if (command === 'create') {
-    const created = await createVendor(db, { name: values.name!.trim(), plan: values.plan!, role: values.role as 'vendor' | 'admin' });
+    const created = await createVendor(db, { name: values.name!.trim(), plan: values.plan ?? 'standard', role: values.role as 'vendor' | 'admin' });
     console.log(JSON.stringify(created));
   } else if (command === 'cors') {
     const vendor = await updateVendorLimits(db, values.id!, { corsOrigins: corsOrigins === null ? null : JSON.stringify(corsOrigins) });
     if (!vendor) fail(`no vendor ${values.id}`);
     // The API sees it within VENDOR_CACHE_MS.
     console.log(JSON.stringify({ vendorId: vendor.id, corsOrigins: storedOrigins(vendor.cors_origins) }));
+  } else if (command === 'set') {
+    const vendor = await updateVendorLimits(db, values.id!, change);
+    if (!vendor) fail(`no vendor ${values.id}`);
+    console.log(JSON.stringify({ vendorId: vendor.id, plan: vendor.plan, retention: vendor.retention === null ? null : JSON.parse(vendor.retention) }));
   } else if (command === 'rotate-key') {
     const apiKey = await rotateApiKey(db, values.id!);
     if (!apiKey) fail(`no vendor ${values.id}`);

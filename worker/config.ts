@@ -1,7 +1,16 @@
 import { Type, type Static, type TInteger } from '@sinclair/typebox';
 import { BUILTIN_KINDS, type ConcurrencyVariable } from '../jobs/kinds.js';
 import { env, loadConfig, type LoadOptions } from '../platform/config.js';
-import { LogSection, MetricsSection, MysqlSection, RedisSection, SourceSection, StorageSection, WebhookSection } from '../platform/config-sections.js';
+import {
+  LogSection,
+  MetricsSection,
+  MysqlSection,
+  RedisSection,
+  RetentionSection,
+  SourceSection,
+  StorageSection,
+  WebhookSection,
+} from '../platform/config-sections.js';
 import { WebhookWorkerSection } from './webhooks/config-section.js';
 import { FaceSection } from './faces/config-section.js';
 import { RembgPoolSection } from './rembg/config-section.js';
@@ -24,6 +33,9 @@ export const WorkerConfigSchema = Type.Object({
   RECONCILE_INTERVAL_MS: env.int(60_000, 'how often the ledger is compared with Redis to re-queue lost jobs (0 = only at start)', { minimum: 0 }),
   SWEEP_INTERVAL_MS: env.int(60_000, 'how often stored files of deleted jobs are removed (storage_garbage; 0 = never)', { minimum: 0 }),
   SWEEP_BATCH: env.int(500, 'most files removed per sweep run', { minimum: 1, maximum: 100_000 }),
+  ...RetentionSection,
+  RETENTION_INTERVAL_MS: env.int(600_000, 'how often expired data is removed (retention; one worker at a time; 0 = never)', { minimum: 0 }),
+  RETENTION_BATCH: env.int(200, 'rows the retention sweeper removes per transaction', { minimum: 1, maximum: 10_000 }),
   RECONCILE_GRACE_MS: env.int(30_000, 'a ledger job must be this old before the reconciler may re-queue it', { minimum: 0 }),
   SHUTDOWN_GRACE_MS: env.int(25_000, 'on SIGTERM, time active jobs get to finish before they are aborted (and retried elsewhere)', { minimum: 0 }),
   JOB_BACKOFF_MS: env.int(2000, 'first retry delay; doubles each retry (2 s, 4 s, 8 s)', { minimum: 0 }),

@@ -26,6 +26,7 @@ import { withTimeout } from '../platform/timeout.js';
 import { jobHandler, type RunnerDeps } from './run-job.js';
 import { listenForCancellations, type Cancellations } from './cancellations.js';
 import { collectGarbage } from '../platform/garbage.js';
+import { retentionLockKey, runRetention, type RetentionRun } from './retention.js';
 import { createWorkerMetrics, type WorkerMetrics } from './metrics.js';
 import { startMetricsServer, type MetricsServer } from '../platform/metrics.js';
 import { startWebhooks, type Webhooks } from './webhooks/index.js';
@@ -46,6 +47,8 @@ export interface Worker {
   active(): Record<string, number>;
   /** this worker's Prometheus registry (served on WORKER_METRICS_PORT) */
   readonly metrics: WorkerMetrics;
+  /** applies retention now (one run at a time across workers); tests call it instead of waiting for RETENTION_INTERVAL_MS */
+  applyRetention(): Promise<RetentionRun>;
   /** the port /metrics listens on, or null when WORKER_METRICS_PORT is 0 (or before start) */
   metricsPort(): number | null;
   readonly log: Logger;
@@ -119,6 +122,8 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
   let reconcileTimer: NodeJS.Timeout | undefined;
   let sweepTimer: NodeJS.Timeout | undefined;
   let sweeping = false;
+  let retentionTimer: NodeJS.Timeout | undefined;
+  let retaining: Promise<RetentionRun> | null = null;
   let heartbeat: Heartbeat | undefined;
   let metricsServer: MetricsServer | undefined;
   const metrics = createWorkerMetrics(queuesServed);
@@ -160,6 +165,27 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
 
   // Renewed while a run lasts; a worker that dies mid-run blocks the others for at most the TTL.
   const reconcileLock = redisLock(redis, reconcileLockKey(config.BULL_PREFIX), { ttlMs: 30_000 });
+
+  /** Removes expired data (worker/retention.ts); one run at a time in this process, and across workers by the lock. */
+  function applyRetention(): Promise<RetentionRun> {
+    retaining ??= runRetention(
+      db,
+      redis,
+      {
+        RETENTION_STANDARD: config.RETENTION_STANDARD,
+        RETENTION_UNLIMITED: config.RETENTION_UNLIMITED,
+        batch: config.RETENTION_BATCH,
+        lockKey: retentionLockKey(config.BULL_PREFIX),
+        lockTtlMs: 60_000,
+      },
+      log,
+      // A closing worker stops between batches; the next run goes on where this one stopped.
+      stopWaiting.signal,
+    ).finally(() => {
+      retaining = null;
+    });
+    return retaining;
+  }
 
   async function runReconciler() {
     try {
@@ -223,6 +249,7 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
     active: () => ({ ...activeJobs }),
     metrics,
     metricsPort: () => metricsServer?.port ?? null,
+    applyRetention,
     async start() {
       // Up before the dependencies are: a worker waiting for MySQL or Redis is worth seeing.
       if (config.WORKER_METRICS_PORT > 0) {
@@ -275,6 +302,13 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
         sweepTimer = setInterval(() => void runSweep(sweepStorage), config.SWEEP_INTERVAL_MS);
         sweepTimer.unref();
       }
+      if (config.RETENTION_INTERVAL_MS > 0) {
+        retentionTimer = setInterval(
+          () => void applyRetention().catch((error: unknown) => log.warn({ err: error }, 'retention run failed; will try again')),
+          config.RETENTION_INTERVAL_MS,
+        );
+        retentionTimer.unref();
+      }
       for (const spec of kindsServed) {
         const queue = spec.queue;
         const handle = jobHandler(deps, queue, processors[spec.kind] as AnyProcessor);
@@ -302,7 +336,6 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
           backoffMs: config.WEBHOOK_BACKOFF_MS,
           concurrency: config.WEBHOOK_CONCURRENCY,
           outboxIntervalMs: config.WEBHOOK_OUTBOX_INTERVAL_MS,
-          retentionHours: config.EVENTS_RETENTION_HOURS,
           policy: {
             allowPrivate: config.ALLOW_PRIVATE_WEBHOOK_URLS,
             allowedPrivateHosts: webhookAllowlistOf(config),
@@ -332,6 +365,7 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
     stopWaiting.abort();
     if (reconcileTimer) clearInterval(reconcileTimer);
     if (sweepTimer) clearInterval(sweepTimer);
+    if (retentionTimer) clearInterval(retentionTimer);
     const queues = Object.values(queueSet.queues);
     // Stop taking jobs; wait for the active ones, up to the grace period.
     void heartbeat?.beat();
@@ -347,6 +381,7 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
       await withTimeout(drained, 15_000, { orElse: undefined });
     }
     await heartbeat?.stop();
+    await retaining?.catch(() => undefined);
     await webhooks?.close();
     await cancellations?.close();
     await queueSet.close();

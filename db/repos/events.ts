@@ -101,12 +101,6 @@ export async function findEvent(db: Db, vendorId: string, seq: number): Promise<
   return db.selectFrom('job_events').selectAll().where('vendor_id', '=', vendorId).where('seq', '=', seq).executeTakeFirst();
 }
 
-/** Deletes events older than `before`, at most `limit` rows; the count deleted. */
-export async function pruneEvents(db: Db, before: Date, limit: number): Promise<number> {
-  const result = await sql`DELETE FROM job_events WHERE created_at < ${before} AND webhook_pending = 0 LIMIT ${limit}`.execute(db);
-  return Number(result.numAffectedRows ?? 0);
-}
-
 /**
  * Counts one more finished job of a batch; when it was the last one, the
  * batch is stamped finished and `true` comes back. Exactly one transaction

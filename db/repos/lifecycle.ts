@@ -64,17 +64,21 @@ export async function cancelJob(db: Db, vendorId: string, jobId: string): Promis
   });
 }
 
-export type RetryOutcome = { outcome: 'queued'; job: Job } | { outcome: 'not-found' } | { outcome: 'not-retryable'; job: Job };
+export type RetryOutcome =
+  { outcome: 'queued'; job: Job } | { outcome: 'not-found' } | { outcome: 'not-retryable'; job: Job } | { outcome: 'source-gone'; job: Job };
 
 /**
  * Puts a failed, dead or cancelled job back in line with `extraAttempts`
- * more attempts; a dead one leaves the dead-letter list.
+ * more attempts; a dead one leaves the dead-letter list. A job whose
+ * upload retention has removed cannot be retried.
  */
 export async function retryJob(db: Db, vendorId: string, jobId: string, extraAttempts: number): Promise<RetryOutcome> {
   return db.transaction().execute(async (trx): Promise<RetryOutcome> => {
     const job = await lockVendorJob(trx, vendorId, jobId);
     if (!job) return { outcome: 'not-found' };
     if (!RETRYABLE_STATES.includes(job.status)) return { outcome: 'not-retryable', job };
+    // Its upload was removed by retention (db/repos/retention.ts): nothing left to work on.
+    if (!job.source_url && !job.source_key) return { outcome: 'source-gone', job };
     await trx.deleteFrom('dead_letters').where('job_id', '=', jobId).execute();
     await trx
       .updateTable('jobs')
@@ -125,7 +129,7 @@ export async function deleteJobs(db: Db, vendorId: string, jobIds: readonly stri
   return db.transaction().execute((trx) => deleteJobsIn(trx, vendorId, jobIds, holdActiveMs));
 }
 
-async function deleteJobsIn(trx: Transaction<Database>, vendorId: string, jobIds: readonly string[], holdActiveMs: number): Promise<DeletedJob[]> {
+export async function deleteJobsIn(trx: Transaction<Database>, vendorId: string, jobIds: readonly string[], holdActiveMs: number): Promise<DeletedJob[]> {
   const jobs = await trx
     .selectFrom('jobs')
     .select(['id', 'kind', 'status', 'batch_id', 'project_id', 'record_id', 'output_prefix', 'source_key'])

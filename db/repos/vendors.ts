@@ -60,20 +60,23 @@ export async function listVendors(db: Db, afterId: string | null, limit: number)
   return q.orderBy('id').limit(limit).execute();
 }
 
-/**
- * Sets a vendor's plan, its rate-limit overrides (JSON, null clears them)
- * and/or its CORS origins (JSON list, null: the operator's CORS_ORIGINS);
- * the row after, or undefined.
- */
-export async function updateVendorLimits(
-  db: Db,
-  vendorId: string,
-  change: { plan?: string; rateLimits?: string | null; corsOrigins?: string | null },
-): Promise<Vendor | undefined> {
-  const set: { plan?: string; rate_limits?: string | null; cors_origins?: string | null } = {};
+export interface VendorLimitsChange {
+  plan?: string;
+  /** rate-limit overrides, JSON; null clears them */
+  rateLimits?: string | null;
+  /** CORS origins, JSON list; null: the operator's CORS_ORIGINS */
+  corsOrigins?: string | null;
+  /** retention overrides, JSON; null clears them */
+  retention?: string | null;
+}
+
+/** Sets a vendor's plan, rate-limit overrides, CORS origins and/or retention overrides; the row after, or undefined. */
+export async function updateVendorLimits(db: Db, vendorId: string, change: VendorLimitsChange): Promise<Vendor | undefined> {
+  const set: { plan?: string; rate_limits?: string | null; cors_origins?: string | null; retention?: string | null } = {};
   if (change.plan !== undefined) set.plan = change.plan;
   if (change.rateLimits !== undefined) set.rate_limits = change.rateLimits;
   if (change.corsOrigins !== undefined) set.cors_origins = change.corsOrigins;
+  if (change.retention !== undefined) set.retention = change.retention;
   if (Object.keys(set).length > 0) await db.updateTable('vendors').set(set).where('id', '=', vendorId).where('deleted_at', 'is', null).execute();
   return findVendor(db, vendorId);
 }

@@ -1,4 +1,3 @@
-import { sql } from 'kysely';
 import type { Db } from '../connect.js';
 import type { Vendor, WebhookDelivery, WebhookDeliveriesTable } from '../schema.js';
 import type { Insertable } from 'kysely';
@@ -27,11 +26,6 @@ export async function listDeliveries(db: Db, vendorId: string, before: string | 
   let q = db.selectFrom('webhook_deliveries').selectAll().where('vendor_id', '=', vendorId);
   if (before) q = q.where('id', '<', before);
   return q.orderBy('id', 'desc').limit(limit).execute();
-}
-
-export async function pruneDeliveries(db: Db, before: Date, limit: number): Promise<number> {
-  const result = await sql`DELETE FROM webhook_deliveries WHERE created_at < ${before} LIMIT ${limit}`.execute(db);
-  return Number(result.numAffectedRows ?? 0);
 }
 
 /** How a batch's jobs ended. */

@@ -8,5 +8,4 @@ export const WebhookWorkerSection = {
   WEBHOOK_TIMEOUT_MS: env.int(10_000, 'time limit of one webhook POST (connect to last byte)', { minimum: 100 }),
   WEBHOOK_CONCURRENCY: env.int(10, 'webhook POSTs in flight at once per worker process', { minimum: 1, maximum: 256 }),
   WEBHOOK_OUTBOX_INTERVAL_MS: env.int(1000, 'how often the worker turns new final events into webhook deliveries', { minimum: 50 }),
-  EVENTS_RETENTION_HOURS: env.int(168, 'job events (stream resume) and webhook delivery logs are kept this long', { minimum: 1 }),
 };

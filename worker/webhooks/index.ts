@@ -1,9 +1,9 @@
 import Bull from 'bull';
 import type { Redis } from 'ioredis';
 import type { Db } from '../../db/connect.js';
-import { clearWebhookPending, findEvent, pendingWebhookEvents, pruneEvents } from '../../db/repos/events.js';
+import { clearWebhookPending, findEvent, pendingWebhookEvents } from '../../db/repos/events.js';
 import { findJob, readJobResults } from '../../db/repos/jobs.js';
-import { batchOutcome, pruneDeliveries, recordDelivery, vendorWebhook } from '../../db/repos/webhooks.js';
+import { batchOutcome, recordDelivery, vendorWebhook } from '../../db/repos/webhooks.js';
 import type { JobEventRow } from '../../db/schema.js';
 import {
   DELIVERY_HEADER,
@@ -40,7 +40,6 @@ export interface WebhookSettings {
   backoffMs: number;
   concurrency: number;
   outboxIntervalMs: number;
-  retentionHours: number;
   policy: DeliveryPolicy;
 }
 
@@ -52,7 +51,6 @@ export interface Webhooks {
 }
 
 const OUTBOX_BATCH = 200;
-const PRUNE_EVERY_MS = 10 * 60_000;
 
 export function startWebhooks(db: Db, redis: Redis, log: Logger, settings: WebhookSettings): Webhooks {
   const connections = bullConnections(settings.redisUrl, `imagequeue-webhooks:${settings.workerId}`);
@@ -71,7 +69,6 @@ export function startWebhooks(db: Db, redis: Redis, log: Logger, settings: Webho
   const outboxLock = redisLock(redis, `${settings.prefix}:${WEBHOOK_QUEUE}:outbox-lock`, { ttlMs: 30_000 });
   let pumping: Promise<void> | null = null;
   let stopped = false;
-  let prunedAt = 0;
 
   async function pumpOnce(): Promise<void> {
     await outboxLock.run(async (held) => {
@@ -82,13 +79,6 @@ export function startWebhooks(db: Db, redis: Redis, log: Logger, settings: Webho
         await queue.addBulk(events.map((e) => ({ data: { vendorId: e.vendor_id, seq: Number(e.seq) }, opts: { jobId: `${e.vendor_id}-${e.seq}` } })));
         await clearWebhookPending(db, events);
         if (events.length < OUTBOX_BATCH) break;
-      }
-      if (Date.now() - prunedAt > PRUNE_EVERY_MS) {
-        prunedAt = Date.now();
-        const before = new Date(Date.now() - settings.retentionHours * 3_600_000);
-        const events = await pruneEvents(db, before, 10_000);
-        const deliveries = await pruneDeliveries(db, before, 10_000);
-        if (events + deliveries > 0) log.info({ events, deliveries }, 'pruned old events and webhook deliveries');
       }
     });
   }

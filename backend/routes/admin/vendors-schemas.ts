@@ -1,5 +1,6 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { LimitSchema, PLANS, RateLimitOverrides } from '../../plans.js';
+import { RetentionOverrides, RetentionPeriods } from '../../../jobs/retention.js';
 import { withErrors } from '../../schemas/common.js';
 import { MAX_ORIGINS } from '../../../platform/origins.js';
 
@@ -16,6 +17,7 @@ export const AdminVendor = Type.Object({
   corsOrigins: Type.Union([Type.Array(Type.String()), Type.Null()], {
     description: "web origins whose pages may call the API with this vendor's tokens (CORS); null: the operator's CORS_ORIGINS",
   }),
+  retention: Nullable(RetentionOverrides),
   effective: Type.Object(
     {
       plan: PlanSchema,
@@ -26,8 +28,9 @@ export const AdminVendor = Type.Object({
         polling: Nullable(LimitSchema),
       }),
       bulkMaxItems: Type.Integer(),
+      retention: RetentionPeriods,
     },
-    { description: 'the limits in force: plan defaults with the overrides applied (null = no limit)' },
+    { description: 'the limits and retention periods in force: plan defaults with the overrides applied (null = no limit)' },
   ),
   createdAt: Type.String({ format: 'date-time' }),
 });
@@ -52,8 +55,13 @@ export const VendorLimitsPatch = Type.Object(
         description: 'exact origins (https://app.example.com) whose pages may call the API as this vendor; [] none; null: CORS_ORIGINS',
       }),
     ),
+    retention: Type.Optional(Nullable(RetentionOverrides)),
   },
-  { additionalProperties: false, minProperties: 1, description: 'rateLimits replaces all overrides and corsOrigins all origins; null removes them' },
+  {
+    additionalProperties: false,
+    minProperties: 1,
+    description: 'rateLimits replaces all overrides, retention all retention overrides and corsOrigins all origins; null removes them',
+  },
 );
 export type VendorLimitsPatch = Static<typeof VendorLimitsPatch>;
 
@@ -80,7 +88,8 @@ export const getVendorSchema = {
 export const patchVendorSchema = {
   tags: ['admin'],
   operationId: 'updateVendor',
-  summary: "Set a vendor's plan, rate-limit overrides and/or CORS origins (admin); applies within VENDOR_CACHE_MS",
+  summary:
+    "Set a vendor's plan, rate-limit or retention overrides and/or CORS origins (admin); limits apply within VENDOR_CACHE_MS, retention at the next sweep",
   security,
   params: VendorParams,
   body: VendorLimitsPatch,

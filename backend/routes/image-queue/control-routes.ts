@@ -55,6 +55,7 @@ const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) =
     if (result.outcome === 'not-found') throw new AppError('NOT_FOUND', 'no such job');
     if (result.outcome === 'not-retryable')
       throw new AppError('CONFLICT', `the job is ${result.job.status}; only failed, dead or cancelled jobs can be retried`);
+    if (result.outcome === 'source-gone') throw new AppError('CONFLICT', 'the upload of this job has been removed (retention); queue the photo again instead');
     await queueAgain(app, result.job);
     announce(app, opts, vendorOf(request).id, [result.job], 'queued');
     return reply.code(202).send({ jobId: result.job.id, state: 'queued' as const, attempts: result.job.attempts, maxAttempts: result.job.max_attempts });
