@@ -55,6 +55,8 @@ export const ERROR_CODES = {
   JOB_STALLED: { status: 500, retryable: true },
   /** the vendor cancelled the job (POST …/job/:id/cancel) or deleted it */
   JOB_CANCELLED: { status: 409, retryable: false },
+  /** the job's Bull payload did not match its kind's schema when it started (jobs/kinds.ts, payloadSchema): it cannot succeed on retry */
+  INVALID_PAYLOAD: { status: 500, retryable: false },
 } as const satisfies Record<string, { status: number; retryable: boolean }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

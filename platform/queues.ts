@@ -2,9 +2,16 @@ import Bull from 'bull';
 import type { RedisOptions } from 'ioredis';
 import { bullAttempts } from '../jobs/queues.js';
 import { BUILTIN_KINDS, type JobPayload, type KindSet, type QueueName } from '../jobs/kinds.js';
-import { bullConnections } from './redis.js';
+import { WEBHOOK_QUEUE, type WebhookPayload } from '../jobs/webhooks.js';
+import { bullConnections, type BullConnections } from './redis.js';
 import { withTimeout } from './timeout.js';
 
+/**
+ * Every Bull queue of the service is built here: the work queue of each job
+ * kind (openQueues) and the webhook delivery queue (openWebhookQueue), for
+ * the API, the worker and Bull Board alike, so prefixes, connections, lock
+ * and stall settings and the bounded close are the same everywhere.
+ */
 export type JobQueue = Bull.Queue<JobPayload>;
 /** The work queues by name: the registry's, typed; a test's extra kinds add theirs (reached through queueOf). */
 export type Queues = Record<QueueName, JobQueue>;
@@ -16,10 +23,16 @@ export function queueOf(queues: Queues, queue: string): JobQueue {
   return found;
 }
 
-export interface QueueSettings {
+/** How a process reaches Redis for its queues. */
+export interface QueueConnection {
   redisUrl: string;
   prefix: string;
   connectionName: string;
+  /** the shared command connection's options: the API fails fast while Redis is away, the worker waits it out */
+  clientOptions?: RedisOptions;
+}
+
+export interface QueueSettings extends QueueConnection {
   /** ledger attempts per job; Bull gets a little slack on top (see bullAttempts) */
   attempts: number;
   backoffMs: number;
@@ -29,7 +42,6 @@ export interface QueueSettings {
   lockDurationMs?: number;
   stalledIntervalMs?: number;
   maxStalledCount?: number;
-  clientOptions?: RedisOptions;
   /** the kinds whose queues to open (default: the registry's) */
   kinds?: KindSet;
 }
@@ -37,6 +49,24 @@ export interface QueueSettings {
 export interface QueueSet {
   queues: Queues;
   close(): Promise<void>;
+}
+
+/** Bull's close waits for its connections to be ready; with Redis away it would wait forever. */
+const CLOSE_WAIT_MS = 3000;
+
+function closeAll(queues: Bull.Queue[], connections: BullConnections): () => Promise<void> {
+  return async () => {
+    await Promise.all(
+      queues.map((q) =>
+        withTimeout(
+          q.close().catch(() => undefined),
+          CLOSE_WAIT_MS,
+          { orElse: undefined },
+        ),
+      ),
+    );
+    await connections.close();
+  };
 }
 
 /**
@@ -65,18 +95,32 @@ export function openQueues(settings: QueueSettings): QueueSet {
       }),
     ]),
   ) as Queues;
-  return {
-    queues,
-    async close() {
-      // Bull's close waits for its connections to be ready; with Redis away it would wait forever.
-      const bounded = (q: Bull.Queue) =>
-        withTimeout(
-          q.close().catch(() => undefined),
-          3000,
-          { orElse: undefined },
-        );
-      await Promise.all(Object.values(queues).map(bounded));
-      await connections.close();
+  return { queues, close: closeAll(Object.values(queues), connections) };
+}
+
+export interface WebhookQueueSettings extends QueueConnection {
+  /** delivery tries per event (the worker's; readers such as Bull Board leave it out) */
+  attempts?: number;
+  backoffMs?: number;
+}
+
+export interface WebhookQueue {
+  queue: Bull.Queue<WebhookPayload>;
+  close(): Promise<void>;
+}
+
+/** The webhook delivery queue (worker/webhooks), on connections of its own. */
+export function openWebhookQueue(settings: WebhookQueueSettings): WebhookQueue {
+  const connections = bullConnections(settings.redisUrl, settings.connectionName, settings.clientOptions);
+  const queue = new Bull<WebhookPayload>(WEBHOOK_QUEUE, {
+    prefix: settings.prefix,
+    createClient: (type) => connections.createClient(type),
+    defaultJobOptions: {
+      ...(settings.attempts !== undefined ? { attempts: settings.attempts } : {}),
+      ...(settings.backoffMs !== undefined ? { backoff: { type: 'exponential', delay: settings.backoffMs } } : {}),
+      removeOnComplete: 1000,
+      removeOnFail: 5000,
     },
-  };
+  });
+  return { queue, close: closeAll([queue], connections) };
 }

@@ -37,7 +37,8 @@ export type ErrorResponse = {
     | 'JOB_TIMEOUT'
     | 'WORKER_SHUTDOWN'
     | 'JOB_STALLED'
-    | 'JOB_CANCELLED';
+    | 'JOB_CANCELLED'
+    | 'INVALID_PAYLOAD';
   /** HTTP reason phrase */
   error: string;
   message: string;

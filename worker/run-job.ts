@@ -1,9 +1,10 @@
 import type Bull from 'bull';
 import type { Redis } from 'ioredis';
 import type { Db } from '../db/connect.js';
-import { completeJob, failAttempt, setProgress, startAttempt, type Ledger } from '../db/repos/jobs.js';
+import { completeJob, failAttempt, findJob, setProgress, startAttempt, type Ledger } from '../db/repos/jobs.js';
 import { AppError } from '../jobs/errors.js';
-import type { JobKind } from '../jobs/kinds.js';
+import type { AnyJobKind, JobKind } from '../jobs/kinds.js';
+import { payloadCheck } from '../jobs/payload-check.js';
 import type { JobOutput, JobPayload, PayloadOf } from '../jobs/payloads.js';
 import type { Logger } from '../platform/logger.js';
 import type { FetchLimits } from '../platform/source-fetch.js';
@@ -64,8 +65,12 @@ export type JobHandler = (job: Bull.Job<JobPayload>) => Promise<{ jobId: string;
  */
 const ABORT_SETTLE_MS = 10_000;
 
-export function jobHandler<K extends string>(deps: RunnerDeps, queue: string, processor: Processor<K>): JobHandler {
+export function jobHandler<K extends string>(deps: RunnerDeps, spec: AnyJobKind, processor: Processor<K>): JobHandler {
+  const { queue } = spec;
+  const check = payloadCheck(spec);
   return async (job) => {
+    const problems = check.problems(job.data);
+    if (problems) return refuseInvalidPayload(deps, queue, job, problems);
     const payload = job.data as PayloadOf<K>;
     const { jobId, vendorId, batchId, kind } = payload;
     const log = deps.log.child({ jobId, vendorId, queue, bullAttempt: job.attemptsMade + 1 });
@@ -154,6 +159,39 @@ export function jobHandler<K extends string>(deps: RunnerDeps, queue: string, pr
       watch?.release();
     }
   };
+}
+
+/**
+ * A Bull job whose payload does not match its kind's schema (written by
+ * something other than this service's enqueue, or by an older version) fails
+ * at once, before any work: the ledger records a failed attempt with
+ * INVALID_PAYLOAD (not retryable) and Bull's copy is discarded. The Bull job
+ * id is the ledger id; a payload with no ledger row behind it is only
+ * discarded.
+ */
+async function refuseInvalidPayload(deps: RunnerDeps, queue: string, job: Bull.Job<JobPayload>, problems: string[]): Promise<never> {
+  const jobId = String(job.id);
+  const message = `the queued job's data does not match its kind (${problems.join('; ')})`;
+  const log = deps.log.child({ jobId, queue, bullAttempt: job.attemptsMade + 1 });
+  const started = await retryDb(() => startAttempt(deps.ledger, jobId, deps.workerId), deps.dbWriteRetryMs);
+  if (started) {
+    await retryDb(() => failAttempt(deps.db, { jobId, attempt: started.attempt, status: 'failed', code: 'INVALID_PAYLOAD', message }), deps.dbWriteRetryMs);
+    const row = await findJob(deps.db, jobId).catch(() => undefined);
+    if (row) {
+      publishJobEvent(deps.redis, deps.bullPrefix, {
+        jobId,
+        vendorId: row.vendor_id,
+        batchId: row.batch_id,
+        kind: row.kind,
+        type: 'failed',
+        error: { code: 'INVALID_PAYLOAD', message },
+      });
+    }
+  }
+  log.error({ problems, inLedger: Boolean(started) }, 'job refused: its payload does not match its kind');
+  deps.metrics?.attemptEnded(queue, 'failed', 0, 'INVALID_PAYLOAD');
+  await job.discard();
+  throw Object.assign(new Error(`INVALID_PAYLOAD: ${message}`), { code: 'INVALID_PAYLOAD' });
 }
 
 /** The least time between two ledger progress writes of one attempt. */

@@ -311,7 +311,7 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
       }
       for (const spec of kindsServed) {
         const queue = spec.queue;
-        const handle = jobHandler(deps, queue, processors[spec.kind] as AnyProcessor);
+        const handle = jobHandler(deps, spec, processors[spec.kind] as AnyProcessor);
         const bullQueue = queueOf(queueSet.queues, queue);
         bullQueue.on('failed', (job: Bull.Job<JobPayload> | null, error: Error) => {
           if (error?.message === STALLED_LIMIT_MESSAGE) void onStalledLimit(queue, job);

@@ -1,4 +1,4 @@
-import Bull from 'bull';
+import type Bull from 'bull';
 import type { Redis } from 'ioredis';
 import type { Db } from '../../db/connect.js';
 import { clearWebhookPending, findEvent, pendingWebhookEvents } from '../../db/repos/events.js';
@@ -17,7 +17,7 @@ import {
 } from '../../jobs/webhooks.js';
 import { newId } from '../../platform/ids.js';
 import type { Logger } from '../../platform/logger.js';
-import { bullConnections } from '../../platform/redis.js';
+import { openWebhookQueue } from '../../platform/queues.js';
 import { redisLock } from '../../platform/redis-lock.js';
 import { postWebhook, type DeliveryPolicy } from './deliver.js';
 
@@ -53,17 +53,14 @@ export interface Webhooks {
 const OUTBOX_BATCH = 200;
 
 export function startWebhooks(db: Db, redis: Redis, log: Logger, settings: WebhookSettings): Webhooks {
-  const connections = bullConnections(settings.redisUrl, `imagequeue-webhooks:${settings.workerId}`);
-  const queue = new Bull<WebhookPayload>(WEBHOOK_QUEUE, {
+  const opened = openWebhookQueue({
+    redisUrl: settings.redisUrl,
     prefix: settings.prefix,
-    createClient: (type) => connections.createClient(type),
-    defaultJobOptions: {
-      attempts: settings.attempts,
-      backoff: { type: 'exponential', delay: settings.backoffMs },
-      removeOnComplete: 1000,
-      removeOnFail: 5000,
-    },
+    connectionName: `imagequeue-webhooks:${settings.workerId}`,
+    attempts: settings.attempts,
+    backoffMs: settings.backoffMs,
   });
+  const { queue } = opened;
   queue.on('error', (error) => log.warn({ err: error, queue: WEBHOOK_QUEUE }, 'queue error'));
   // One worker pumps at a time; the lease is renewed while a (long) run lasts.
   const outboxLock = redisLock(redis, `${settings.prefix}:${WEBHOOK_QUEUE}:outbox-lock`, { ttlMs: 30_000 });
@@ -108,8 +105,7 @@ export function startWebhooks(db: Db, redis: Redis, log: Logger, settings: Webho
       stopped = true;
       clearInterval(timer);
       await pumping;
-      await queue.close().catch(() => undefined);
-      await connections.close();
+      await opened.close();
     },
   };
 }

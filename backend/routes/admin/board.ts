@@ -1,14 +1,11 @@
 import { timingSafeEqual } from 'node:crypto';
-import Bull from 'bull';
 import { createBullBoard } from '@bull-board/api';
 import { BullAdapter } from '@bull-board/api/bullAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { AppError } from '../../../jobs/errors.js';
 import { mountAuth, type TokenClaims } from '../../plugins/auth.js';
-import { WEBHOOK_QUEUE } from '../../../jobs/webhooks.js';
-import { bullConnections } from '../../../platform/redis.js';
-import { withTimeout } from '../../../platform/timeout.js';
+import { openWebhookQueue } from '../../../platform/queues.js';
 
 /**
  * Bull Board at /admin/queues, for operators. Its routes are `auth: 'admin'`:
@@ -34,22 +31,15 @@ const COOKIE = 'iq_board';
 
 const routes: FastifyPluginAsync<BoardOptions> = async (app, opts) => {
   // As the API's own queues: fail fast while Redis is away, so neither a board request nor app.close() hangs on it.
-  const connections = bullConnections(opts.redisUrl, 'imagequeue-api-board', {
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
-    commandTimeout: 2000,
-    connectTimeout: 2000,
+  const board = openWebhookQueue({
+    redisUrl: opts.redisUrl,
+    prefix: opts.bullPrefix,
+    connectionName: 'imagequeue-api-board',
+    clientOptions: { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 2000, connectTimeout: 2000 },
   });
-  const webhooks = new Bull(WEBHOOK_QUEUE, { prefix: opts.bullPrefix, createClient: (type) => connections.createClient(type) });
+  const webhooks = board.queue;
   webhooks.on('error', (error) => app.log.debug({ err: error }, 'board webhooks queue error'));
-  app.addHook('onClose', async () => {
-    await withTimeout(
-      webhooks.close().catch(() => undefined),
-      3000,
-      { orElse: undefined },
-    );
-    await connections.close();
-  });
+  app.addHook('onClose', () => board.close());
 
   const serverAdapter = new FastifyAdapter();
   serverAdapter.setBasePath(BOARD_PATH);
