@@ -153,6 +153,7 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
     prefix: '/api/webhooks',
     allowPrivate: config.ALLOW_PRIVATE_WEBHOOK_URLS,
     allowedPrivateHosts: hostAllowlist('WEBHOOK_ALLOWED_PRIVATE_HOSTS', config.WEBHOOK_ALLOWED_PRIVATE_HOSTS),
+    allowHttp: config.ALLOW_HTTP_WEBHOOKS,
   });
   await app.register(dashboardRoutes);
   await app.register(boardRoutes, {

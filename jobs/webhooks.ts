@@ -22,6 +22,8 @@ export const DEFAULT_TOLERANCE_SECONDS = 300;
 export interface WebhookPayload {
   vendorId: string;
   seq: number;
+  /** times a worker put the delivery back because its vendor had every slot it may hold (not tries) */
+  bounces?: number;
 }
 
 export const WEBHOOK_EVENT_TYPES = ['completed', 'failed', 'dead', 'batch.finished'] as const;

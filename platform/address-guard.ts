@@ -135,6 +135,8 @@ export interface UrlPolicy {
    * usual.
    */
   allowedPrivateHosts?: readonly string[];
+  /** refuse http: (webhooks, unless ALLOW_HTTP_WEBHOOKS): what we send must not travel in the clear */
+  requireHttps?: boolean;
 }
 
 /**
@@ -177,6 +179,9 @@ export function checkUrl(raw: string, policy: UrlPolicy): URL {
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     throw new AppError('SOURCE_URL_FORBIDDEN', `${policy.purpose} URL scheme ${url.protocol.replace(':', '')} is not allowed (http and https only)`);
+  }
+  if (policy.requireHttps && url.protocol !== 'https:') {
+    throw new AppError('SOURCE_URL_FORBIDDEN', `${policy.purpose} URL must use https (events carry job results; plain http is off on this service)`);
   }
   if (url.username || url.password) {
     throw new AppError('SOURCE_URL_FORBIDDEN', `${policy.purpose} URL must not carry credentials`);

@@ -69,6 +69,7 @@ export const MetricsSection = {
 export const WebhookSection = {
   ALLOW_PRIVATE_WEBHOOK_URLS: env.bool(false, 'allow webhook URLs that resolve to loopback/private/link-local addresses (never in production)'),
   WEBHOOK_ALLOWED_PRIVATE_HOSTS: env.string('', 'comma-separated host:port pairs a webhook may be delivered to although private (an internal receiver)'),
+  ALLOW_HTTP_WEBHOOKS: env.bool(false, 'allow plain http:// webhook URLs (refused at registration and delivery otherwise; development and tests)'),
 };
 
 /**

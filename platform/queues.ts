@@ -102,6 +102,12 @@ export interface WebhookQueueSettings extends QueueConnection {
   /** delivery tries per event (the worker's; readers such as Bull Board leave it out) */
   attempts?: number;
   backoffMs?: number;
+  /**
+   * The worker's own retry delay (worker/webhooks): given the failed try's
+   * error, the wait before the next, or -1 for none. Replaces the
+   * exponential `backoffMs` when set.
+   */
+  backoffStrategy?: (attemptsMade: number, error: unknown) => number;
 }
 
 export interface WebhookQueue {
@@ -112,12 +118,18 @@ export interface WebhookQueue {
 /** The webhook delivery queue (worker/webhooks), on connections of its own. */
 export function openWebhookQueue(settings: WebhookQueueSettings): WebhookQueue {
   const connections = bullConnections(settings.redisUrl, settings.connectionName, settings.clientOptions);
+  const strategy = settings.backoffStrategy;
   const queue = new Bull<WebhookPayload>(WEBHOOK_QUEUE, {
     prefix: settings.prefix,
     createClient: (type) => connections.createClient(type),
+    ...(strategy ? { settings: { backoffStrategies: { webhook: strategy } } } : {}),
     defaultJobOptions: {
       ...(settings.attempts !== undefined ? { attempts: settings.attempts } : {}),
-      ...(settings.backoffMs !== undefined ? { backoff: { type: 'exponential', delay: settings.backoffMs } } : {}),
+      ...(strategy
+        ? { backoff: { type: 'webhook' } }
+        : settings.backoffMs !== undefined
+          ? { backoff: { type: 'exponential', delay: settings.backoffMs } }
+          : {}),
       removeOnComplete: 1000,
       removeOnFail: 5000,
     },

@@ -222,7 +222,7 @@ t.test('a name is judged by the address it resolves to when the connection is ma
   }
   t.doesNotThrow(() => checkUrl(`http://${name}:${port}/hook`, { allowPrivate: false, purpose: 'webhook' }), 'a name passes the check before connecting');
   for (const attempt of [
-    postWebhook(`http://${name}:${port}/hook`, '{}', {}, { allowPrivate: false, allowedPrivateHosts: [], timeoutMs: 3000 }),
+    postWebhook(`http://${name}:${port}/hook`, '{}', {}, { allowPrivate: false, allowedPrivateHosts: [], allowHttp: true, timeoutMs: 3000 }),
     fetchSource(`http://${name}:${port}/a.jpg`, { allowPrivate: false, maxBytes: 1000, timeoutMs: 3000, maxRedirects: 0 }),
   ]) {
     const error = await attempt.then(

@@ -80,6 +80,7 @@ t.test('a full run logs no secrets and no image bytes, and job lines carry their
     JOB_ATTEMPTS: '2',
     RATE_LIMIT_PROCESSING_MAX: '6',
     ALLOW_PRIVATE_WEBHOOK_URLS: 'true',
+    ALLOW_HTTP_WEBHOOKS: 'true',
     WEBHOOK_BACKOFF_MS: '200',
   });
   const app = await buildApp(loadApiConfig({ env, processEnv: false }), { logStream: logs });

@@ -168,6 +168,7 @@ t.test('webhooks: a real receiver checks signatures with verifyWebhook and fails
   const env = await isolatedEnv(t, {
     WORKER_QUEUES: 'image-processing',
     WEBHOOK_ALLOWED_PRIVATE_HOSTS: new URL(receiver.url).host,
+    ALLOW_HTTP_WEBHOOKS: 'true',
     WEBHOOK_BACKOFF_MS: '150',
     WEBHOOK_OUTBOX_INTERVAL_MS: '100',
   });

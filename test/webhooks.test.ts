@@ -32,6 +32,8 @@ t.test('a completed job is POSTed, signed, retried until the receiver accepts, a
   const env = await isolatedEnv(t, {
     WORKER_QUEUES: 'image-processing',
     WEBHOOK_ALLOWED_PRIVATE_HOSTS: receiverHost,
+    // the receiver is a local http server
+    ALLOW_HTTP_WEBHOOKS: 'true',
     WEBHOOK_BACKOFF_MS: '200',
     WEBHOOK_OUTBOX_INTERVAL_MS: '100',
   });

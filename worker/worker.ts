@@ -335,10 +335,12 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
           attempts: config.WEBHOOK_ATTEMPTS,
           backoffMs: config.WEBHOOK_BACKOFF_MS,
           concurrency: config.WEBHOOK_CONCURRENCY,
+          vendorConcurrency: config.WEBHOOK_VENDOR_CONCURRENCY,
           outboxIntervalMs: config.WEBHOOK_OUTBOX_INTERVAL_MS,
           policy: {
             allowPrivate: config.ALLOW_PRIVATE_WEBHOOK_URLS,
             allowedPrivateHosts: webhookAllowlistOf(config),
+            allowHttp: config.ALLOW_HTTP_WEBHOOKS,
             timeoutMs: config.WEBHOOK_TIMEOUT_MS,
           },
         });

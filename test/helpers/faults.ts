@@ -339,6 +339,7 @@ export async function webhookReceiverDown(scope: Scope, options: { jobs: number;
   const env = await isolatedEnv(asTest(scope), {
     WORKER_QUEUES: 'image-processing',
     WEBHOOK_ALLOWED_PRIVATE_HOSTS: host,
+    ALLOW_HTTP_WEBHOOKS: 'true',
     WEBHOOK_BACKOFF_MS: '200',
     WEBHOOK_OUTBOX_INTERVAL_MS: '100',
     WEBHOOK_TIMEOUT_MS: '2000',

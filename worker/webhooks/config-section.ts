@@ -7,5 +7,9 @@ export const WebhookWorkerSection = {
   WEBHOOK_BACKOFF_MS: env.int(10_500, 'first webhook retry delay; the n-th waits this × (2^n − 1)', { minimum: 0 }),
   WEBHOOK_TIMEOUT_MS: env.int(10_000, 'time limit of one webhook POST (connect to last byte)', { minimum: 100 }),
   WEBHOOK_CONCURRENCY: env.int(10, 'webhook POSTs in flight at once per worker process', { minimum: 1, maximum: 256 }),
+  WEBHOOK_VENDOR_CONCURRENCY: env.int(2, "one vendor's webhook POSTs in flight at once per worker process, so a slow receiver cannot hold every slot", {
+    minimum: 1,
+    maximum: 256,
+  }),
   WEBHOOK_OUTBOX_INTERVAL_MS: env.int(1000, 'how often the worker turns new final events into webhook deliveries', { minimum: 50 }),
 };

@@ -13,6 +13,8 @@ import { connectionFailure } from '../../platform/source-fetch.js';
 export interface DeliveryPolicy {
   allowPrivate: boolean;
   allowedPrivateHosts: readonly string[];
+  /** ALLOW_HTTP_WEBHOOKS: plain http receivers (development and tests) */
+  allowHttp: boolean;
   timeoutMs: number;
 }
 
@@ -31,8 +33,8 @@ function agentFor(allowPrivate: boolean, policy: UrlPolicy): Dispatcher {
   return agent;
 }
 
-export function webhookUrlPolicy(policy: Pick<DeliveryPolicy, 'allowPrivate' | 'allowedPrivateHosts'>): UrlPolicy {
-  return { allowPrivate: policy.allowPrivate, purpose: 'webhook', allowedPrivateHosts: policy.allowedPrivateHosts };
+export function webhookUrlPolicy(policy: Pick<DeliveryPolicy, 'allowPrivate' | 'allowedPrivateHosts' | 'allowHttp'>): UrlPolicy {
+  return { allowPrivate: policy.allowPrivate, purpose: 'webhook', allowedPrivateHosts: policy.allowedPrivateHosts, requireHttps: !policy.allowHttp };
 }
 
 /** POSTs the body; resolves with a 2xx status, throws an AppError (with the status, when there was one) otherwise. */

@@ -15,6 +15,7 @@ import {
   type WebhookEvent,
   type WebhookPayload,
 } from '../../jobs/webhooks.js';
+import { AppError } from '../../jobs/errors.js';
 import { newId } from '../../platform/ids.js';
 import type { Logger } from '../../platform/logger.js';
 import { openWebhookQueue } from '../../platform/queues.js';
@@ -31,6 +32,15 @@ import { postWebhook, type DeliveryPolicy } from './deliver.js';
  * queues the same delivery again, which Bull ignores while it exists.
  * Each try is logged in webhook_deliveries; Bull retries with exponential
  * backoff for about a day (WEBHOOK_ATTEMPTS, WEBHOOK_BACKOFF_MS).
+ *
+ * One vendor holds at most WEBHOOK_VENDOR_CONCURRENCY of a process's
+ * WEBHOOK_CONCURRENCY slots (issue 18): a delivery whose vendor already has
+ * that many POSTs in flight here is put back (Bull's delayed set) at once
+ * instead of waiting in a slot, so a receiver that hangs until the timeout
+ * holds only its own vendor's slots, and other vendors' events keep moving.
+ * Such a put-back is not a try: it is counted apart (`bounces` in the job's
+ * data), Bull's attempts are set high enough for them, and the real tries
+ * end the job through the backoff strategy below.
  */
 export interface WebhookSettings {
   redisUrl: string;
@@ -39,6 +49,8 @@ export interface WebhookSettings {
   attempts: number;
   backoffMs: number;
   concurrency: number;
+  /** POSTs of one vendor in flight at once in this process */
+  vendorConcurrency: number;
   outboxIntervalMs: number;
   policy: DeliveryPolicy;
 }
@@ -57,10 +69,11 @@ export function startWebhooks(db: Db, redis: Redis, log: Logger, settings: Webho
     redisUrl: settings.redisUrl,
     prefix: settings.prefix,
     connectionName: `imagequeue-webhooks:${settings.workerId}`,
-    attempts: settings.attempts,
-    backoffMs: settings.backoffMs,
+    attempts: BULL_ATTEMPTS,
+    backoffStrategy: (_attemptsMade, error) => nextTryInMs(error, settings.backoffMs),
   });
   const { queue } = opened;
+  const inFlight = new Map<string, number>();
   queue.on('error', (error) => log.warn({ err: error, queue: WEBHOOK_QUEUE }, 'queue error'));
   // One worker pumps at a time; the lease is renewed while a (long) run lasts.
   const outboxLock = redisLock(redis, `${settings.prefix}:${WEBHOOK_QUEUE}:outbox-lock`, { ttlMs: 30_000 });
@@ -95,7 +108,19 @@ export function startWebhooks(db: Db, redis: Redis, log: Logger, settings: Webho
   timer.unref();
 
   void queue
-    .process(settings.concurrency, async (job: Bull.Job<WebhookPayload>) => deliver(db, log, settings, job))
+    .process(settings.concurrency, async (job: Bull.Job<WebhookPayload>) => {
+      const { vendorId } = job.data;
+      const busy = inFlight.get(vendorId) ?? 0;
+      if (busy >= settings.vendorConcurrency) return putBack(job, settings);
+      inFlight.set(vendorId, busy + 1);
+      try {
+        return await deliver(db, log, settings, job);
+      } finally {
+        const left = (inFlight.get(vendorId) ?? 1) - 1;
+        if (left > 0) inFlight.set(vendorId, left);
+        else inFlight.delete(vendorId);
+      }
+    })
     .catch((error: unknown) => log.error({ err: error, queue: WEBHOOK_QUEUE }, 'queue stopped processing'));
 
   return {
@@ -110,9 +135,35 @@ export function startWebhooks(db: Db, redis: Redis, log: Logger, settings: Webho
   };
 }
 
+/** Bull's own attempts only bound put-backs and tries together; WEBHOOK_ATTEMPTS ends the real tries (nextTryInMs). */
+const BULL_ATTEMPTS = 1_000_000;
+
+/** Thrown to hand a slot back: Bull moves the job to its delayed set for `retryInMs`. */
+class VendorBusy extends Error {
+  constructor(readonly retryInMs: number) {
+    super('its vendor has WEBHOOK_VENDOR_CONCURRENCY deliveries in flight here; put back');
+  }
+}
+
+/** The backoff strategy: a put-back's short wait, the exponential backoff after a failed try, or -1 (no more tries). */
+function nextTryInMs(error: unknown, backoffMs: number): number {
+  const wait = (error as { retryInMs?: unknown }).retryInMs;
+  return typeof wait === 'number' ? wait : backoffMs;
+}
+
+async function putBack(job: Bull.Job<WebhookPayload>, settings: WebhookSettings): Promise<never> {
+  const bounces = (job.data.bounces ?? 0) + 1;
+  await job.update({ ...job.data, bounces });
+  // Quick at first (the vendor's slot may free in a moment), then no more
+  // often than a POST can last, so a vendor with thousands of events waiting
+  // behind a hanging receiver costs Redis little.
+  const wait = Math.min(settings.policy.timeoutMs, 100 * 2 ** Math.min(bounces, 12)) + Math.floor(Math.random() * 100);
+  throw new VendorBusy(wait);
+}
+
 async function deliver(db: Db, log: Logger, settings: WebhookSettings, job: Bull.Job<WebhookPayload>): Promise<string> {
   const { vendorId, seq } = job.data;
-  const attempt = job.attemptsMade + 1;
+  const attempt = job.attemptsMade - (job.data.bounces ?? 0) + 1;
   const [event, hook] = await Promise.all([findEvent(db, vendorId, seq), vendorWebhook(db, vendorId)]);
   if (!event) return 'event pruned';
   if (!hook?.webhook_url || !hook.webhook_secret) return 'no webhook configured';
@@ -143,7 +194,9 @@ async function deliver(db: Db, log: Logger, settings: WebhookSettings, job: Bull
     dlog.info({ statusCode }, 'webhook delivered');
     return 'delivered';
   } catch (error) {
-    const retries = attempt < settings.attempts;
+    // A URL refused by policy (private, plain http) stays refused: no more tries.
+    const final = error instanceof AppError && !error.retryable;
+    const retries = attempt < settings.attempts && !final;
     const nextRetryAt = retries ? new Date(Date.now() + retryDelayMs(settings.backoffMs, attempt)) : null;
     const statusCode = (error as { receiverStatus?: number }).receiverStatus ?? null;
     await logDelivery(db, {
@@ -159,7 +212,7 @@ async function deliver(db: Db, log: Logger, settings: WebhookSettings, job: Bull
       nextRetryAt,
     }).catch((e: unknown) => dlog.warn({ err: e }, 'could not log a webhook delivery'));
     dlog.warn({ statusCode, err: error, retries }, retries ? 'webhook delivery failed; will retry' : 'webhook delivery failed for the last time');
-    throw error;
+    throw Object.assign(error as Error, { retryInMs: retries ? retryDelayMs(settings.backoffMs, attempt) : -1 });
   }
 }
 

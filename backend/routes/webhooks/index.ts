@@ -16,6 +16,7 @@ import { vendorOf } from '../../plugins/auth.js';
 export interface WebhookRoutesOptions {
   allowPrivate: boolean;
   allowedPrivateHosts: readonly string[];
+  allowHttp: boolean;
 }
 
 const routes: FastifyPluginAsyncTypebox<WebhookRoutesOptions> = async (app, opts) => {
@@ -28,7 +29,7 @@ const routes: FastifyPluginAsyncTypebox<WebhookRoutesOptions> = async (app, opts
   });
 
   app.put('/', { schema: putWebhookSchema, config: writing }, async (request) => {
-    const url = checkUrl(request.body.webhookUrl, { allowPrivate: opts.allowPrivate, purpose: 'webhook', allowedPrivateHosts: opts.allowedPrivateHosts });
+    const url = checkWebhookUrl(request.body.webhookUrl, opts);
     const secret = `whsec_${randomToken(32)}`;
     if (!(await setVendorWebhook(app.db, vendorOf(request).id, url.toString(), secret))) throw new AppError('NOT_FOUND', 'no such vendor');
     request.log.info({ host: url.host }, 'webhook URL set');
@@ -64,3 +65,14 @@ const routes: FastifyPluginAsyncTypebox<WebhookRoutesOptions> = async (app, opts
 };
 
 export default routes;
+
+/** The SSRF guard and the https rule; a refusal names the field. */
+function checkWebhookUrl(raw: string, opts: WebhookRoutesOptions): URL {
+  try {
+    return checkUrl(raw, { allowPrivate: opts.allowPrivate, purpose: 'webhook', allowedPrivateHosts: opts.allowedPrivateHosts, requireHttps: !opts.allowHttp });
+  } catch (error) {
+    if (error instanceof AppError)
+      throw new AppError(error.code, `body/webhookUrl: ${error.message}`, { details: { fields: [{ path: 'body/webhookUrl', message: error.message }] } });
+    throw error;
+  }
+}
