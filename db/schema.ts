@@ -47,6 +47,8 @@ export interface VendorsTable {
   face_tagging: Generated<number>;
   /** JSON list of exact web origins allowed to call the API with this vendor's tokens (CORS); null: CORS_ORIGINS */
   cors_origins: ColumnType<string | null, string | null | undefined, string | null>;
+  /** tokens carry it; rotating the key or deleting the vendor adds one, which revokes every token minted before */
+  token_version: Generated<number>;
   created_at: CreatedAt;
   deleted_at: Date | null;
 }

@@ -55,3 +55,23 @@ export function vendorOfChannel(prefix: string, channel: string): string | null 
 export function cancelChannel(prefix: string): string {
   return `${prefix}:cancel`;
 }
+
+/**
+ * Vendors whose tokens were just revoked (API key rotated, vendor deleted):
+ * the message is the vendor id. Every API process drops its cached vendor
+ * row, so the next request of an old token is refused by its token version,
+ * and closes the vendor's event streams and held long-polls. A lost message
+ * is covered by the vendor cache's own expiry (VENDOR_CACHE_MS).
+ */
+export function revocationChannel(prefix: string): string {
+  return `${prefix}:revoked`;
+}
+
+/** Tells every API process a vendor's tokens are revoked (see revocationChannel). */
+export async function announceRevocation(
+  redis: { publish(channel: string, message: string): Promise<unknown> },
+  prefix: string,
+  vendorId: string,
+): Promise<void> {
+  await redis.publish(revocationChannel(prefix), vendorId);
+}

@@ -4,7 +4,9 @@ import { connectDb } from '../db/connect.js';
 import { createVendor, deleteVendor, rotateApiKey, updateVendorLimits, type VendorLimitsChange } from '../db/repos/vendors.js';
 import { parsePlanRetention } from '../jobs/retention.js';
 import { loadConfig } from '../platform/config.js';
-import { MysqlSection } from '../platform/config-sections.js';
+import { MysqlSection, RedisSection } from '../platform/config-sections.js';
+import { createRedis } from '../platform/redis.js';
+import { announceRevocation } from '../jobs/events.js';
 import { parseOriginList, storedOrigins } from '../platform/origins.js';
 import { describeConnectError } from './preflight.js';
 
@@ -17,6 +19,10 @@ import { describeConnectError } from './preflight.js';
  *   npm run vendor -- cors --id VENDOR_ID --default      (back to CORS_ORIGINS; --origins '' allows none)
  *   npm run vendor -- set --id VENDOR_ID [--plan P] [--retention jobs=90d,uploads=30d|plan]
  * Each prints one JSON line; the API key is shown once and stored only hashed.
+ * rotate-key and delete revoke every token of the vendor: the row's
+ * token_version goes up, and a message on Redis tells every API process to
+ * drop its cached row and close the vendor's event streams and long-polls
+ * at once (without Redis the tokens still stop within VENDOR_CACHE_MS).
  */
 const USAGE = [
   'usage: npm run vendor -- create --name NAME [--plan standard|unlimited] [--role vendor|admin]',
@@ -78,7 +84,7 @@ function settingsChange(): VendorLimitsChange {
   return out;
 }
 
-const config = loadConfig(Type.Object({ ...MysqlSection }));
+const config = loadConfig(Type.Object({ ...MysqlSection, ...RedisSection }));
 const db = connectDb({ url: config.MYSQL_URL, poolSize: 1 });
 try {
   if (command === 'create') {
@@ -96,10 +102,12 @@ try {
   } else if (command === 'rotate-key') {
     const apiKey = await rotateApiKey(db, values.id!);
     if (!apiKey) fail(`no vendor ${values.id}`);
-    console.log(JSON.stringify({ vendorId: values.id, apiKey }));
+    const tokensRevoked = await revoke(values.id!);
+    console.log(JSON.stringify({ vendorId: values.id, apiKey, tokensRevoked }));
   } else {
     if (!(await deleteVendor(db, values.id!))) fail(`no vendor ${values.id}`);
-    console.log(JSON.stringify({ vendorId: values.id, deleted: true }));
+    const tokensRevoked = await revoke(values.id!);
+    console.log(JSON.stringify({ vendorId: values.id, deleted: true, tokensRevoked }));
   }
 } catch (error) {
   const code = (error as { code?: string }).code;
@@ -108,4 +116,25 @@ try {
   process.exitCode = 1;
 } finally {
   await db.destroy();
+}
+
+/**
+ * Tells the API processes, over Redis, that the vendor's tokens are revoked:
+ * 'now' once published; 'within VENDOR_CACHE_MS' when Redis could not be
+ * reached (the row already says so; each process reads it again when its
+ * cached copy expires).
+ */
+async function revoke(vendorId: string): Promise<string> {
+  const redis = createRedis(config.REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1, connectTimeout: 3000, enableOfflineQueue: true });
+  redis.on('error', () => undefined);
+  try {
+    await redis.connect();
+    await announceRevocation(redis, config.BULL_PREFIX, vendorId);
+    return 'now';
+  } catch (error) {
+    console.error(`warning: could not tell the API processes over Redis (${(error as Error).message}); the old tokens stop within VENDOR_CACHE_MS`);
+    return 'within VENDOR_CACHE_MS';
+  } finally {
+    redis.disconnect();
+  }
 }

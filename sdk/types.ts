@@ -57,6 +57,10 @@ export type TokenResponse = {
   expiresIn: number;
   tokenType: 'Bearer';
   vendorId: string;
+  /** the scopes the token holds, space-separated; null: every scope (a full vendor token) */
+  scope: string | null;
+  /** the one project the token may touch; null: any */
+  projectId: string | null;
 };
 export type RemoveBgRequest = {
   /** your id for the record this photo belongs to; must not contain "..", "/", "\" or control characters */

@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin';
 import { createRedis } from '../../platform/redis.js';
 import { withTimeout } from '../../platform/timeout.js';
-import { eventsChannel, eventsChannelPattern, vendorOfChannel, type ChannelMessage, type EventLogNudge } from '../../jobs/events.js';
+import { eventsChannel, eventsChannelPattern, revocationChannel, vendorOfChannel, type ChannelMessage, type EventLogNudge } from '../../jobs/events.js';
 
 type Listener = (message: ChannelMessage) => void;
 
@@ -24,8 +24,10 @@ export interface EventHub {
   streams(vendorId: string): number;
   /** Tells the vendor's streams (in every API process) that its event log has news. Best effort: streams also re-read on their heartbeat. */
   nudge(vendorId: string): void;
-  /** Registers an open stream; `end` is called when the app closes. Returns the unregister function. */
+  /** Registers an open stream; `end` is called when the app closes or the vendor's tokens are revoked. Returns the unregister function. */
   track(vendorId: string, end: () => void): () => void;
+  /** Calls `listener` with the vendor id whenever a vendor's tokens are revoked (in any process: see jobs/events.ts revocationChannel). */
+  onRevoke(listener: (vendorId: string) => void): () => void;
 }
 
 declare module 'fastify' {
@@ -62,6 +64,8 @@ export default fp<EventsPluginOptions>(
     const listeners = new Map<string, Set<Listener>>();
     const everyone = new Set<Listener>();
     const gapListeners = new Set<() => void>();
+    const revokeListeners = new Set<(vendorId: string) => void>();
+    const revoked = revocationChannel(opts.prefix);
     const open = new Map<string, Set<() => void>>();
     const pattern = eventsChannelPattern(opts.prefix);
     let live = false;
@@ -86,6 +90,13 @@ export default fp<EventsPluginOptions>(
       for (const listener of everyone) listener(message);
       if (set) for (const listener of set) listener(message);
     });
+    // A revocation: the vendor's cached row goes (app.forgetVendor), its streams end, and so do its long-polls (job-status listens).
+    subscriber.on('message', (channel: string, vendorId: string) => {
+      if (channel !== revoked || vendorId === '') return;
+      app.forgetVendor(vendorId);
+      for (const end of [...(open.get(vendorId) ?? [])]) end();
+      for (const listener of [...revokeListeners]) listener(vendorId);
+    });
     subscriber.on('close', () => {
       if (!live) return;
       live = false;
@@ -99,7 +110,7 @@ export default fp<EventsPluginOptions>(
     let subscribing: Promise<void> | null = null;
     const confirm = async () => {
       try {
-        await subscriber.psubscribe(pattern);
+        await Promise.all([subscriber.psubscribe(pattern), subscriber.subscribe(revoked)]);
         if (closing || subscriber.status !== 'ready') return;
         live = true;
         gap();
@@ -146,6 +157,10 @@ export default fp<EventsPluginOptions>(
         app.redis.publish(eventsChannel(opts.prefix, vendorId), JSON.stringify(message)).catch(() => undefined);
       },
       streams: (vendorId) => open.get(vendorId)?.size ?? 0,
+      onRevoke(listener) {
+        revokeListeners.add(listener);
+        return () => revokeListeners.delete(listener);
+      },
       track(vendorId, end) {
         let set = open.get(vendorId);
         if (!set) open.set(vendorId, (set = new Set()));
@@ -157,6 +172,8 @@ export default fp<EventsPluginOptions>(
       },
     };
     app.decorate('eventHub', hub);
+    // Messages may have been missed, revocations among them: no cached vendor row is trusted.
+    hub.onGap(() => app.forgetVendor(null));
     // Streams never end by themselves: close them so the server can stop.
     app.addHook('preClose', async () => {
       for (const set of [...open.values()]) for (const end of [...set]) end();
@@ -174,5 +191,5 @@ export default fp<EventsPluginOptions>(
       subscriber.disconnect();
     });
   },
-  { name: 'events', dependencies: ['redis'] },
+  { name: 'events', dependencies: ['redis', 'auth'] },
 );

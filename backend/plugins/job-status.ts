@@ -38,10 +38,13 @@ export interface View<T> {
 export type JobView = View<JobStatusResponse>;
 export type BatchView = View<BatchResponse>;
 
-export type WaitOutcome = 'changed' | 'unchanged' | 'full' | 'closed';
+/** 'revoked': the vendor's tokens were revoked while it waited (the route checks its token again) */
+export type WaitOutcome = 'changed' | 'unchanged' | 'full' | 'closed' | 'revoked';
 
 export interface WaitRequest<T> {
   vendorId: string;
+  /** a project-restricted token's project: another project's job or batch reads as not found */
+  projectId?: string | null;
   target: { jobId: string } | { batchId: string };
   /** the ETag the caller holds (If-None-Match), or null: wait for another state */
   since: string | null;
@@ -96,7 +99,7 @@ interface Waiter {
   vendorId: string;
   /** wake on progress events too (the caller holds an ETag, which progress changes) */
   progress: boolean;
-  wake: (outcome: 'event' | 'gap' | 'closed') => void;
+  wake: (outcome: 'event' | 'gap' | 'closed' | 'revoked') => void;
 }
 
 export default fp<JobStatusOptions>(
@@ -114,6 +117,10 @@ export default fp<JobStatusOptions>(
     app.eventHub.onGap(() => {
       cache.clear();
       for (const set of [...waiters.values()]) for (const waiter of [...set]) waiter.wake('gap');
+    });
+    // A revoked vendor's long-polls end now, in every process (the route answers 401).
+    app.eventHub.onRevoke((vendorId) => {
+      for (const set of [...waiters.values()]) for (const waiter of [...set]) if (waiter.vendorId === vendorId) waiter.wake('revoked');
     });
 
     function onMessage(message: ChannelMessage): void {
@@ -175,6 +182,7 @@ export default fp<JobStatusOptions>(
 
       async untilChanged<T>({
         vendorId,
+        projectId = null,
         target,
         since,
         ms,
@@ -185,7 +193,10 @@ export default fp<JobStatusOptions>(
         const deadline = Date.now() + ms;
         const isJob = 'jobId' in target;
         const key = isJob ? jobKey(vendorId, target.jobId) : batchKey(vendorId, target.batchId);
-        const read = () => (isJob ? status.job(vendorId, target.jobId) : status.batch(vendorId, target.batchId)) as Promise<View<T> | null>;
+        const read = async () => {
+          const found = (await (isJob ? status.job(vendorId, target.jobId) : status.batch(vendorId, target.batchId))) as View<T> | null;
+          return found && (projectId === null || found.projectId === projectId) ? found : null;
+        };
         let view = await read();
         const startState = view?.state;
         const changed = (v: View<T>) => until === 'changed' && (since !== null ? etag(v) !== since : v.state !== startState);
@@ -198,7 +209,7 @@ export default fp<JobStatusOptions>(
             const remaining = deadline - Date.now();
             if (remaining <= 0) return { view: await read(), outcome: 'unchanged' };
             const woke = await wait(key, vendorId, since !== null, app.eventHub.live ? remaining : Math.min(remaining, BLIND_RECHECK_MS), signal);
-            if (woke === 'closed') return { view, outcome: 'closed' };
+            if (woke === 'closed' || woke === 'revoked') return { view, outcome: woke };
             view = await read();
             if (!view || view.finished || changed(view)) return { view, outcome: 'changed' };
           }
@@ -214,12 +225,18 @@ export default fp<JobStatusOptions>(
     };
 
     /** Until an event about `key`, a gap, `ms`, the caller leaving or the app closing. */
-    function wait(key: string, vendorId: string, progress: boolean, ms: number, signal: AbortSignal): Promise<'event' | 'gap' | 'timeout' | 'closed'> {
+    function wait(
+      key: string,
+      vendorId: string,
+      progress: boolean,
+      ms: number,
+      signal: AbortSignal,
+    ): Promise<'event' | 'gap' | 'timeout' | 'closed' | 'revoked'> {
       return new Promise((resolve) => {
         if (signal.aborted) return resolve('closed');
         let set = waiters.get(key);
         if (!set) waiters.set(key, (set = new Set()));
-        const done = (outcome: 'event' | 'gap' | 'timeout' | 'closed') => {
+        const done = (outcome: 'event' | 'gap' | 'timeout' | 'closed' | 'revoked') => {
           clearTimeout(timer);
           signal.removeEventListener('abort', onAbort);
           set.delete(waiter);

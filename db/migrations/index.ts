@@ -7,6 +7,7 @@ import * as eventsWebhooks from './20261128_0010_events_webhooks.js';
 import * as personSketch from './20261205_0015_person_sketch.js';
 import * as dataLifecycle from './20261206_0013_data_lifecycle.js';
 import * as vendorCorsOrigins from './20261206_0014_vendor_cors_origins.js';
+import * as tokenVersion from './20261206_0015_token_version.js';
 import * as retention from './20261206_0017_retention.js';
 
 /**
@@ -22,5 +23,6 @@ export const migrations: Record<string, Migration> = {
   '20261205_0015_person_sketch': personSketch,
   '20261206_0013_data_lifecycle': dataLifecycle,
   '20261206_0014_vendor_cors_origins': vendorCorsOrigins,
+  '20261206_0015_token_version': tokenVersion,
   '20261206_0017_retention': retention,
 };

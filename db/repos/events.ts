@@ -71,6 +71,30 @@ export async function eventsAfter(db: Db, vendorId: string, afterSeq: number, li
   return db.selectFrom('job_events').selectAll().where('vendor_id', '=', vendorId).where('seq', '>', afterSeq).orderBy('seq').limit(limit).execute();
 }
 
+/**
+ * As eventsAfter, each row with the project of its job (or batch); null
+ * when the job is gone. A project-restricted event stream keeps its own
+ * project's rows and still moves past the others.
+ */
+export async function eventsAfterWithProject(
+  db: Db,
+  vendorId: string,
+  afterSeq: number,
+  limit: number,
+): Promise<(JobEventRow & { project_id: string | null })[]> {
+  return db
+    .selectFrom('job_events as e')
+    .leftJoin('jobs as j', 'j.id', 'e.job_id')
+    .leftJoin('batches as b', 'b.id', 'e.batch_id')
+    .selectAll('e')
+    .select((eb) => eb.fn.coalesce('j.project_id', 'b.project_id').as('project_id'))
+    .where('e.vendor_id', '=', vendorId)
+    .where('e.seq', '>', afterSeq)
+    .orderBy('e.seq')
+    .limit(limit)
+    .execute();
+}
+
 /** The vendor's last committed event number (0 before its first event). */
 export async function lastEventSeq(db: Db, vendorId: string): Promise<number> {
   const row = await db.selectFrom('event_seqs').select('seq').where('vendor_id', '=', vendorId).executeTakeFirst();

@@ -156,8 +156,29 @@ export interface PersonSummary {
   sample: (Face & { photo_url: string | null }) | null;
 }
 
-export async function listPersons(db: Db, vendorId: string, page: { limit: number; cursor?: string | undefined }): Promise<Page<PersonSummary>> {
+/**
+ * A vendor's persons, by id. With `projectId`: only persons with a face in
+ * that project, their counts and sample from that project alone (a
+ * project-restricted token sees nothing of the others).
+ */
+export async function listPersons(
+  db: Db,
+  vendorId: string,
+  page: { limit: number; cursor?: string | undefined; projectId?: string | undefined },
+): Promise<Page<PersonSummary>> {
+  const projectId = page.projectId;
   let q = db.selectFrom('persons').selectAll().where('vendor_id', '=', vendorId).where('face_count', '>', 0);
+  if (projectId !== undefined) {
+    q = q.where(({ exists, selectFrom }) =>
+      exists(
+        selectFrom('faces')
+          .select('faces.id')
+          .whereRef('faces.person_id', '=', 'persons.id')
+          .where('faces.vendor_id', '=', vendorId)
+          .where('faces.project_id', '=', projectId),
+      ),
+    );
+  }
   if (page.cursor) q = q.where('id', '>', page.cursor);
   const rows = await q
     .orderBy('id')
@@ -167,20 +188,22 @@ export async function listPersons(db: Db, vendorId: string, page: { limit: numbe
   if (persons.length === 0) return { items: [], nextCursor: null };
   const ids = persons.map((p) => p.id);
 
-  const counts = await db
+  let countQuery = db
     .selectFrom('faces')
-    .select(['person_id', sql<number>`COUNT(DISTINCT project_id, record_id)`.as('records')])
+    .select(['person_id', sql<number>`COUNT(DISTINCT project_id, record_id)`.as('records'), sql<number>`COUNT(*)`.as('faces')])
     .where('vendor_id', '=', vendorId)
-    .where('person_id', 'in', ids)
-    .groupBy('person_id')
-    .execute();
-  const latest = await db
+    .where('person_id', 'in', ids);
+  let latestQuery = db
     .selectFrom('faces')
     .select(['person_id', (eb) => eb.fn.max('id').as('face_id')])
     .where('vendor_id', '=', vendorId)
-    .where('person_id', 'in', ids)
-    .groupBy('person_id')
-    .execute();
+    .where('person_id', 'in', ids);
+  if (projectId !== undefined) {
+    countQuery = countQuery.where('project_id', '=', projectId);
+    latestQuery = latestQuery.where('project_id', '=', projectId);
+  }
+  const counts = await countQuery.groupBy('person_id').execute();
+  const latest = await latestQuery.groupBy('person_id').execute();
   const samples = latest.length
     ? await db
         .selectFrom('faces as f')
@@ -198,15 +221,34 @@ export async function listPersons(db: Db, vendorId: string, page: { limit: numbe
         .execute()
     : [];
   const recordsBy = new Map(counts.map((c) => [c.person_id, Number(c.records)]));
+  const facesBy = new Map(counts.map((c) => [c.person_id, Number(c.faces)]));
   const sampleBy = new Map(samples.map((s) => [s.person_id, s]));
   return {
-    items: persons.map((person) => ({ person, recordCount: recordsBy.get(person.id) ?? 0, sample: sampleBy.get(person.id) ?? null })),
+    items: persons.map((person) => ({
+      // Within one project, the person's face count is that project's.
+      person: projectId === undefined ? person : { ...person, face_count: facesBy.get(person.id) ?? 0 },
+      recordCount: recordsBy.get(person.id) ?? 0,
+      sample: sampleBy.get(person.id) ?? null,
+    })),
     nextCursor: rows.length > page.limit ? (persons[persons.length - 1]?.id ?? null) : null,
   };
 }
 
-export async function findPerson(db: Db, vendorId: string, personId: string): Promise<Person | undefined> {
-  return db.selectFrom('persons').selectAll().where('id', '=', personId).where('vendor_id', '=', vendorId).where('face_count', '>', 0).executeTakeFirst();
+/** One of the vendor's persons; with `projectId`, only one with a face in that project. */
+export async function findPerson(db: Db, vendorId: string, personId: string, projectId?: string): Promise<Person | undefined> {
+  let q = db.selectFrom('persons').selectAll().where('id', '=', personId).where('vendor_id', '=', vendorId).where('face_count', '>', 0);
+  if (projectId !== undefined) {
+    q = q.where(({ exists, selectFrom }) =>
+      exists(
+        selectFrom('faces')
+          .select('faces.id')
+          .whereRef('faces.person_id', '=', 'persons.id')
+          .where('faces.vendor_id', '=', vendorId)
+          .where('faces.project_id', '=', projectId),
+      ),
+    );
+  }
+  return q.executeTakeFirst();
 }
 
 export interface PersonRecord {

@@ -10,6 +10,8 @@ import type { JobKind, JobState } from '../../jobs/queues.js';
  */
 export interface JobListFilter {
   vendorId: string;
+  /** only this project's jobs (a project-restricted token) */
+  projectId?: string;
   states?: readonly JobState[];
   kind?: JobKind;
   batchId?: string;
@@ -21,6 +23,7 @@ export interface JobListFilter {
 /** A vendor's jobs, newest first, keyset-paginated by id (ULIDs sort by creation time). */
 export async function listVendorJobs(db: Db, filter: JobListFilter): Promise<Job[]> {
   let q = db.selectFrom('jobs').selectAll().where('vendor_id', '=', filter.vendorId);
+  if (filter.projectId !== undefined) q = q.where('project_id', '=', filter.projectId);
   if (filter.states && filter.states.length > 0) q = q.where('status', 'in', filter.states);
   if (filter.kind) q = q.where('kind', '=', filter.kind);
   if (filter.batchId) q = q.where('batch_id', '=', filter.batchId);
@@ -57,8 +60,9 @@ export interface LedgerCount {
  * The per-state counts come from the (vendor, kind, status) index alone; the
  * retrying count only reads queued rows.
  */
-export async function ledgerCounts(db: Db, vendorId: string | null): Promise<LedgerCount[]> {
-  const vendorFilter = vendorId === null ? sql`` : sql`AND vendor_id = ${vendorId}`;
+export async function ledgerCounts(db: Db, vendorId: string | null, projectId: string | null = null): Promise<LedgerCount[]> {
+  const vendorFilter =
+    vendorId === null ? sql`` : projectId === null ? sql`AND vendor_id = ${vendorId}` : sql`AND vendor_id = ${vendorId} AND project_id = ${projectId}`;
   const [counts, retrying] = await Promise.all([
     sql<{ vendor_id: string; kind: JobKind; status: JobState; n: number }>`
       SELECT vendor_id, kind, status, COUNT(*) AS n FROM jobs WHERE 1 = 1 ${vendorFilter} GROUP BY vendor_id, kind, status`.execute(db),

@@ -199,8 +199,10 @@ async function shrinkBatches(trx: Transaction<Database>, vendorId: string, jobs:
 }
 
 /** A vendor's job ids in a batch (request order), or undefined when the batch is not the vendor's. */
-export async function batchJobIds(db: Db, vendorId: string, batchId: string): Promise<string[] | undefined> {
-  const batch = await db.selectFrom('batches').select('id').where('id', '=', batchId).where('vendor_id', '=', vendorId).executeTakeFirst();
+export async function batchJobIds(db: Db, vendorId: string, batchId: string, projectId: string | null = null): Promise<string[] | undefined> {
+  let q = db.selectFrom('batches').select('id').where('id', '=', batchId).where('vendor_id', '=', vendorId);
+  if (projectId !== null) q = q.where('project_id', '=', projectId);
+  const batch = await q.executeTakeFirst();
   if (!batch) return undefined;
   const rows = await db.selectFrom('jobs').select('id').where('vendor_id', '=', vendorId).where('batch_id', '=', batchId).orderBy('batch_seq').execute();
   return rows.map((r) => r.id);

@@ -38,7 +38,12 @@ export async function findVendor(db: Db, vendorId: string): Promise<Vendor | und
 }
 
 export async function deleteVendor(db: Db, vendorId: string): Promise<boolean> {
-  const result = await db.updateTable('vendors').set({ deleted_at: new Date() }).where('id', '=', vendorId).where('deleted_at', 'is', null).executeTakeFirst();
+  const result = await db
+    .updateTable('vendors')
+    .set((eb) => ({ deleted_at: new Date(), token_version: eb('token_version', '+', 1) }))
+    .where('id', '=', vendorId)
+    .where('deleted_at', 'is', null)
+    .executeTakeFirst();
   return Number(result.numUpdatedRows) > 0;
 }
 
@@ -46,7 +51,8 @@ export async function rotateApiKey(db: Db, vendorId: string): Promise<string | u
   const apiKey = generateApiKey();
   const result = await db
     .updateTable('vendors')
-    .set({ api_key_hash: hashApiKey(apiKey), api_key_prefix: apiKeyPrefix(apiKey) })
+    // A new key revokes every token of the old one: they carry the version before.
+    .set((eb) => ({ api_key_hash: hashApiKey(apiKey), api_key_prefix: apiKeyPrefix(apiKey), token_version: eb('token_version', '+', 1) }))
     .where('id', '=', vendorId)
     .where('deleted_at', 'is', null)
     .executeTakeFirst();

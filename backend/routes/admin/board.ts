@@ -4,7 +4,7 @@ import { BullAdapter } from '@bull-board/api/bullAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { AppError } from '../../../jobs/errors.js';
-import { mountAuth, type TokenClaims } from '../../plugins/auth.js';
+import { isFullToken, mountAuth, type TokenClaims } from '../../plugins/auth.js';
 import { openWebhookQueue } from '../../../platform/queues.js';
 
 /**
@@ -84,7 +84,7 @@ const routes: FastifyPluginAsync<BoardOptions> = async (app, opts) => {
       if (!isBoardToken(given)) {
         request.headers.authorization = `Bearer ${given}`;
         const caller = await app.resolveCaller(request);
-        if (caller.vendor.role !== 'admin' || caller.scopes) throw new AppError('FORBIDDEN', 'this token does not open the board (admin tokens only)');
+        if (caller.vendor.role !== 'admin' || !isFullToken(caller)) throw new AppError('FORBIDDEN', 'this token does not open the board (admin tokens only)');
         subject = caller.vendor.id;
       }
       const session = app.jwt.sign({ sub: subject, typ: 'board', plan: '', role: 'admin' }, { expiresIn: opts.sessionSeconds });

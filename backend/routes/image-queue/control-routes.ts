@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { findVendorJob } from '../../../db/repos/jobs.js';
 import { batchJobIds, cancelJob, deleteJobs, retryJob, type DeletedJob } from '../../../db/repos/lifecycle.js';
 import type { Job } from '../../../db/schema.js';
 import { AppError } from '../../../jobs/errors.js';
@@ -7,7 +8,7 @@ import { cancelChannel, eventsChannel, type JobEvent } from '../../../jobs/event
 import { QUEUE_NAMES, type JobState } from '../../../jobs/queues.js';
 import { collectGarbage } from '../../../platform/garbage.js';
 import { requeueJob } from '../../../platform/requeue.js';
-import { vendorOf } from '../../plugins/auth.js';
+import { projectOf, vendorOf } from '../../plugins/auth.js';
 import type { ImageQueueOptions } from './index.js';
 import { cancelBatchSchema, cancelJobSchema, deleteBatchSchema, deleteJobSchema, retryBatchSchema, retryJobSchema } from './schemas.js';
 
@@ -32,7 +33,15 @@ const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) =
   const control = { auth: 'vendor', scopes: ['jobs:write'], rateLimitTier: 'processing' } as const;
   const bulk = { auth: 'vendor', scopes: ['jobs:write'], rateLimitTier: 'bulk' } as const;
 
-  app.delete('/job/:jobId', { schema: deleteJobSchema, config: control }, async (request) => {
+  // A project-restricted token controls its project's jobs only; another project's job is not found.
+  const ownJob = async (request: FastifyRequest<{ Params: { jobId: string } }>) => {
+    const projectId = projectOf(request);
+    if (projectId === null) return;
+    const job = await findVendorJob(app.db, vendorOf(request).id, request.params.jobId);
+    if (!job || job.project_id !== projectId) throw new AppError('NOT_FOUND', 'no such job');
+  };
+
+  app.delete('/job/:jobId', { schema: deleteJobSchema, config: control, preHandler: ownJob }, async (request) => {
     const deleted = await deleteJobs(app.db, vendorOf(request).id, [request.params.jobId], ACTIVE_FILES_HOLD_MS);
     const [job] = deleted;
     if (!job) throw new AppError('NOT_FOUND', 'no such job');
@@ -42,7 +51,7 @@ const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) =
     return { jobId: job.id, deleted: true as const, filesRemoved };
   });
 
-  app.post('/job/:jobId/cancel', { schema: cancelJobSchema, config: control }, async (request) => {
+  app.post('/job/:jobId/cancel', { schema: cancelJobSchema, config: control, preHandler: ownJob }, async (request) => {
     const result = await cancelJob(app.db, vendorOf(request).id, request.params.jobId);
     if (result.outcome === 'not-found') throw new AppError('NOT_FOUND', 'no such job');
     if (result.outcome === 'ended') throw new AppError('CONFLICT', `the job already ended (${result.job.status}); only queued or active jobs can be cancelled`);
@@ -50,7 +59,7 @@ const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) =
     return { jobId: result.job.id, state: 'cancelled' as const, was: result.was };
   });
 
-  app.post('/job/:jobId/retry', { schema: retryJobSchema, config: control }, async (request, reply) => {
+  app.post('/job/:jobId/retry', { schema: retryJobSchema, config: control, preHandler: ownJob }, async (request, reply) => {
     const result = await retryJob(app.db, vendorOf(request).id, request.params.jobId, opts.attempts);
     if (result.outcome === 'not-found') throw new AppError('NOT_FOUND', 'no such job');
     if (result.outcome === 'not-retryable')
@@ -63,7 +72,7 @@ const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) =
 
   app.delete('/batch/:batchId', { schema: deleteBatchSchema, config: bulk }, async (request) => {
     const { batchId } = request.params;
-    const ids = await vendorBatch(app, vendorOf(request).id, batchId);
+    const ids = await vendorBatch(app, request, batchId);
     const deleted: DeletedJob[] = [];
     for (let i = 0; i < ids.length; i += 200) deleted.push(...(await deleteJobs(app.db, vendorOf(request).id, ids.slice(i, i + 200), ACTIVE_FILES_HOLD_MS)));
     await afterDelete(app, opts, vendorOf(request).id, deleted);
@@ -75,7 +84,7 @@ const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) =
   app.post('/batch/:batchId/cancel', { schema: cancelBatchSchema, config: bulk }, async (request) => {
     const { batchId } = request.params;
     const cancelled: Job[] = [];
-    for (const id of await vendorBatch(app, vendorOf(request).id, batchId)) {
+    for (const id of await vendorBatch(app, request, batchId)) {
       const result = await cancelJob(app.db, vendorOf(request).id, id);
       if (result.outcome === 'cancelled') cancelled.push(result.job);
     }
@@ -86,7 +95,7 @@ const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) =
   app.post('/batch/:batchId/retry', { schema: retryBatchSchema, config: bulk }, async (request, reply) => {
     const { batchId } = request.params;
     const retried: Job[] = [];
-    for (const id of await vendorBatch(app, vendorOf(request).id, batchId)) {
+    for (const id of await vendorBatch(app, request, batchId)) {
       const result = await retryJob(app.db, vendorOf(request).id, id, opts.attempts);
       if (result.outcome !== 'queued') continue;
       await queueAgain(app, result.job);
@@ -99,8 +108,8 @@ const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) =
 
 export default routes;
 
-async function vendorBatch(app: FastifyInstance, vendorId: string, batchId: string): Promise<string[]> {
-  const ids = await batchJobIds(app.db, vendorId, batchId);
+async function vendorBatch(app: FastifyInstance, request: FastifyRequest, batchId: string): Promise<string[]> {
+  const ids = await batchJobIds(app.db, vendorOf(request).id, batchId, projectOf(request));
   if (!ids) throw new AppError('NOT_FOUND', 'no such batch');
   return ids;
 }

@@ -13,7 +13,7 @@ import type { ImageQueueOptions } from './index.js';
 import { enqueueSchemas, WAIT_MAX_S, type BulkBody, type BulkQueuedResponse, type JobStatusResponse, type QueuedResponse, type SingleBody } from './schemas.js';
 import { multipartReader, storeUploads, type MultipartShape } from './uploads.js';
 import { rendered, sendRendered, serializerOf } from './conditional.js';
-import { vendorOf } from '../../plugins/auth.js';
+import { assertProject, vendorOf } from '../../plugins/auth.js';
 
 /**
  * The enqueue routes of each job kind (seed 003's six for the registry's
@@ -36,7 +36,8 @@ const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) =
       schema: schemas.single,
       config: { auth: 'vendor', scopes: ['jobs:write'], rateLimitTier: spec.rateTier },
       preValidation: multipartReader(SINGLE_SHAPE, opts.uploads),
-      preHandler: app.idempotency.check,
+      // The token's project is checked before an Idempotency-Key can replay anything.
+      preHandler: [projectGuard, app.idempotency.check],
       handler: async (request, reply) => {
         const body = request.body as SingleBody;
         assertBodyVendor(request, body.vendorId);
@@ -73,7 +74,8 @@ const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) =
       bodyLimit: opts.bulkBodyLimit,
       config: { auth: 'vendor', scopes: ['jobs:write'], rateLimitTier: 'bulk' },
       preValidation: multipartReader(BULK_SHAPE, opts.uploads),
-      preHandler: app.idempotency.check,
+      // The token's project is checked before an Idempotency-Key can replay anything.
+      preHandler: [projectGuard, app.idempotency.check],
       handler: async (request, reply) => {
         const body = request.body as BulkBody;
         assertBodyVendor(request, body.vendorId);
@@ -110,6 +112,11 @@ const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) =
 };
 
 export default routes;
+
+/** A project-restricted token enqueues into its own project only: 403 before anything else happens. */
+async function projectGuard(request: FastifyRequest): Promise<void> {
+  assertProject(request, (request.body as { projectId: string }).projectId, 'body/projectId');
+}
 
 /** The vendor is the token's; a body that names another one is refused. */
 export function assertBodyVendor(request: FastifyRequest, bodyVendorId: string | undefined): void {

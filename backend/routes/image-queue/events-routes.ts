@@ -1,13 +1,13 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { ServerResponse } from 'node:http';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { eventsAfter, firstEventSeq, lastEventSeq } from '../../../db/repos/events.js';
+import { eventsAfter, eventsAfterWithProject, firstEventSeq, lastEventSeq } from '../../../db/repos/events.js';
 import type { JobEventRow } from '../../../db/schema.js';
 import { AppError } from '../../../jobs/errors.js';
 import type { ChannelMessage } from '../../../jobs/events.js';
 import type { JobKind } from '../../../jobs/queues.js';
 import { eventsSchema, type JobEventMessage, type ProgressMessage, type ReadyMessage } from './events-schemas.js';
-import { vendorOf } from '../../plugins/auth.js';
+import { projectOf, vendorOf } from '../../plugins/auth.js';
 
 /**
  * GET /events: the vendor's job and batch events as server-sent events.
@@ -37,7 +37,7 @@ const routes: FastifyPluginAsyncTypebox<EventsRouteOptions> = async (app, opts) 
     if (app.eventHub.streams(vendorId) >= opts.maxStreamsPerVendor) {
       throw new AppError('RATE_LIMITED', `at most ${opts.maxStreamsPerVendor} open event streams per vendor; close one first`);
     }
-    const stream = new EventStream(app, request, reply.raw, vendorId, opts.heartbeatMs);
+    const stream = new EventStream(app, request, reply.raw, vendorId, projectOf(request), opts.heartbeatMs);
     reply.hijack();
     await stream.start(resumeFrom);
   });
@@ -61,12 +61,16 @@ class EventStream {
   /** set once the start position is known: messages before it are dropped (the first read after it covers them) */
   private started = false;
   private readonly cleanups: (() => void)[] = [];
+  /** for a project-restricted stream: jobs of its project seen in the log, whose progress it passes on (others' it drops) */
+  private readonly ownJobs = new Set<string>();
 
   constructor(
     private readonly app: FastifyInstance,
     private readonly request: FastifyRequest,
     private readonly res: ServerResponse,
     private readonly vendorId: string,
+    /** a project-restricted token's project: only its jobs' events are sent */
+    private readonly projectId: string | null,
     private readonly heartbeatMs: number,
   ) {}
 
@@ -114,9 +118,9 @@ class EventStream {
     }, this.heartbeatMs);
     this.cleanups.push(() => clearInterval(heartbeat));
     // The token's lifetime bounds the stream's: a deleted vendor or a revoked plan stops streaming.
-    const exp = (this.request.user as { exp?: number } | undefined)?.exp;
-    if (exp) {
-      const expiry = setTimeout(() => this.close(), Math.max(0, exp * 1000 - Date.now()));
+    const expiresAt = this.request.caller?.expiresAt;
+    if (expiresAt) {
+      const expiry = setTimeout(() => this.close(), Math.min(2 ** 31 - 1, Math.max(0, expiresAt - Date.now())));
       this.cleanups.push(() => clearTimeout(expiry));
     }
   }
@@ -124,6 +128,7 @@ class EventStream {
   private onMessage(message: ChannelMessage): void {
     if (!this.started) return;
     if (message.type === 'progress') {
+      if (this.projectId !== null && !this.ownJobs.has(message.jobId)) return;
       const progress: ProgressMessage = {
         type: 'progress',
         jobId: message.jobId,
@@ -150,9 +155,13 @@ class EventStream {
         this.readAgain = false;
         for (;;) {
           if (this.closed) return;
-          const rows = await eventsAfter(this.app.db, this.vendorId, this.last, PAGE);
+          const rows =
+            this.projectId === null
+              ? await eventsAfter(this.app.db, this.vendorId, this.last, PAGE)
+              : await eventsAfterWithProject(this.app.db, this.vendorId, this.last, PAGE);
           for (const row of rows) {
             this.last = Number(row.seq);
+            if (this.projectId !== null && !this.ownProject(row as JobEventRow & { project_id: string | null })) continue;
             this.send(`id: ${row.seq}\nevent: ${row.type}\ndata: ${JSON.stringify(present(row))}\n\n`);
           }
           if (rows.length < PAGE) break;
@@ -163,6 +172,16 @@ class EventStream {
     } finally {
       this.reading = false;
     }
+  }
+
+  /** Whether a log row is of this stream's project; its job's progress is passed on from then (bounded: the oldest is forgotten). */
+  private ownProject(row: JobEventRow & { project_id: string | null }): boolean {
+    if (row.project_id !== this.projectId) return false;
+    if (row.job_id) {
+      if (this.ownJobs.size >= 10_000) this.ownJobs.delete(this.ownJobs.values().next().value as string);
+      this.ownJobs.add(row.job_id);
+    }
+    return true;
   }
 
   private send(text: string): void {

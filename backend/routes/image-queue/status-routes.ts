@@ -16,7 +16,7 @@ import {
   type JobStatusResponse,
   type QueueStatsResponse,
 } from './schemas.js';
-import { vendorOf } from '../../plugins/auth.js';
+import { isFullToken, projectOf, seesProject, vendorOf } from '../../plugins/auth.js';
 
 /**
  * Status routes, in the polling tier (generous, separate from the enqueue
@@ -37,9 +37,14 @@ const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) =
 
   app.get('/jobs', { schema: jobListSchemaFor(app.jobKinds), config: polling }, async (request, reply) => {
     const { status, kind, batchId, cursor, limit } = request.query;
-    if (batchId && !(await findVendorBatch(app.db, vendorOf(request).id, batchId))) throw new AppError('NOT_FOUND', 'no such batch');
+    const projectId = projectOf(request);
+    if (batchId) {
+      const batch = await findVendorBatch(app.db, vendorOf(request).id, batchId);
+      if (!batch || !seesProject(request, batch.project_id)) throw new AppError('NOT_FOUND', 'no such batch');
+    }
     const page = await listVendorJobs(app.db, {
       vendorId: vendorOf(request).id,
+      ...(projectId !== null ? { projectId } : {}),
       ...(status ? { states: status } : {}),
       ...(kind ? { kind } : {}),
       ...(batchId ? { batchId } : {}),
@@ -64,11 +69,13 @@ const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) =
 
   const statsCache = new Map<string, { at: number; value: Promise<QueueStatsResponse> }>();
   app.get('/queue-stats', { schema: queueStatsSchemaFor(app.jobKinds), config: polling }, async (request) => {
-    const viewer = vendorOf(request).role === 'admin' ? null : vendorOf(request).id;
-    const cacheKey = viewer ?? '*admin*';
+    // An admin's full token sees every vendor's counts; a project token its project's only.
+    const projectId = projectOf(request);
+    const viewer = vendorOf(request).role === 'admin' && isFullToken(request.caller!) ? null : vendorOf(request).id;
+    const cacheKey = viewer === null ? '*admin*' : projectId === null ? viewer : `${viewer}\n${projectId}`;
     const hit = statsCache.get(cacheKey);
     if (hit && Date.now() - hit.at < opts.statsCacheMs) return hit.value;
-    const value = queueStats(app, viewer);
+    const value = queueStats(app, viewer, projectId);
     if (statsCache.size > 10_000) statsCache.clear();
     statsCache.set(cacheKey, { at: Date.now(), value });
     value.catch(() => statsCache.delete(cacheKey));
@@ -78,9 +85,9 @@ const routes: FastifyPluginAsyncTypebox<ImageQueueOptions> = async (app, opts) =
 
 export default routes;
 
-async function queueStats(app: FastifyInstance, vendorId: string | null): Promise<QueueStatsResponse> {
+async function queueStats(app: FastifyInstance, vendorId: string | null, projectId: string | null): Promise<QueueStatsResponse> {
   const kinds = app.jobKinds.list;
-  const [counts, ...depths] = await Promise.all([ledgerCounts(app.db, vendorId), ...kinds.map((spec) => queueDepth(app, spec.kind))]);
+  const [counts, ...depths] = await Promise.all([ledgerCounts(app.db, vendorId, projectId), ...kinds.map((spec) => queueDepth(app, spec.kind))]);
   const byKind = new Map(kinds.map((spec, i) => [spec.kind, depths[i] ?? null]));
   return presentQueueStats(app.jobKinds, counts, byKind, vendorId === null ? 'all' : 'vendor', new Date());
 }
@@ -98,21 +105,27 @@ async function readOrWait<T>(
   serialize: Serialize,
 ): Promise<View<T> | null> {
   const vendorId = vendorOf(request).id;
+  const projectId = projectOf(request);
   if (!wait) {
-    return ('jobId' in target ? app.jobStatus.job(vendorId, target.jobId) : app.jobStatus.batch(vendorId, target.batchId)) as Promise<View<T> | null>;
+    const view = await ('jobId' in target ? app.jobStatus.job(vendorId, target.jobId) : app.jobStatus.batch(vendorId, target.batchId));
+    // Another project's job or batch reads as not found, as another vendor's does.
+    return view && seesProject(request, view.projectId) ? (view as View<T>) : null;
   }
   const left = new AbortController();
   const onClose = () => left.abort();
   reply.raw.once('close', onClose);
   try {
-    const { view } = await app.jobStatus.untilChanged<T>({
+    const { view, outcome } = await app.jobStatus.untilChanged<T>({
       vendorId,
+      projectId,
       target,
       since: heldEtag(request.headers['if-none-match']),
       ms: wait * 1000,
       signal: left.signal,
       etag: (v) => rendered(v, serialize).etag,
     });
+    // Woken by a revocation of the vendor's tokens: the token is checked again (its vendor row was dropped), so a revoked one gets 401 now.
+    if (outcome === 'revoked') await app.resolveCaller(request);
     return view;
   } finally {
     reply.raw.off('close', onClose);

@@ -3,7 +3,7 @@ import { findPerson, listPersonRecords, listPersons } from '../../../db/repos/fa
 import type { Face } from '../../../db/schema.js';
 import { AppError } from '../../../jobs/errors.js';
 import { listPersonsSchema, personRecordsSchema, type PersonRecord, type PersonSummary } from './schemas.js';
-import { vendorOf } from '../../plugins/auth.js';
+import { assertProject, projectOf, vendorOf } from '../../plugins/auth.js';
 
 /**
  * Person filtering (seed 000): the persons face tagging grouped a vendor's
@@ -14,7 +14,9 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
   const reading = { auth: 'vendor', scopes: ['persons:read'] } as const;
 
   app.get('', { schema: listPersonsSchema, config: reading }, async (request) => {
-    const page = await listPersons(app.db, vendorOf(request).id, { limit: request.query.limit, cursor: request.query.cursor });
+    // A project-restricted token sees the persons of its project, counted there.
+    const projectId = projectOf(request) ?? undefined;
+    const page = await listPersons(app.db, vendorOf(request).id, { limit: request.query.limit, cursor: request.query.cursor, projectId });
     const persons: PersonSummary[] = page.items.map(({ person, recordCount, sample }) => ({
       personId: person.id,
       faceCount: person.face_count,
@@ -28,12 +30,14 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
 
   app.get('/:personId/records', { schema: personRecordsSchema, config: reading }, async (request) => {
     const { personId } = request.params;
-    const person = await findPerson(app.db, vendorOf(request).id, personId);
+    if (request.query.projectId !== undefined) assertProject(request, request.query.projectId, 'querystring/projectId');
+    const projectId = request.query.projectId ?? projectOf(request) ?? undefined;
+    const person = await findPerson(app.db, vendorOf(request).id, personId, projectOf(request) ?? undefined);
     if (!person) throw new AppError('NOT_FOUND', 'no such person');
     const page = await listPersonRecords(app.db, vendorOf(request).id, personId, {
       limit: request.query.limit,
       cursor: request.query.cursor,
-      projectId: request.query.projectId,
+      projectId,
     });
     const records: PersonRecord[] = page.items.map((r) => ({
       projectId: r.face.project_id,

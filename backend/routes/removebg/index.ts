@@ -65,6 +65,15 @@ const routes: FastifyPluginAsyncTypebox<RemoveBgRouteOptions> = async (app, opts
   });
 
   const keys = new Map<string, { vendor: AuthVendor | null; at: number }>();
+  // A rotated key or a deleted vendor stops working at once here too, not after the key cache's period.
+  const unlisten = app.eventHub.onRevoke((vendorId) => {
+    for (const [hash, entry] of keys) if (entry.vendor?.id === vendorId) keys.delete(hash);
+  });
+  const offGap = app.eventHub.onGap(() => keys.clear());
+  app.addHook('onClose', async () => {
+    unlisten();
+    offGap();
+  });
   app.addHook('onRequest', async (request) => {
     const key = request.headers['x-api-key'];
     if (typeof key !== 'string' || key === '') throw new RemoveBgError(403, 'auth_failed', 'Missing API Key', 'send your API key in the X-Api-Key header');

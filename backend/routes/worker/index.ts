@@ -7,6 +7,7 @@ import { readHeartbeats } from '../../heartbeats.js';
 import { queueDepth, type QueueDepthView } from '../../queue-depth.js';
 import { withTimeout } from '../../../platform/timeout.js';
 import { healthSchemaFor, type HealthResponse } from './schemas.js';
+import { isFullToken } from '../../plugins/auth.js';
 
 /**
  * GET /api/worker/health. Unhealthy (503) when Redis or MySQL does not answer
@@ -70,7 +71,7 @@ async function isAdmin(app: FastifyInstance, request: FastifyRequest): Promise<b
   if (!request.headers.authorization) return false;
   try {
     const caller = await withTimeout(app.resolveCaller(request), CHECK_TIMEOUT_MS);
-    return caller.vendor.role === 'admin' && caller.scopes === null;
+    return caller.vendor.role === 'admin' && isFullToken(caller);
   } catch {
     return false;
   }
