@@ -344,7 +344,15 @@ export function toAuthVendor(row: Vendor): AuthVendor {
       rateLimits = null;
     }
   }
-  return { id: row.id, name: row.name, plan: row.plan, role: row.role, rateLimits, corsOrigins: storedOrigins(row.cors_origins), tokenVersion: Number(row.token_version) };
+  return {
+    id: row.id,
+    name: row.name,
+    plan: row.plan,
+    role: row.role,
+    rateLimits,
+    corsOrigins: storedOrigins(row.cors_origins),
+    tokenVersion: Number(row.token_version),
+  };
 }
 
 const UNIT_SECONDS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400, '': 1 };
