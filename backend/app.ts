@@ -6,6 +6,7 @@ import { parseOriginList } from '../platform/origins.js';
 import { publicBaseUrl } from '../platform/config-sections.js';
 import { kindSet, type AnyJobKind } from '../jobs/kinds.js';
 import type { ApiConfig } from './config.js';
+import { trustProxyOption } from './trust-proxy.js';
 import errors from './plugins/errors.js';
 import jsonBody from './plugins/json-body.js';
 import mysql from './plugins/mysql.js';
@@ -54,7 +55,7 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
   const corsOrigins = originList('CORS_ORIGINS', config.CORS_ORIGINS);
   const app = Fastify({
     logger: options.logger ?? { ...loggerOptions(config.LOG_LEVEL, 'api'), stream: logDestination(options.logStream) },
-    trustProxy: config.TRUST_PROXY,
+    trustProxy: trustProxyOption(config.TRUST_PROXY),
     bodyLimit: 1024 * 1024,
     // A slow upload cannot hold a connection and its buffered parts for ever.
     // Node 20 reads the request deadline only when the server is created and

@@ -33,7 +33,10 @@ export const ApiConfigSchema = Type.Object({
     minLength: 32,
   }),
   JWT_EXPIRES: env.string('1h', 'lifetime of a vendor token (e.g. 15m, 1h, 1d)', { pattern: '^[0-9]+(ms|s|m|h|d)?$' }),
-  TRUST_PROXY: env.bool(false, 'trust X-Forwarded-For (set when behind a load balancer) so per-IP limits see the client'),
+  TRUST_PROXY: env.string(
+    'false',
+    'whose X-Forwarded-For to believe, so per-IP limits and logs see the client behind a load balancer: false, true (any peer: only behind a proxy that overwrites the header), a hop count (1 = one proxy of ours in front), or a comma list of proxy IPs/CIDRs (10.0.0.0/8,192.168.1.7)',
+  ),
   VENDOR_CACHE_MS: env.int(2000, 'how long the API caches a vendor row (plan, deletion) between checks', { minimum: 0 }),
   JOB_ATTEMPTS: env.int(3, 'attempts per job before it is dead-lettered', { minimum: 1, maximum: 20 }),
   JOB_BACKOFF_MS: env.int(2000, 'first retry delay; doubles each retry (2 s, 4 s, 8 s)', { minimum: 0 }),
