@@ -93,6 +93,8 @@ export interface JobsTable {
   finished_at: Date | null;
   updated_at: UpdatedAt;
   duration_ms: number | null;
+  /** runs of this job that ended with their worker dying under them (poison suspects run alone) */
+  stalls: Generated<number>;
 }
 
 export interface JobAttemptsTable {

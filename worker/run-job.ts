@@ -1,7 +1,7 @@
 import type Bull from 'bull';
 import type { Redis } from 'ioredis';
 import type { Db } from '../db/connect.js';
-import { completeJob, failAttempt, findJob, setProgress, startAttempt, type Ledger } from '../db/repos/jobs.js';
+import { checkRun, completeJob, failAttempt, findJob, setProgress, startAttempt, type Ledger } from '../db/repos/jobs.js';
 import { AppError } from '../jobs/errors.js';
 import type { AnyJobKind, JobKind } from '../jobs/kinds.js';
 import { payloadCheck } from '../jobs/payload-check.js';
@@ -18,6 +18,7 @@ import { retryDb } from './retry-db.js';
 import { loadSource } from './source.js';
 import { attemptDeadline } from '../platform/images.js';
 import type { AttemptWatch, Cancellations } from './cancellations.js';
+import type { RunGate } from './run-gate.js';
 
 /**
  * Wraps a processor with everything every job needs: the ledger moves
@@ -51,6 +52,8 @@ export interface RunnerDeps {
   metrics?: JobMetrics;
   /** aborts an attempt whose job its vendor cancelled or deleted */
   cancellations?: Cancellations;
+  /** who runs at once in this process: suspects of killing their worker run alone */
+  gate?: RunGate;
 }
 
 export type JobHandler = (job: Bull.Job<JobPayload>) => Promise<{ jobId: string; status: string }>;
@@ -74,6 +77,26 @@ export function jobHandler<K extends string>(deps: RunnerDeps, spec: AnyJobKind,
     const payload = job.data as PayloadOf<K>;
     const { jobId, vendorId, batchId, kind } = payload;
     const log = deps.log.child({ jobId, vendorId, queue, bullAttempt: job.attemptsMade + 1 });
+    // A job found active died with its last worker: recorded now; a suspect runs alone (worker/run-gate.ts).
+    const run = await retryDb(() => checkRun(deps.db, jobId, DEAD_RUN_MESSAGE), deps.dbWriteRetryMs);
+    if (run.status === 'dead') {
+      log.error('job dead: it stopped its worker while running alone, out of attempts');
+      deps.metrics?.attemptEnded(queue, 'dead', 0, 'JOB_STALLED');
+      publishJobEvent(deps.redis, deps.bullPrefix, { jobId, vendorId, batchId, kind, type: 'dead', error: { code: 'JOB_STALLED', message: DEAD_RUN_MESSAGE } });
+      await job.discard();
+      throw Object.assign(new Error(`JOB_STALLED: ${DEAD_RUN_MESSAGE}`), { code: 'JOB_STALLED' });
+    }
+    if (run.suspect) log.warn('a suspect: an earlier run of this job ended with its worker dying; it runs alone');
+    const release = await (run.suspect ? deps.gate?.alone() : deps.gate?.shared());
+    try {
+      return await attempt(job, payload, log);
+    } finally {
+      release?.();
+    }
+  };
+
+  async function attempt(job: Bull.Job<JobPayload>, payload: PayloadOf<K>, log: Logger): Promise<{ jobId: string; status: string }> {
+    const { jobId, vendorId, batchId, kind } = payload;
     const event = { jobId, vendorId, batchId, kind };
 
     const measuredFrom = performance.now();
@@ -158,8 +181,11 @@ export function jobHandler<K extends string>(deps: RunnerDeps, spec: AnyJobKind,
       limit.release();
       watch?.release();
     }
-  };
+  }
 }
+
+/** What a job's dead run is recorded with (db/repos/jobs.ts, recordDeadRun). */
+export const DEAD_RUN_MESSAGE = 'the worker running this job stopped mid-attempt';
 
 /**
  * A Bull job whose payload does not match its kind's schema (written by

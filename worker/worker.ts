@@ -4,7 +4,7 @@ import type Bull from 'bull';
 import { sql } from 'kysely';
 import type { Redis } from 'ioredis';
 import { connectDb, type Db } from '../db/connect.js';
-import { failStalledJob, findJob, type Ledger } from '../db/repos/jobs.js';
+import { findJob, recordDeadRun, type Ledger } from '../db/repos/jobs.js';
 import { LedgerTransactions } from '../db/multi-statement.js';
 import type { RembgInstanceState, WorkerHeartbeat } from '../jobs/heartbeat.js';
 import type { JobPayload } from '../jobs/payloads.js';
@@ -23,7 +23,8 @@ import { buildProcessors, type ExtraProcessors, type WorkerResource } from './pr
 import { reconcile, reconcileLockKey } from './reconciler.js';
 import { redisLock } from '../platform/redis-lock.js';
 import { withTimeout } from '../platform/timeout.js';
-import { jobHandler, type RunnerDeps } from './run-job.js';
+import { DEAD_RUN_MESSAGE, jobHandler, type RunnerDeps } from './run-job.js';
+import { createRunGate } from './run-gate.js';
 import { listenForCancellations, type Cancellations } from './cancellations.js';
 import { collectGarbage } from '../platform/garbage.js';
 import { retentionLockKey, runRetention, type RetentionRun } from './retention.js';
@@ -197,27 +198,30 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
 
   /**
    * Bull gives up on a job whose workers died mid-attempt MAX_STALLED_COUNT
-   * times (a job that crashes its worker, say). The ledger counts that as a
-   * failed attempt and either queues it again or dead-letters it, so a poison
-   * job cannot cycle forever.
+   * times. The ledger records it as a dead run (db/repos/jobs.ts,
+   * recordDeadRun: free the first time, a failed attempt once the job ran
+   * alone) and the job is queued again or dead-lettered, so a poison job
+   * cannot cycle forever and a job that only shared its worker loses nothing.
    */
   async function onStalledLimit(queue: string, job: Bull.Job<JobPayload> | null) {
     if (!job) return;
     const jobId = String(job.id);
     try {
-      const status = await failStalledJob(db, jobId, 'JOB_STALLED', 'the worker running this job stopped mid-attempt too many times');
-      if (!status) return;
-      log.error({ jobId, vendorId: job.data.vendorId, queue, status }, 'job stalled more than the allowed number of times');
-      publishJobEvent(redis, config.BULL_PREFIX, {
-        jobId,
-        vendorId: job.data.vendorId,
-        batchId: job.data.batchId,
-        kind: job.data.kind,
-        type: status,
-        error: { code: 'JOB_STALLED', message: 'the worker running this job stopped mid-attempt too many times' },
-      });
-      const row = status === 'queued' ? await findJob(db, jobId) : undefined;
-      if (row) await requeueJob(queueSet.queues, row, kinds);
+      const status = await recordDeadRun(db, jobId, DEAD_RUN_MESSAGE);
+      if (status) {
+        log.error({ jobId, vendorId: job.data.vendorId, queue, status }, 'job stalled more than the allowed number of times');
+        publishJobEvent(redis, config.BULL_PREFIX, {
+          jobId,
+          vendorId: job.data.vendorId,
+          batchId: job.data.batchId,
+          kind: job.data.kind,
+          type: status,
+          error: { code: 'JOB_STALLED', message: DEAD_RUN_MESSAGE },
+        });
+      }
+      // Queued in the ledger (now, or already: it was waiting its turn when its worker died): Bull must carry it again.
+      const row = await findJob(db, jobId);
+      if (row?.status === 'queued') await requeueJob(queueSet.queues, row, kinds);
     } catch (error) {
       log.warn({ err: error, jobId, vendorId: job.data.vendorId, queue }, 'could not record a stalled job; the reconciler will pick it up');
     }
@@ -291,6 +295,7 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
         shutdown: shutdown.signal,
         metrics,
         cancellations,
+        gate: createRunGate(),
       };
       await runReconciler();
       if (config.RECONCILE_INTERVAL_MS > 0) {

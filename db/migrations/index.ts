@@ -9,6 +9,7 @@ import * as dataLifecycle from './20261206_0013_data_lifecycle.js';
 import * as vendorCorsOrigins from './20261206_0014_vendor_cors_origins.js';
 import * as tokenVersion from './20261206_0015_token_version.js';
 import * as retention from './20261206_0017_retention.js';
+import * as jobStalls from './20261206_0020_job_stalls.js';
 
 /**
  * Every migration, in order. Imported statically so the list is the same under
@@ -25,4 +26,5 @@ export const migrations: Record<string, Migration> = {
   '20261206_0014_vendor_cors_origins': vendorCorsOrigins,
   '20261206_0015_token_version': tokenVersion,
   '20261206_0017_retention': retention,
+  '20261206_0020_job_stalls': jobStalls,
 };

@@ -289,13 +289,18 @@ async function failAttemptIn(trx: Transaction<Database>, f: AttemptFailure): Pro
     if (f.status === 'dead') {
       await trx
         .insertInto('dead_letters')
-        .values({ job_id: f.jobId, vendor_id: job.vendor_id, queue: QUEUE_NAMES[job.kind] })
+        .values({ job_id: f.jobId, vendor_id: job.vendor_id, queue: queueNameOf(job.kind) })
         .onDuplicateKeyUpdate({ dead_at: sql<Date>`NOW(3)` })
         .execute();
     }
   }
   await appendEvents(trx, final ? await finalEvents(trx, event) : [event]);
   return true;
+}
+
+/** The registry's queue of a kind; a kind outside the registry (a test's) is listed under its own name. */
+function queueNameOf(kind: string): string {
+  return (QUEUE_NAMES as Record<string, string | undefined>)[kind] ?? kind;
 }
 
 /** A job's final event, and its batch's when it was the batch's last job to end. */
@@ -305,19 +310,55 @@ async function finalEvents(trx: Transaction<Database>, event: NewEvent): Promise
 }
 
 /**
- * A job Bull gave up on because its workers kept dying mid-attempt (stalled
- * more than MAX_STALLED_COUNT times): the running attempt counts as failed,
- * and the job is queued again or, out of attempts, dead. Null when the ledger
- * no longer has it active (another copy finished it).
+ * Poison jobs (issue 18). A run of a job whose worker died under it (the
+ * ledger still says `active` when the job comes round again, or Bull gave
+ * up on it after MAX_STALLED_COUNT stalls) is a *dead run*. Which of the
+ * jobs running on that worker killed it cannot be told, so:
+ *
+ * - the first dead run of a job costs it nothing (the worker may have died of
+ *   another job, or of something else entirely), but makes it a suspect
+ *   (`stalls` > 0): from then on it runs alone on its worker (worker/run-gate.ts);
+ * - a dead run of a suspect (it ran alone, so it killed its worker) counts
+ *   as a failed attempt (JOB_STALLED): the job is queued again or, out of
+ *   attempts, dead.
+ *
+ * So another vendor's job never loses an attempt to a poison job it shared a
+ * worker with, and a poison job runs at most max_attempts times alone, after
+ * the one shared run that made it a suspect.
+ *
+ * Either way the job is `queued` (or `dead`) after: a job waiting for its
+ * turn to run alone is not active, so its worker dying meanwhile costs it
+ * nothing. Returns the job's status after, or null when the ledger no longer
+ * has it active (another copy finished it, or it was already recorded).
  */
-export async function failStalledJob(db: Db, jobId: string, code: string, message: string): Promise<JobState | null> {
+export async function recordDeadRun(db: Db, jobId: string, message: string): Promise<JobState | null> {
   return db.transaction().execute(async (trx) => {
-    const job = await trx.selectFrom('jobs').select(['status', 'attempts', 'max_attempts']).where('id', '=', jobId).forUpdate().executeTakeFirst();
+    const job = await trx.selectFrom('jobs').select(['status', 'attempts', 'max_attempts', 'stalls']).where('id', '=', jobId).forUpdate().executeTakeFirst();
     if (!job || job.status !== 'active') return null;
-    const status = job.attempts >= job.max_attempts ? 'dead' : 'queued';
-    const done = await failAttemptIn(trx, { jobId, attempt: job.attempts, status, code, message });
+    await trx
+      .updateTable('jobs')
+      .set({ stalls: sql<number>`stalls + 1` })
+      .where('id', '=', jobId)
+      .execute();
+    // The first dead run is refunded: it may not be this job's doing.
+    const counted = job.stalls > 0;
+    const status = counted && job.attempts >= job.max_attempts ? 'dead' : 'queued';
+    const done = await failAttemptIn(trx, { jobId, attempt: job.attempts, status, code: 'JOB_STALLED', message, refund: !counted });
     return done ? status : null;
   });
+}
+
+/**
+ * What a worker must know before it starts a job: whether it is a suspect
+ * (runs alone), and its status after any dead run found here was recorded
+ * (a job found active has one behind it).
+ */
+export async function checkRun(db: Db, jobId: string, message: string): Promise<{ suspect: boolean; status: JobState | null }> {
+  const row = await db.selectFrom('jobs').select(['status', 'stalls']).where('id', '=', jobId).executeTakeFirst();
+  if (!row) return { suspect: false, status: null };
+  if (row.status !== 'active') return { suspect: row.stalls > 0, status: row.status };
+  const status = (await recordDeadRun(db, jobId, message)) ?? (await findJob(db, jobId))?.status ?? null;
+  return { suspect: true, status };
 }
 
 async function finishAttemptRow(

@@ -22,8 +22,8 @@ export interface WorkerProcess {
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
-export async function spawnWorker(t: Test, env: TestEnv, id: string): Promise<WorkerProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'worker/main.ts'], {
+export async function spawnWorker(t: Test, env: TestEnv, id: string, script = 'worker/main.ts'): Promise<WorkerProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', script], {
     cwd: ROOT,
     env: childEnv({ ...env, WORKER_ID: id }),
     stdio: ['ignore', 'pipe', 'pipe'],
