@@ -38,6 +38,8 @@ export const ERROR_CODES = {
   NO_FACE: { status: 422, retryable: false },
   MULTIPLE_FACES: { status: 422, retryable: false },
   FACE_TOO_SMALL: { status: 422, retryable: false },
+  /** face tagging is opt-in per vendor (vendors.face_tagging; admin PATCH faceTagging) and this vendor has it off */
+  FACE_TAGGING_OFF: { status: 403, retryable: false },
 
   // background removal
   /** crop, scale or position needs a subject, and the cut-out has none */

@@ -17,7 +17,7 @@ import { describeConnectError } from './preflight.js';
  *   npm run vendor -- delete --id VENDOR_ID
  *   npm run vendor -- cors --id VENDOR_ID --origins https://app.example.com,https://admin.example.com
  *   npm run vendor -- cors --id VENDOR_ID --default      (back to CORS_ORIGINS; --origins '' allows none)
- *   npm run vendor -- set --id VENDOR_ID [--plan P] [--retention jobs=90d,uploads=30d|plan]
+ *   npm run vendor -- set --id VENDOR_ID [--plan P] [--retention jobs=90d,uploads=30d|plan] [--face-tagging on|off]
  * Each prints one JSON line; the API key is shown once and stored only hashed.
  * rotate-key and delete revoke every token of the vendor: the row's
  * token_version goes up, and a message on Redis tells every API process to
@@ -29,7 +29,7 @@ const USAGE = [
   '       npm run vendor -- rotate-key --id VENDOR_ID',
   '       npm run vendor -- delete --id VENDOR_ID',
   '       npm run vendor -- cors --id VENDOR_ID (--origins ORIGIN[,ORIGIN…] | --default)',
-  '       npm run vendor -- set --id VENDOR_ID [--plan standard|unlimited] [--retention KIND=PERIOD,…|plan]',
+  '       npm run vendor -- set --id VENDOR_ID [--plan standard|unlimited] [--retention KIND=PERIOD,…|plan] [--face-tagging on|off]',
 ].join('\n');
 const PLANS = ['standard', 'unlimited'];
 
@@ -43,6 +43,7 @@ const { positionals, values } = parseArgs({
     origins: { type: 'string' },
     default: { type: 'boolean' },
     retention: { type: 'string' },
+    'face-tagging': { type: 'string' },
   },
 });
 
@@ -56,7 +57,7 @@ if (!command || !['create', 'rotate-key', 'delete', 'cors', 'set'].includes(comm
 if (command === 'create' && !values.name?.trim()) fail('--name is required');
 if (values.plan !== undefined && !PLANS.includes(values.plan)) fail(`--plan must be one of ${PLANS.join(', ')}`);
 const change = command === 'set' ? settingsChange() : {};
-if (command === 'set' && Object.keys(change).length === 0) fail('set needs --plan or --retention');
+if (command === 'set' && Object.keys(change).length === 0) fail('set needs --plan, --retention or --face-tagging');
 if (command === 'create' && values.role !== 'vendor' && values.role !== 'admin') fail('--role must be vendor or admin');
 if (command !== 'create' && !values.id) fail('--id is required');
 let corsOrigins: string[] | null = null;
@@ -73,6 +74,9 @@ if (command === 'cors') {
 function settingsChange(): VendorLimitsChange {
   const out: VendorLimitsChange = {};
   if (values.plan !== undefined) out.plan = values.plan;
+  const faceTagging = values['face-tagging'];
+  if (faceTagging !== undefined && faceTagging !== 'on' && faceTagging !== 'off') fail('--face-tagging must be on or off');
+  if (faceTagging !== undefined) out.faceTagging = faceTagging === 'on';
   if (values.retention === 'plan') out.retention = null;
   else if (values.retention !== undefined) {
     try {
@@ -98,7 +102,14 @@ try {
   } else if (command === 'set') {
     const vendor = await updateVendorLimits(db, values.id!, change);
     if (!vendor) fail(`no vendor ${values.id}`);
-    console.log(JSON.stringify({ vendorId: vendor.id, plan: vendor.plan, retention: vendor.retention === null ? null : JSON.parse(vendor.retention) }));
+    console.log(
+      JSON.stringify({
+        vendorId: vendor.id,
+        plan: vendor.plan,
+        retention: vendor.retention === null ? null : JSON.parse(vendor.retention),
+        faceTagging: vendor.face_tagging === 1,
+      }),
+    );
   } else if (command === 'rotate-key') {
     const apiKey = await rotateApiKey(db, values.id!);
     if (!apiKey) fail(`no vendor ${values.id}`);

@@ -28,6 +28,7 @@ export type ErrorResponse = {
     | 'NO_FACE'
     | 'MULTIPLE_FACES'
     | 'FACE_TOO_SMALL'
+    | 'FACE_TAGGING_OFF'
     | 'NO_FOREGROUND'
     | 'REMBG_UNAVAILABLE'
     | 'REMBG_FAILED'

@@ -19,7 +19,7 @@ t.test('two crops of the same person land in one person, a different person in a
   const app = await testApp(t, env);
   await testWorker(t, env);
   const images = await testServer(t);
-  const vendor = await testVendor(app);
+  const vendor = await testVendor(app, { faceTagging: true });
   images.route('/ann-a.jpg', serveBytes(await portrait(DEMO_FACES.ann), 'image/jpeg'));
   // another framing of the same face, smaller and more compressed
   images.route('/ann-b.jpg', serveBytes(await portrait(DEMO_FACES.ann, { widen: 2.0, heighten: 2.4, shift: 0.15, scale: 0.8, quality: 75 }), 'image/jpeg'));
@@ -104,5 +104,24 @@ t.test('two crops of the same person land in one person, a different person in a
       ['bea'],
     );
     t.match(beaRecords.records[0].processedPhotoUrl, /passport\.jpg$/, 'the record links its crop');
+  });
+
+  t.test('a vendor that has not opted in to face tagging gets no faces stored', async (t) => {
+    const off = await testVendor(app, { name: 'No faces' });
+    const {
+      jobIds: [job],
+    } = await enqueueJobs(app, off.vendorId, [spec('ann-off', '/ann-a.jpg', { kind: 'process', options: { operations: [{ op: 'faces' }] } })], {
+      attempts: 3,
+      batch: false,
+    });
+    const ended = await waitFor(async () => {
+      const body = (await app.inject({ method: 'GET', url: `/api/image-queue/job/${job}`, headers: off.auth })).json();
+      return ['completed', 'failed', 'dead'].includes(body.state) ? body : undefined;
+    }, 60_000);
+    t.equal(ended.state, 'failed');
+    t.equal(ended.error.code, 'FACE_TAGGING_OFF');
+    t.equal(ended.attempts, 1, 'not retried');
+    const faces = await app.db.selectFrom('faces').select('id').where('vendor_id', '=', off.vendorId).execute();
+    t.same(faces, [], 'no descriptor stored');
   });
 });

@@ -32,8 +32,8 @@ function sumBuffer(d: Float32Array): Buffer {
 t.test("tagging reads a bounded set of a vendor's persons and still finds the right one", async (t) => {
   const env = await isolatedEnv(t);
   const app = await testApp(t, env);
-  const attacker = await testVendor(app, { name: 'Many persons' });
-  const neighbour = await testVendor(app, { name: 'Neighbour' });
+  const attacker = await testVendor(app, { name: 'Many persons', faceTagging: true });
+  const neighbour = await testVendor(app, { name: 'Neighbour', faceTagging: true });
 
   // 5,000 persons of one face each, spread as far apart as real faces of different people
   const persons = Array.from({ length: 5000 }, () => ({ id: newId(), mean: descriptor(0.2) }));

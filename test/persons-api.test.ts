@@ -35,8 +35,8 @@ const face = (descriptor: Float32Array, x = 10): FaceToTag => ({ box: { x, y: 20
 t.test('faces are grouped into vendor-scoped persons, served by /api/persons', async (t) => {
   const env = await isolatedEnv(t);
   const app = await testApp(t, env);
-  const a = await testVendor(app, { name: 'Studio A' });
-  const b = await testVendor(app, { name: 'Studio B' });
+  const a = await testVendor(app, { name: 'Studio A', faceTagging: true });
+  const b = await testVendor(app, { name: 'Studio B', faceTagging: true });
   const ann = person(1);
   const bob = person(2);
   const tag = (vendorId: string, recordId: string, faces: FaceToTag[], jobId = newId()) =>

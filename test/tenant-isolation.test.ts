@@ -115,8 +115,8 @@ t.test('tenant sweep: vendor B using vendor A ids learns nothing', async (t) => 
   const env = await isolatedEnv(t, { LOG_LEVEL: 'silent' });
   const { app, routes } = await fuzzableApp(env);
   t.teardown(() => app.close());
-  const a = await testVendor(app, { name: 'Studio A' });
-  const b = await testVendor(app, { name: 'Studio B' });
+  const a = await testVendor(app, { name: 'Studio A', faceTagging: true });
+  const b = await testVendor(app, { name: 'Studio B', faceTagging: true });
   const aAdmin = await testVendor(app, { name: 'Ops', role: 'admin' });
 
   // A's data: a batch of two jobs (one dead, so a dead letter exists), a person from a tagged face.

@@ -23,7 +23,7 @@ import { storedOrigins } from '../../platform/origins.js';
 export type AuthMode = 'public' | 'vendor' | 'admin';
 
 /** What a scoped token may do; a token without `scope` (an API key's own) may do all. */
-export const SCOPES = ['jobs:read', 'jobs:write', 'persons:read', 'webhooks:read', 'webhooks:write'] as const;
+export const SCOPES = ['jobs:read', 'jobs:write', 'persons:read', 'persons:write', 'webhooks:read', 'webhooks:write'] as const;
 export type Scope = (typeof SCOPES)[number];
 /** What a project-restricted token may do when its minter names no scope: everything that is per project (webhooks are the whole vendor's). */
 export const PROJECT_SCOPES: readonly Scope[] = ['jobs:read', 'jobs:write', 'persons:read'];

@@ -2,6 +2,7 @@ import { sql, type Insertable, type Transaction } from 'kysely';
 import type { Db } from '../connect.js';
 import type { Database, Face, FacesTable, Person } from '../schema.js';
 import { newId } from '../../platform/ids.js';
+import { AppError } from '../../jobs/errors.js';
 
 /**
  * Face tagging storage: a vendor's faces and the persons they are grouped
@@ -64,9 +65,20 @@ interface PersonState {
   changed: boolean;
 }
 
+export const FACE_TAGGING_OFF_MESSAGE =
+  'face tagging is off for this vendor; an admin turns it on (PATCH /api/admin/vendors/:vendorId { "faceTagging": true })';
+
+/** Whether the vendor opted in to face tagging (issue 21: biometric data is opt-in). */
+export async function faceTaggingOn(db: Db | Transaction<Database>, vendorId: string): Promise<boolean> {
+  const row = await db.selectFrom('vendors').select('face_tagging').where('id', '=', vendorId).executeTakeFirst();
+  return Boolean(row?.face_tagging);
+}
+
 export async function tagFaces(db: Db, request: TagRequest): Promise<TagOutcome> {
   return db.transaction().execute(async (trx) => {
-    await trx.selectFrom('vendors').select('id').where('id', '=', request.vendorId).forUpdate().execute();
+    // Read under the vendor's lock: a vendor that turned tagging off (or erased its persons) meanwhile stores nothing new.
+    const vendor = await trx.selectFrom('vendors').select(['id', 'face_tagging']).where('id', '=', request.vendorId).forUpdate().executeTakeFirst();
+    if (!vendor?.face_tagging) throw new AppError('FACE_TAGGING_OFF', FACE_TAGGING_OFF_MESSAGE);
 
     // A retried attempt finds its faces already tagged.
     const mine = await trx.selectFrom('faces').selectAll().where('job_id', '=', request.jobId).orderBy('face_index').execute();
@@ -549,4 +561,99 @@ async function loadPersonsById(trx: Transaction<Database>, vendorId: string, ids
     .forUpdate()
     .execute();
   return new Map(rows.map((r) => [r.id, { id: r.id, count: r.face_count, sum: decodeSum(r.descriptor_sum), isNew: false, changed: false }]));
+}
+
+/**
+ * Erases one of a vendor's persons: its faces (with their descriptors) and
+ * the person (with its descriptor sum), in one transaction under the
+ * vendor's lock. Returns the faces erased, or undefined when the vendor has
+ * no such person.
+ */
+export async function erasePerson(db: Db, vendorId: string, personId: string): Promise<number | undefined> {
+  return db.transaction().execute(async (trx) => {
+    await trx.selectFrom('vendors').select('id').where('id', '=', vendorId).forUpdate().execute();
+    const person = await trx.selectFrom('persons').select('id').where('id', '=', personId).where('vendor_id', '=', vendorId).executeTakeFirst();
+    if (!person) return undefined;
+    const faces = await trx.deleteFrom('faces').where('vendor_id', '=', vendorId).where('person_id', '=', personId).executeTakeFirst();
+    await trx.deleteFrom('persons').where('id', '=', personId).where('vendor_id', '=', vendorId).execute();
+    return Number(faces.numDeletedRows);
+  });
+}
+
+/**
+ * Erases all of a vendor's persons and faces, `batch` persons per
+ * transaction so that no transaction holds the vendor's lock for long (a
+ * vendor with a million faces would otherwise stop its own tagging for the
+ * whole erasure). Returns the persons and faces erased.
+ */
+export async function eraseAllPersons(db: Db, vendorId: string, batch = 200): Promise<{ persons: number; faces: number }> {
+  const erased = { persons: 0, faces: 0 };
+  for (;;) {
+    const done = await db.transaction().execute(async (trx) => {
+      await trx.selectFrom('vendors').select('id').where('id', '=', vendorId).forUpdate().execute();
+      const ids = (await trx.selectFrom('persons').select('id').where('vendor_id', '=', vendorId).orderBy('id').limit(batch).execute()).map((p) => p.id);
+      if (ids.length === 0) {
+        // Faces whose person is gone (none are expected) go too, so nothing biometric is left.
+        const strays = await trx.deleteFrom('faces').where('vendor_id', '=', vendorId).executeTakeFirst();
+        erased.faces += Number(strays.numDeletedRows);
+        return true;
+      }
+      const faces = await trx.deleteFrom('faces').where('vendor_id', '=', vendorId).where('person_id', 'in', ids).executeTakeFirst();
+      await trx.deleteFrom('persons').where('vendor_id', '=', vendorId).where('id', 'in', ids).execute();
+      erased.faces += Number(faces.numDeletedRows);
+      erased.persons += ids.length;
+      return false;
+    });
+    if (done) return erased;
+  }
+}
+
+/** Names a vendor's person (null clears the name); the row after, or undefined when the vendor has no such person. */
+export async function namePerson(db: Db, vendorId: string, personId: string, name: string | null): Promise<Person | undefined> {
+  await db
+    .updateTable('persons')
+    .set({ name, updated_at: sql<Date>`NOW(3)` })
+    .where('id', '=', personId)
+    .where('vendor_id', '=', vendorId)
+    .execute();
+  return findPerson(db, vendorId, personId);
+}
+
+export type MergeOutcome = { outcome: 'merged'; person: Person; faces: number } | { outcome: 'not-found'; personId: string };
+
+/**
+ * Merges persons `from` into `into`: their faces move to `into`, whose mean
+ * follows exactly (sums and counts add up), and they are deleted. All of
+ * them must be the vendor's; otherwise nothing changes and the first id not
+ * found is named. A merged person may then appear twice in one photo: the
+ * vendor said they are one.
+ */
+export async function mergePersons(db: Db, vendorId: string, into: string, from: readonly string[]): Promise<MergeOutcome> {
+  return db.transaction().execute(async (trx): Promise<MergeOutcome> => {
+    await trx.selectFrom('vendors').select('id').where('id', '=', vendorId).forUpdate().execute();
+    const ids = [...new Set([into, ...from])];
+    const persons = await loadPersonsById(trx, vendorId, ids);
+    const missing = ids.find((id) => !persons.has(id));
+    if (missing) return { outcome: 'not-found', personId: missing };
+    const target = persons.get(into) as PersonState;
+    const sources = ids.filter((id) => id !== into);
+    for (const id of sources) {
+      const source = persons.get(id) as PersonState;
+      for (let i = 0; i < DESCRIPTOR_LENGTH; i++) target.sum[i] = (target.sum[i] as number) + (source.sum[i] as number);
+      target.count += source.count;
+    }
+    const moved =
+      sources.length > 0
+        ? await trx.updateTable('faces').set({ person_id: into }).where('vendor_id', '=', vendorId).where('person_id', 'in', sources).executeTakeFirst()
+        : undefined;
+    if (sources.length > 0) await trx.deleteFrom('persons').where('vendor_id', '=', vendorId).where('id', 'in', sources).execute();
+    await trx
+      .updateTable('persons')
+      .set({ face_count: target.count, descriptor_sum: encodeSum(target.sum), sketch: sketchOf(target.sum, target.count), updated_at: sql<Date>`NOW(3)` })
+      .where('id', '=', into)
+      .where('vendor_id', '=', vendorId)
+      .execute();
+    const person = await trx.selectFrom('persons').selectAll().where('id', '=', into).executeTakeFirstOrThrow();
+    return { outcome: 'merged', person, faces: Number(moved?.numUpdatedRows ?? 0) };
+  });
 }

@@ -8,7 +8,8 @@ export interface CreatedVendor {
   apiKey: string;
 }
 
-export async function createVendor(db: Db, input: { name: string; plan?: string; role?: VendorRole }): Promise<CreatedVendor> {
+/** A new vendor; face tagging starts off (opt-in) unless `faceTagging` says otherwise. */
+export async function createVendor(db: Db, input: { name: string; plan?: string; role?: VendorRole; faceTagging?: boolean }): Promise<CreatedVendor> {
   const apiKey = generateApiKey();
   const vendorId = newId();
   await db
@@ -23,6 +24,7 @@ export async function createVendor(db: Db, input: { name: string; plan?: string;
       webhook_url: null,
       webhook_secret: null,
       rate_limits: null,
+      face_tagging: input.faceTagging ? 1 : 0,
       deleted_at: null,
     })
     .execute();
@@ -74,15 +76,18 @@ export interface VendorLimitsChange {
   corsOrigins?: string | null;
   /** retention overrides, JSON; null clears them */
   retention?: string | null;
+  /** face tagging opt-in */
+  faceTagging?: boolean;
 }
 
-/** Sets a vendor's plan, rate-limit overrides, CORS origins and/or retention overrides; the row after, or undefined. */
+/** Sets a vendor's plan, rate-limit overrides, CORS origins, retention overrides and/or face tagging opt-in; the row after, or undefined. */
 export async function updateVendorLimits(db: Db, vendorId: string, change: VendorLimitsChange): Promise<Vendor | undefined> {
-  const set: { plan?: string; rate_limits?: string | null; cors_origins?: string | null; retention?: string | null } = {};
+  const set: { plan?: string; rate_limits?: string | null; cors_origins?: string | null; retention?: string | null; face_tagging?: number } = {};
   if (change.plan !== undefined) set.plan = change.plan;
   if (change.rateLimits !== undefined) set.rate_limits = change.rateLimits;
   if (change.corsOrigins !== undefined) set.cors_origins = change.corsOrigins;
   if (change.retention !== undefined) set.retention = change.retention;
+  if (change.faceTagging !== undefined) set.face_tagging = change.faceTagging ? 1 : 0;
   if (Object.keys(set).length > 0) await db.updateTable('vendors').set(set).where('id', '=', vendorId).where('deleted_at', 'is', null).execute();
   return findVendor(db, vendorId);
 }

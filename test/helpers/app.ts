@@ -19,9 +19,17 @@ export interface TestVendor extends CreatedVendor {
   auth: { authorization: string };
 }
 
-/** A vendor with an API key and a fresh token. */
-export async function testVendor(app: FastifyInstance, options: { name?: string; plan?: string; role?: VendorRole } = {}): Promise<TestVendor> {
-  const created = await createVendor(app.db, { name: options.name ?? 'Test Studio', plan: options.plan ?? 'unlimited', role: options.role ?? 'vendor' });
+/** A vendor with an API key and a fresh token; `faceTagging` opts it in to face tagging (off by default, as for real vendors). */
+export async function testVendor(
+  app: FastifyInstance,
+  options: { name?: string; plan?: string; role?: VendorRole; faceTagging?: boolean } = {},
+): Promise<TestVendor> {
+  const created = await createVendor(app.db, {
+    name: options.name ?? 'Test Studio',
+    plan: options.plan ?? 'unlimited',
+    role: options.role ?? 'vendor',
+    faceTagging: options.faceTagging ?? false,
+  });
   const res = await app.inject({ method: 'POST', url: '/api/auth/token', payload: { apiKey: created.apiKey } });
   if (res.statusCode !== 200) throw new Error(`token request failed: ${res.statusCode} ${res.body}`);
   const token = (res.json() as { token: string }).token;

@@ -1,6 +1,6 @@
 import type { Sharp } from 'sharp';
 import type { Db } from '../../db/connect.js';
-import { tagFaces, type TaggedFace } from '../../db/repos/faces.js';
+import { FACE_TAGGING_OFF_MESSAGE, faceTaggingOn, tagFaces, type TaggedFace } from '../../db/repos/faces.js';
 import { AppError } from '../../jobs/errors.js';
 import type { FacesOp } from '../../jobs/operations.js';
 import type { JobContext } from '../context.js';
@@ -47,6 +47,8 @@ export interface FaceTagger {
 export function createFaceTagger(db: Db, engine: FaceEngine, settings: FaceTaggerSettings): FaceTagger {
   return {
     async tag(image, target, options = {}) {
+      // Before any detection work; tagFaces checks again under the vendor's lock.
+      if (!(await faceTaggingOn(db, target.vendorId))) throw new AppError('FACE_TAGGING_OFF', FACE_TAGGING_OFF_MESSAGE);
       const detected = options.faces ?? (await engine.detect(image, { detector: options.detector, signal: options.signal }));
       const usable = detected.filter((f) => f.box.width >= settings.minFacePx);
       const described = [];

@@ -18,6 +18,7 @@ export const AdminVendor = Type.Object({
     description: "web origins whose pages may call the API with this vendor's tokens (CORS); null: the operator's CORS_ORIGINS",
   }),
   retention: Nullable(RetentionOverrides),
+  faceTagging: Type.Boolean({ description: 'face tagging (biometric descriptors) is opt-in: off until an admin turns it on' }),
   effective: Type.Object(
     {
       plan: PlanSchema,
@@ -56,6 +57,7 @@ export const VendorLimitsPatch = Type.Object(
       }),
     ),
     retention: Type.Optional(Nullable(RetentionOverrides)),
+    faceTagging: Type.Optional(Type.Boolean({ description: "turn the vendor's face tagging on or off" })),
   },
   {
     additionalProperties: false,

@@ -41,7 +41,7 @@ const routes: FastifyPluginAsyncTypebox<AdminVendorOptions> = async (app, opts) 
   });
 
   app.patch('/:vendorId', { schema: patchVendorSchema, config: polling }, async (request) => {
-    const { plan, rateLimits, corsOrigins, retention } = request.body;
+    const { plan, rateLimits, corsOrigins, retention, faceTagging } = request.body;
     let origins: string[] | null | undefined = corsOrigins;
     if (corsOrigins) {
       try {
@@ -55,10 +55,18 @@ const routes: FastifyPluginAsyncTypebox<AdminVendorOptions> = async (app, opts) 
       ...(rateLimits !== undefined ? { rateLimits: rateLimits === null ? null : JSON.stringify(rateLimits) } : {}),
       ...(origins !== undefined ? { corsOrigins: origins === null ? null : JSON.stringify(origins) } : {}),
       ...(retention !== undefined ? { retention: retention === null ? null : JSON.stringify(retention) } : {}),
+      ...(faceTagging !== undefined ? { faceTagging } : {}),
     });
     if (!vendor) throw new AppError('NOT_FOUND', 'no such vendor');
     request.log.info(
-      { targetVendorId: vendor.id, plan: vendor.plan, rateLimits: vendor.rate_limits, corsOrigins: vendor.cors_origins, retention: vendor.retention },
+      {
+        targetVendorId: vendor.id,
+        plan: vendor.plan,
+        rateLimits: vendor.rate_limits,
+        corsOrigins: vendor.cors_origins,
+        retention: vendor.retention,
+        faceTagging: vendor.face_tagging,
+      },
       'vendor limits changed',
     );
     return present(vendor);
@@ -90,6 +98,7 @@ function presentVendor(vendor: Vendor, effective: EffectiveLimits, retention: Re
     rateLimits: stored === null ? null : parseOverrides(stored),
     corsOrigins: storedOrigins(vendor.cors_origins),
     retention: vendor.retention === null ? null : parseRetentionOverrides(vendor.retention),
+    faceTagging: vendor.face_tagging === 1,
     effective: { ...effective, plan: asPlan(vendor.plan), retention: effectiveRetention(retention, { plan: vendor.plan, retention: vendor.retention }) },
     createdAt: vendor.created_at.toISOString(),
   };

@@ -14,7 +14,7 @@ import { tokenRouteSchema } from './schemas.js';
  * limits (they are keyed by vendor, not by token).
  */
 const SCOPE_SET: ReadonlySet<string> = new Set(SCOPES);
-const VENDOR_WIDE: ReadonlySet<Scope> = new Set<Scope>(['webhooks:read', 'webhooks:write']);
+const VENDOR_WIDE: ReadonlySet<Scope> = new Set<Scope>(['webhooks:read', 'webhooks:write', 'persons:write']);
 
 const routes: FastifyPluginAsyncTypebox = async (app) => {
   app.post('/token', { schema: tokenRouteSchema, config: { auth: 'public' } }, async (request) => {

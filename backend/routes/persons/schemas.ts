@@ -36,8 +36,11 @@ const FaceView = Type.Object({
   }),
 });
 
+const PersonName = Type.Union([Type.String({ minLength: 1, maxLength: 191 }), Type.Null()], { description: 'a name you gave the person' });
+
 export const PersonSummary = Type.Object({
   personId: Type.String(),
+  name: PersonName,
   faceCount: Type.Integer(),
   recordCount: Type.Integer({ description: 'records (photos) the person appears in' }),
   createdAt: Type.String({ format: 'date-time' }),
@@ -89,4 +92,59 @@ export const personRecordsSchema = {
   params: PersonParams,
   querystring: PersonRecordsQuery,
   response: withErrors({ 200: PersonRecordsPage }, 404, 429),
+};
+
+const security = [{ bearerAuth: [] }];
+
+export const PersonNamed = Type.Object({ personId: Type.String(), name: PersonName, faceCount: Type.Integer() });
+
+export const deletePersonSchema = {
+  tags: ['persons'],
+  operationId: 'deletePerson',
+  summary: 'Erase one of your persons: its faces and their descriptors',
+  security,
+  params: PersonParams,
+  response: withErrors({ 200: Type.Object({ personId: Type.String(), deleted: Type.Literal(true), facesErased: Type.Integer() }) }, 404, 429),
+};
+
+export const deletePersonsSchema = {
+  tags: ['persons'],
+  operationId: 'deleteAllPersons',
+  summary: 'Erase all your persons, faces and face descriptors',
+  security,
+  response: withErrors({ 200: Type.Object({ personsErased: Type.Integer(), facesErased: Type.Integer() }) }, 429),
+};
+
+export const PersonPatch = Type.Object({ name: PersonName }, { additionalProperties: false });
+
+export const patchPersonSchema = {
+  tags: ['persons'],
+  operationId: 'namePerson',
+  summary: 'Name one of your persons (null or an empty name clears it)',
+  security,
+  params: PersonParams,
+  body: PersonPatch,
+  response: withErrors({ 200: PersonNamed }, 404, 429),
+};
+
+export const MergeBody = Type.Object(
+  {
+    from: Type.Array(Type.String({ minLength: 1, maxLength: 64 }), {
+      minItems: 1,
+      maxItems: 100,
+      uniqueItems: true,
+      description: 'persons to merge into this one; they are deleted and their faces join it',
+    }),
+  },
+  { additionalProperties: false },
+);
+
+export const mergePersonsSchema = {
+  tags: ['persons'],
+  operationId: 'mergePersons',
+  summary: 'Merge some of your persons into one',
+  security,
+  params: PersonParams,
+  body: MergeBody,
+  response: withErrors({ 200: Type.Object({ ...PersonNamed.properties, merged: Type.Array(Type.String()), facesMoved: Type.Integer() }) }, 404, 429),
 };
