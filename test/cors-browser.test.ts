@@ -14,9 +14,10 @@ import { freePort } from './helpers/private-services.js';
 /**
  * Seed 003's frontend from another origin (issue 19), in a real headless
  * Chromium: a vendor's web app on its own origin (a second local server)
- * loads the SDK (bundled for the browser with esbuild) and gets its token
- * from its own backend, which exchanges the vendor's API key server-side
- * (the key never reaches the page). Against the real API and a real worker
+ * loads the SDK (bundled for the browser with esbuild) and gets a browser
+ * token (scoped to jobs, bound to one project, 15 min) from its own backend,
+ * which exchanges the vendor's API key server-side (the key never reaches
+ * the page). Against the real API and a real worker
  * it uploads a photo and queues one by URL, polls both to the end with
  * `pollJobUntilComplete` and shows the result image; it reads the exposed
  * response headers. A page on an origin the vendor did not allow cannot
@@ -69,7 +70,7 @@ t.test(
     // The vendor's web app: its page, the SDK, a photo, and its backend's token route.
     const vendor = await testVendor(app, { name: 'Web Studio', plan: 'standard' });
     const admin = await testVendor(app, { name: 'Operator', role: 'admin' });
-    let minted = 0;
+    const mintedTokens: { scope: string | null; projectId: string | null; expiresIn: number }[] = [];
     const webApp = async (): Promise<TestServer> => {
       const site = await testServer(t);
       site.route('/', serveBytes(Buffer.from(PAGE), 'text/html; charset=utf-8'));
@@ -82,10 +83,12 @@ t.test(
         const answer = await fetch(`${api}/api/auth/token`, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ apiKey: vendor.apiKey }),
+          // a browser token: only jobs, only this page's project, 15 minutes
+          body: JSON.stringify({ apiKey: vendor.apiKey, scope: 'jobs:read jobs:write', projectId: 'web', expiresIn: 900 }),
         });
-        minted++;
-        res.writeHead(answer.status, { 'content-type': 'text/plain' }).end(((await answer.json()) as { token: string }).token);
+        const body = (await answer.json()) as { token: string; scope: string | null; projectId: string | null; expiresIn: number };
+        mintedTokens.push({ scope: body.scope, projectId: body.projectId, expiresIn: body.expiresIn });
+        res.writeHead(answer.status, { 'content-type': 'text/plain' }).end(body.token);
       });
       return site;
     };
@@ -134,7 +137,8 @@ t.test(
     t.match(result.headers['x-request-id'], /^[\w.:-]+$/, 'X-Request-Id is readable by the page');
     t.match(result.headers['ratelimit-remaining'], /^\d+$/, 'RateLimit-Remaining is readable by the page');
     t.equal(result.headers['access-control-allow-credentials'], null);
-    t.ok(result.tokens >= 1 && minted >= 1, 'the token came from the vendor backend');
+    t.ok(result.tokens >= 1, 'the page asked its backend for tokens');
+    t.same(mintedTokens[0], { scope: 'jobs:read jobs:write', projectId: 'web', expiresIn: 900 }, 'a scoped, project-bound, short-lived browser token');
     t.ok(fromApi.length >= 6, `the page called the API (${fromApi.length} answers)`);
     t.same(
       fromApi.filter((r) => r.allowOrigin !== site.url || r.credentials !== undefined),
