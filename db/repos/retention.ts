@@ -1,5 +1,6 @@
-import { sql } from 'kysely';
+import { sql, type Transaction } from 'kysely';
 import type { Db } from '../connect.js';
+import type { Database } from '../schema.js';
 import { FINAL_STATES } from '../../jobs/queues.js';
 import { deleteJobsIn } from './lifecycle.js';
 
@@ -27,17 +28,18 @@ export async function retentionVendors(db: Db, afterId: string | null, limit: nu
 
 /** Deletes ended jobs that ended before `before`, with everything deleting a job removes (db/repos/lifecycle.ts). */
 export async function expireJobs(db: Db, vendorId: string, before: Date, limit: number): Promise<number> {
+  const candidates = await db
+    .selectFrom('jobs')
+    .select('id')
+    .where('vendor_id', '=', vendorId)
+    .where('finished_at', '<', before)
+    .where('status', 'in', FINAL_STATES)
+    .orderBy('finished_at')
+    .limit(limit)
+    .execute();
+  if (candidates.length === 0) return 0;
   return db.transaction().execute(async (trx) => {
-    const due = await trx
-      .selectFrom('jobs')
-      .select('id')
-      .where('vendor_id', '=', vendorId)
-      .where('finished_at', '<', before)
-      .where('status', 'in', FINAL_STATES)
-      .orderBy('finished_at')
-      .limit(limit)
-      .forUpdate()
-      .execute();
+    const due = await lockDue(trx, vendorId, before, candidates);
     if (due.length === 0) return 0;
     const deleted = await deleteJobsIn(
       trx,
@@ -56,18 +58,19 @@ export async function expireJobs(db: Db, vendorId: string, before: Date, limit: 
  * Such a job can no longer be retried.
  */
 export async function expireUploads(db: Db, vendorId: string, before: Date, limit: number): Promise<number> {
+  const candidates = await db
+    .selectFrom('jobs')
+    .select('id')
+    .where('vendor_id', '=', vendorId)
+    .where('has_upload', '=', 1)
+    .where('finished_at', '<', before)
+    .where('status', 'in', FINAL_STATES)
+    .orderBy('finished_at')
+    .limit(limit)
+    .execute();
+  if (candidates.length === 0) return 0;
   return db.transaction().execute(async (trx) => {
-    const due = await trx
-      .selectFrom('jobs')
-      .select(['id', 'project_id', 'record_id', 'source_key', 'source_url'])
-      .where('vendor_id', '=', vendorId)
-      .where('has_upload', '=', 1)
-      .where('finished_at', '<', before)
-      .where('status', 'in', FINAL_STATES)
-      .orderBy('finished_at')
-      .limit(limit)
-      .forUpdate()
-      .execute();
+    const due = (await lockDue(trx, vendorId, before, candidates)).filter((j) => j.source_key !== null);
     if (due.length === 0) return 0;
     const ids = due.map((j) => j.id);
     await trx.updateTable('jobs').set({ source_key: null, source_url: null }).where('id', 'in', ids).execute();
@@ -89,6 +92,29 @@ export async function expireUploads(db: Db, vendorId: string, before: Date, limi
       .execute();
     return due.length;
   });
+}
+
+/**
+ * Locks the candidates by primary key and keeps those still due (a retry may
+ * have reopened one since it was read). Candidates are read without locks
+ * first: a locking read over the (vendor, finished_at) range would also lock
+ * the gap where the vendor's new, unfinished jobs are inserted, and hold up
+ * its enqueues for the transaction.
+ */
+async function lockDue(trx: Transaction<Database>, vendorId: string, before: Date, candidates: readonly { id: string }[]) {
+  return trx
+    .selectFrom('jobs')
+    .select(['id', 'project_id', 'record_id', 'source_key', 'source_url'])
+    .where(
+      'id',
+      'in',
+      candidates.map((c) => c.id),
+    )
+    .where('vendor_id', '=', vendorId)
+    .where('finished_at', '<', before)
+    .where('status', 'in', FINAL_STATES)
+    .forUpdate()
+    .execute();
 }
 
 /** Dead-letter entries older than `before` (the dead job itself stays until its own period ends). */
