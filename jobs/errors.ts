@@ -89,3 +89,33 @@ export interface FieldProblem {
   path: string;
   message: string;
 }
+
+/**
+ * What a vendor reads about a failed attempt (the ledger's error_message,
+ * the job's status, its events and webhooks). Errors about our own side
+ * (database, storage, rembg, a bug) get a fixed sentence: their messages come
+ * from drivers and name internal hosts, URLs and addresses, which the
+ * worker's log keeps with the job id. Other messages are our own words about
+ * the vendor's request; any URL or IPv4 address that slipped into one is
+ * masked all the same, and a stack never passes (only the first line).
+ * SOURCE_* messages keep theirs: they name the vendor's own URL's problem
+ * and never a resolved address (platform/address-guard.ts).
+ */
+export function publicMessage(error: AppError): string {
+  const fixed = OUR_SIDE[error.code];
+  if (fixed) return fixed;
+  const firstLine = (error.message.split('\n')[0] ?? '').slice(0, 500);
+  if (error.code.startsWith('SOURCE_')) return firstLine;
+  return firstLine.replace(URL_PATTERN, '(an internal address)').replace(IPV4_PATTERN, '(an internal address)');
+}
+
+const OUR_SIDE: Partial<Record<ErrorCode, string>> = {
+  INTERNAL: 'the worker hit an unexpected error; the operators have the details under this job id',
+  DATABASE_UNAVAILABLE: 'the job database was unavailable; the job is tried again',
+  STORAGE_FAILED: 'storing the result failed (result storage is unavailable); the job is tried again',
+  REMBG_UNAVAILABLE: 'no background-removal instance could take the job just now; it is tried again',
+  SERVICE_UNAVAILABLE: 'a service this job needs is not available on the worker',
+};
+
+const URL_PATTERN = /\b[a-z][a-z0-9+.-]*:\/\/[^\s,;)]+/gi;
+const IPV4_PATTERN = /\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b/g;

@@ -698,7 +698,9 @@ export type HealthResponse = {
     };
   };
   workers: {
-    workerId: string;
+    /** worker-N; the worker id (host:pid by default), host and pid are shown to admin tokens only */
+    name: string;
+    workerId?: string;
     host?: string;
     pid?: number;
     startedAt: string;
@@ -723,6 +725,7 @@ export type HealthResponse = {
     inFlight: number;
     latencyMs: number | null;
     lastError?: string | null;
+    /** the worker that reported it: its name (worker-N), or its id for admin tokens */
     reportedBy: string;
   }[];
 };

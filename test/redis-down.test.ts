@@ -80,6 +80,8 @@ t.test('Redis down: POST routes answer 503 fast and write nothing', async (t) =>
   t.equal(health.statusCode, 503);
   t.equal(health.json().status, 'unhealthy');
   t.equal(health.json().redis.ok, false);
+  t.equal(health.json().redis.error, null, "the driver's message (host, port) is for admin tokens only");
+  t.notMatch(health.body, /ECONNREFUSED|127\.0\.0\.1|Connection is closed/);
   t.equal(health.json().mysql.ok, true);
   t.equal(health.json().bgRemovalQueueSize, null);
   t.ok(performance.now() - started < 2500, 'health answers promptly');

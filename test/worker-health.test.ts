@@ -77,7 +77,9 @@ t.test('worker health', async (t) => {
     t.equal(code, 200);
     t.equal(body.status, 'healthy', body.reasons.join(';'));
     t.equal(body.workers.length, 1);
-    t.equal(body.workers[0].workerId, 'w1');
+    t.equal(body.workers[0].name, 'worker-1');
+    t.notOk('workerId' in body.workers[0], 'the worker id (host:pid by default) is hidden without an admin token');
+    t.notOk(JSON.stringify(body).includes('w1'));
     t.match(body.queues, { backgroundRemoval: { workers: 1, concurrency: 3 }, imageProcessing: { workers: 1, concurrency: 5 } });
     t.equal(body.rembg.length, 2);
     t.notOk(JSON.stringify(body).includes('10.0.0.5'), 'internal addresses hidden without an admin token');
@@ -85,6 +87,8 @@ t.test('worker health', async (t) => {
     const detailed = await health(admin.auth);
     t.equal(detailed.body.rembg[0].url, 'http://10.0.0.5:7000', 'an admin token sees them');
     t.equal(detailed.body.workers[0].host, 'worker-host');
+    t.equal(detailed.body.workers[0].workerId, 'w1');
+    t.equal(detailed.body.rembg[0].reportedBy, 'w1');
   });
 
   t.test('degraded: a queue nobody serves, an unhealthy rembg, a paused queue, a backlog', async (t) => {
@@ -172,7 +176,8 @@ t.test('worker health', async (t) => {
       const json = res.json();
       return json.workers.length === 1 ? json : null;
     }, 10_000);
-    t.equal(body.workers[0].workerId, worker.id);
+    t.equal(body.workers[0].name, 'worker-1');
+    t.notOk(JSON.stringify(body).includes(worker.id), 'nor its id, which names the host');
     t.match(body.queues.imageProcessing, { workers: 1, concurrency: 4 });
     t.equal(body.status, 'degraded', 'the other two queues have no worker');
     t.match(body.reasons, ['no live worker serves background-removal', 'no live worker serves face-crop']);

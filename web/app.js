@@ -395,7 +395,7 @@ async function refreshPanels() {
       const queues = Object.entries(w.queues ?? {})
         .map(([q, s]) => `${q} ${s.active}/${s.concurrency}${s.paused ? ' (paused)' : ''}`)
         .join(', ');
-      li.textContent = `${w.workerId}: ${queues}`;
+      li.textContent = `${w.workerId ?? w.name}: ${queues}`;
       el.querySelector('ul').append(li);
     }
   }

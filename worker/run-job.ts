@@ -2,7 +2,7 @@ import type Bull from 'bull';
 import type { Redis } from 'ioredis';
 import type { Db } from '../db/connect.js';
 import { checkRun, completeJob, failAttempt, findJob, setProgress, startAttempt, type Ledger } from '../db/repos/jobs.js';
-import { AppError } from '../jobs/errors.js';
+import { AppError, publicMessage } from '../jobs/errors.js';
 import type { AnyJobKind, JobKind } from '../jobs/kinds.js';
 import { payloadCheck } from '../jobs/payload-check.js';
 import type { JobOutput, JobPayload, PayloadOf } from '../jobs/payloads.js';
@@ -170,12 +170,14 @@ export function jobHandler<K extends string>(deps: RunnerDeps, spec: AnyJobKind,
       const retrying = refund || (error.retryable && attempt < maxAttempts);
       const status = retrying ? 'queued' : error.retryable ? 'dead' : 'failed';
       attemptLog[status === 'queued' ? 'warn' : 'error']({ code: error.code, err: error.cause ?? error, status }, `attempt failed: ${error.message}`);
-      await retryDb(() => failAttempt(deps.db, { jobId, attempt, status, code: error.code, message: error.message, refund }), deps.dbWriteRetryMs).catch(
-        (e: unknown) => attemptLog.error({ err: e }, 'could not record the failure in the ledger; the reconciler will queue the job again'),
+      // The log above keeps the whole message; the vendor reads its public form.
+      const message = publicMessage(error);
+      await retryDb(() => failAttempt(deps.db, { jobId, attempt, status, code: error.code, message, refund }), deps.dbWriteRetryMs).catch((e: unknown) =>
+        attemptLog.error({ err: e }, 'could not record the failure in the ledger; the reconciler will queue the job again'),
       );
       ended(refund ? 'shutdown' : retrying ? 'retry' : status === 'dead' ? 'dead' : 'failed', error.code);
       if (!retrying) await job.discard();
-      publishJobEvent(deps.redis, deps.bullPrefix, { ...event, type: status, error: { code: error.code, message: error.message } });
+      publishJobEvent(deps.redis, deps.bullPrefix, { ...event, type: status, error: { code: error.code, message } });
       throw Object.assign(new Error(`${error.code}: ${error.message}`), { code: error.code });
     } finally {
       limit.release();

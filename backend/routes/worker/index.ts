@@ -66,7 +66,11 @@ async function timed(probe: () => Promise<unknown>): Promise<Check> {
   }
 }
 
-/** Health needs no token; an admin token (when one is sent and valid) also sees internal addresses. */
+/**
+ * Health needs no token; an admin token (when one is sent and valid) also
+ * sees what names our insides: rembg URLs and errors, worker ids, hosts and
+ * pids, and the Redis and MySQL drivers' messages.
+ */
 async function isAdmin(app: FastifyInstance, request: FastifyRequest): Promise<boolean> {
   if (!request.headers.authorization) return false;
   try {
@@ -93,8 +97,10 @@ export function assessHealth(input: HealthInputs): HealthResponse {
   const unhealthy: string[] = [];
   const degraded: string[] = [];
   const heartbeats = input.heartbeats ?? [];
-  if (!input.redis.ok) unhealthy.push(`Redis unreachable: ${input.redis.error}`);
-  if (!input.mysql.ok) unhealthy.push(`MySQL unreachable: ${input.mysql.error}`);
+  // The driver's message names hosts and addresses: an admin token sees it, nobody else.
+  const why = (check: Check) => (input.showInternals && check.error ? `: ${check.error}` : '');
+  if (!input.redis.ok) unhealthy.push(`Redis unreachable${why(input.redis)}`);
+  if (!input.mysql.ok) unhealthy.push(`MySQL unreachable${why(input.mysql)}`);
   if (input.redis.ok && input.heartbeats === null) degraded.push('worker heartbeats could not be read');
   else if (input.redis.ok && heartbeats.length === 0) unhealthy.push('no live worker (no heartbeat)');
 
@@ -122,7 +128,9 @@ export function assessHealth(input: HealthInputs): HealthResponse {
       degraded.push(`${name} has ${depth.waiting + depth.paused} waiting jobs (more than ${input.backlogMax})`);
   }
 
-  const rembg = latestRembg(heartbeats, input.showInternals);
+  // Worker ids default to host:pid; without an admin token a worker is worker-N.
+  const workerName = new Map(heartbeats.map((hb, i) => [hb.workerId, input.showInternals ? hb.workerId : `worker-${i + 1}`]));
+  const rembg = latestRembg(heartbeats, input.showInternals, workerName);
   const unhealthyRembg = rembg.filter((r) => !r.healthy);
   if (rembg.length > 0 && unhealthyRembg.length === rembg.length) degraded.push('no healthy rembg instance: background removals are retried until one returns');
   else if (unhealthyRembg.length > 0) degraded.push(`${unhealthyRembg.length} of ${rembg.length} rembg instances unhealthy`);
@@ -133,12 +141,12 @@ export function assessHealth(input: HealthInputs): HealthResponse {
     ...(sizes as Pick<HealthResponse, 'bgRemovalQueueSize' | 'faceCropQueueSize' | 'imageProcessingQueueSize'>),
     timestamp: input.now.toISOString(),
     reasons: [...unhealthy, ...degraded],
-    redis: input.redis,
-    mysql: input.mysql,
+    redis: input.showInternals ? input.redis : { ...input.redis, error: null },
+    mysql: input.showInternals ? input.mysql : { ...input.mysql, error: null },
     queues: queues as HealthResponse['queues'],
     workers: heartbeats.map((hb) => ({
-      workerId: hb.workerId,
-      ...(input.showInternals ? { host: hb.host, pid: hb.pid } : {}),
+      name: workerName.get(hb.workerId) ?? 'worker',
+      ...(input.showInternals ? { workerId: hb.workerId, host: hb.host, pid: hb.pid } : {}),
       startedAt: hb.startedAt,
       lastBeat: hb.lastBeat,
       ageMs: Math.max(0, input.now.getTime() - Date.parse(hb.lastBeat)),
@@ -149,7 +157,7 @@ export function assessHealth(input: HealthInputs): HealthResponse {
 }
 
 /** Each rembg instance once, as the most recent heartbeat reports it. */
-function latestRembg(heartbeats: readonly WorkerHeartbeat[], showInternals: boolean): HealthResponse['rembg'] {
+function latestRembg(heartbeats: readonly WorkerHeartbeat[], showInternals: boolean, workerName: ReadonlyMap<string, string>): HealthResponse['rembg'] {
   const byUrl = new Map<string, { state: WorkerHeartbeat['rembg'][number]; at: number; workerId: string }>();
   for (const hb of heartbeats) {
     const at = Date.parse(hb.lastBeat);
@@ -167,6 +175,6 @@ function latestRembg(heartbeats: readonly WorkerHeartbeat[], showInternals: bool
       circuit: state.circuit,
       inFlight: state.inFlight,
       latencyMs: state.latencyMs,
-      reportedBy: workerId,
+      reportedBy: workerName.get(workerId) ?? 'worker',
     }));
 }

@@ -8,7 +8,7 @@ const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null
 const Check = Type.Object({
   ok: Type.Boolean(),
   latencyMs: Nullable(Type.Integer()),
-  error: Nullable(Type.String()),
+  error: Nullable(Type.String({ description: "the driver's message when unreachable; admin tokens only (null otherwise)" })),
 });
 
 const QueueHealth = Type.Object({
@@ -29,11 +29,12 @@ const RembgInstance = Type.Object({
   inFlight: Type.Integer(),
   latencyMs: Nullable(Type.Number()),
   lastError: Type.Optional(Nullable(Type.String())),
-  reportedBy: Type.String(),
+  reportedBy: Type.String({ description: 'the worker that reported it: its name (worker-N), or its id for admin tokens' }),
 });
 
 const Worker = Type.Object({
-  workerId: Type.String(),
+  name: Type.String({ description: 'worker-N; the worker id (host:pid by default), host and pid are shown to admin tokens only' }),
+  workerId: Type.Optional(Type.String()),
   host: Type.Optional(Type.String()),
   pid: Type.Optional(Type.Integer()),
   startedAt: Type.String(),
@@ -70,7 +71,8 @@ export function healthSchemaFor(kinds: KindSet) {
     tags: ['worker'],
     operationId: 'getWorkerHealth',
     summary: 'Worker health: queue sizes, Redis and MySQL reachability, worker heartbeats, rembg instances',
-    description: 'No token needed. With an admin bearer token the rembg URLs and last errors are included.',
+    description:
+      'No token needed. With an admin bearer token the rembg URLs and last errors, worker ids, hosts and pids, and the Redis and MySQL errors are included.',
     response: { 200: response, 429: ErrorRef, 500: ErrorRef, 503: Type.Union([response, ErrorRef]) },
   };
 }
