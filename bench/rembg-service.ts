@@ -106,7 +106,7 @@ async function inProcess(): Promise<number> {
     Array.from({ length: INSTANCES }, async () => {
       const thread = new InferenceThread(INSTANCE_THREADS);
       await thread.load(spec);
-      return { thread, remover: new BackgroundRemover(catalog, thread, { maxPixels: 50_000_000, pngCompression: 1 }) };
+      return { thread, remover: new BackgroundRemover(catalog, thread, { maxPixels: 50_000_000, pngCompression: 1, pixelThreads: 2 }) };
     }),
   );
   const options = { model: 'u2netp', onlyMask: false, postProcessMask: false, background: null };
@@ -125,7 +125,7 @@ async function inProcess(): Promise<number> {
     );
     return (count / (performance.now() - started)) * 60_000;
   } finally {
-    await Promise.all(removers.map(({ thread }) => thread.close()));
+    await Promise.all(removers.flatMap(({ thread, remover }) => [thread.close(), remover.close()]));
   }
 }
 

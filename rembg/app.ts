@@ -34,7 +34,11 @@ export async function buildRembgApp(config: RembgConfig, options: RembgBuildOpti
   const catalog = new ModelCatalog(config.REMBG_MODELS_DIR);
   const thread = new InferenceThread(config.REMBG_THREADS);
   const limiter = new Limiter(config.REMBG_CONCURRENCY, config.REMBG_QUEUE);
-  const remover = new BackgroundRemover(catalog, thread, { maxPixels: config.MAX_INPUT_PIXELS, pngCompression: config.REMBG_PNG_COMPRESSION });
+  const remover = new BackgroundRemover(catalog, thread, {
+    maxPixels: config.MAX_INPUT_PIXELS,
+    pngCompression: config.REMBG_PNG_COMPRESSION,
+    pixelThreads: config.REMBG_CONCURRENCY,
+  });
   const metrics = createRembgMetrics(limiter, () => thread.loadedModels());
   const fetchLimits: FetchLimits = {
     allowPrivate: config.ALLOW_PRIVATE_SOURCE_URLS,
@@ -46,10 +50,17 @@ export async function buildRembgApp(config: RembgConfig, options: RembgBuildOpti
 
   // The default model is loaded before the instance listens: the first call
   // does not pay for it, and a broken model file stops the start.
-  const defaultSpec = catalog.find(config.REMBG_DEFAULT_MODEL);
-  if (!defaultSpec) throw new Error(`REMBG_DEFAULT_MODEL ${config.REMBG_DEFAULT_MODEL} is not in ${catalog.dir} (and is not u2netp)`);
-  await thread.load(defaultSpec);
-  app.addHook('onClose', () => thread.close());
+  // The threads end with the app, or here when it cannot start.
+  const closeThreads = () => Promise.all([thread.close(), remover.close()]);
+  try {
+    const defaultSpec = catalog.find(config.REMBG_DEFAULT_MODEL);
+    if (!defaultSpec) throw new Error(`REMBG_DEFAULT_MODEL ${config.REMBG_DEFAULT_MODEL} is not in ${catalog.dir} (and is not u2netp)`);
+    await thread.load(defaultSpec);
+  } catch (error) {
+    await closeThreads();
+    throw error;
+  }
+  app.addHook('onClose', closeThreads);
 
   await app.register(multipart, { throwFileSizeLimit: true });
   app.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => {

@@ -17,7 +17,10 @@ export const RembgConfigSchema = Type.Object({
     pattern: '^[a-z0-9_-]{1,64}$',
   }),
   REMBG_THREADS: env.int(1, 'onnxruntime intra-op threads of one inference in a rembg instance', { minimum: 1, maximum: 64 }),
-  REMBG_CONCURRENCY: env.int(2, 'images one rembg instance works on at once (decoding and encoding overlap the inference)', { minimum: 1, maximum: 64 }),
+  REMBG_CONCURRENCY: env.int(2, 'images one rembg instance works on at once, each on a pixel thread of its own (decoding and encoding overlap the inference)', {
+    minimum: 1,
+    maximum: 64,
+  }),
   REMBG_QUEUE: env.int(4, 'requests a busy rembg instance lets wait; beyond it answers 503 with Retry-After', { minimum: 0, maximum: 1000 }),
   REMBG_PNG_COMPRESSION: env.int(1, 'zlib level of the PNGs a rembg instance returns (0–9: higher is smaller and slower)', { minimum: 0, maximum: 9 }),
 });

@@ -1,6 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import type { ModelSpec } from './models.js';
 import type { InferenceReply, InferenceRequest, InferenceThreadData } from './inference-thread.js';
+import { threadEntry } from './thread-entry.js';
 
 /**
  * The HTTP side's handle on the inference thread: loads each model once and
@@ -16,18 +17,7 @@ export interface LoadedModel {
 type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never;
 type Pending = { resolve: (reply: InferenceReply) => void; reject: (error: Error) => void };
 
-const ext = import.meta.url.endsWith('.ts') ? 'ts' : 'js';
-const threadUrl = new URL(`./inference-thread.${ext}`, import.meta.url);
-// Run from TypeScript sources, the thread registers tsx's loader itself
-// before importing its module: `tsx file.ts` leaves no flag a thread inherits.
-const threadEntry =
-  ext === 'ts'
-    ? new URL(
-        `data:text/javascript,${encodeURIComponent(
-          `const { register } = await import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}); register(); await import(${JSON.stringify(threadUrl.href)});`,
-        )}`,
-      )
-    : threadUrl;
+const threadUrl = threadEntry('inference-thread');
 
 export class InferenceThread {
   private readonly worker: Worker;
@@ -38,7 +28,7 @@ export class InferenceThread {
   private failure: Error | null = null;
 
   constructor(threads: number) {
-    this.worker = new Worker(threadEntry, {
+    this.worker = new Worker(threadUrl, {
       workerData: { threads } satisfies InferenceThreadData,
     });
     this.worker.on('message', (reply: InferenceReply) => {

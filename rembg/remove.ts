@@ -1,10 +1,10 @@
-import sharp from 'sharp';
-import { AppError } from '../jobs/errors.js';
-import { inspectImage, openImage, runSharp } from '../platform/images.js';
+import { RembgError } from './errors.js';
 import type { InferenceThread } from './inference.js';
 import type { ModelCatalog } from './models.js';
-import { resizeChannelLanczos } from './pil-resize.js';
-import { postProcessMask } from './post-process.js';
+import { PixelPool } from './pixel-pool.js';
+
+export { RembgError } from './errors.js';
+export { decodeImage, modelInput } from './pixels.js';
 
 /**
  * rembg's `remove()` for one image, step for step: EXIF orientation applied,
@@ -16,6 +16,10 @@ import { postProcessMask } from './post-process.js';
  * Differences from rembg, on purpose: the cut-out keeps the photo's colours
  * under the alpha (rembg's composite also darkens them by it), and PNGs are
  * written with a faster zlib level.
+ *
+ * The event loop only passes bytes between threads: the pixel work runs on a
+ * pixel thread leased for the call (pixel-pool.ts, pixels.ts), the model on
+ * the inference thread, so /health answers while a 50 Mpx photo is worked on.
  */
 export interface RemoveOptions {
   model: string;
@@ -33,29 +37,23 @@ export interface RemoveResult {
   inferenceMs: number;
 }
 
-/** An error the HTTP layer answers with `status` and `{ detail }`. */
-export class RembgError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-    this.name = 'RembgError';
-  }
-}
-
 export interface RemoverSettings {
   maxPixels: number;
   pngCompression: number;
+  /** pixel threads: as many as images the instance works on at once (REMBG_CONCURRENCY) */
+  pixelThreads: number;
 }
 
 export class BackgroundRemover {
+  private readonly pixels: PixelPool;
+
   constructor(
     private readonly catalog: ModelCatalog,
     private readonly thread: InferenceThread,
     private readonly settings: RemoverSettings,
-  ) {}
+  ) {
+    this.pixels = new PixelPool(settings.pixelThreads);
+  }
 
   async remove(bytes: Buffer, options: RemoveOptions): Promise<RemoveResult> {
     const spec = this.catalog.find(options.model);
@@ -63,150 +61,26 @@ export class BackgroundRemover {
     const model = await this.thread.load(spec).catch((error: unknown) => {
       throw new RembgError(500, `model "${options.model}" could not be loaded: ${(error as Error).message}`, { cause: error });
     });
-    const image = await decodeImage(bytes, this.settings.maxPixels);
-    options.signal?.throwIfAborted();
-    const input = await modelInput(image, model.size, spec.mean, spec.std);
-    const { output, side, ms } = await this.thread.run(model, input);
-    let mask = resizeChannelLanczos(toMask(output), side, side, image.width, image.height);
-    if (options.postProcessMask) mask = postProcessMask(mask, image.width, image.height);
-    options.signal?.throwIfAborted();
-    const png = await this.encode(image, mask, options);
-    return { png, width: image.width, height: image.height, inferenceMs: ms };
-  }
-
-  private async encode(image: Decoded, mask: Buffer, options: RemoveOptions): Promise<Buffer> {
-    const { width, height } = image;
-    const png = { compressionLevel: this.settings.pngCompression, adaptiveFiltering: false };
-    if (options.onlyMask)
-      return sharp(mask, { raw: { width, height, channels: 1 } })
-        .toColourspace('b-w')
-        .png(png)
-        .toBuffer();
-    // The photo's colours with the mask as alpha, without a JS RGBA copy: an
-    // RGBA photo (decoded for this call alone) takes the masked alpha in
-    // place; libvips joins the mask to an RGB one.
-    if (image.channels === 4) maskAlphaInPlace(image, mask);
-    const cut =
-      image.channels === 4
-        ? sharp(image.data, { raw: { width, height, channels: 4 } })
-        : sharp(image.data, { raw: { width, height, channels: 3 } }).joinChannel(mask, { raw: { width, height, channels: 1 } });
-    if (!options.background) return cut.png(png).toBuffer();
-    const rgba = await cut.raw().toBuffer();
-    composite(rgba, options.background);
-    return sharp(rgba, { raw: { width, height, channels: 4 } })
-      .png(png)
-      .toBuffer();
-  }
-}
-
-export interface Decoded {
-  data: Buffer;
-  width: number;
-  height: number;
-  channels: 3 | 4;
-}
-
-/** Decoded upright as 8-bit sRGB; bad bytes are 400, too many pixels 413, formats we do not read 415. */
-export async function decodeImage(bytes: Buffer, maxPixels: number): Promise<Decoded> {
-  try {
-    const { srgbProfile } = await inspectImage(bytes, maxPixels);
-    // An sRGB profile is not converted from (as the worker does): the pixels
-    // are sRGB already, and rembg itself never applies profiles at all.
-    const { data, info } = await runSharp(() =>
-      openImage(bytes, maxPixels, { ignoreIcc: srgbProfile }).toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true }),
-    );
-    if (info.channels === 3 || info.channels === 4) return { data, width: info.width, height: info.height, channels: info.channels };
-    // grey (and grey + alpha) images: rembg converts them to RGB
-    const rgb = await runSharp(() =>
-      sharp(data, { raw: { width: info.width, height: info.height, channels: info.channels } })
-        .toColourspace('srgb')
-        .raw({ depth: 'uchar' })
-        .toBuffer({ resolveWithObject: true }),
-    );
-    return { data: rgb.data, width: rgb.info.width, height: rgb.info.height, channels: rgb.info.channels === 4 ? 4 : 3 };
-  } catch (error) {
-    throw asRequestError(error);
-  }
-}
-
-function asRequestError(error: unknown): unknown {
-  if (!(error instanceof AppError)) return error;
-  const status = error.code === 'TOO_MANY_PIXELS' ? 413 : error.code === 'UNSUPPORTED_FORMAT' ? 415 : 400;
-  return new RembgError(status, error.message, { cause: error });
-}
-
-/** rembg's normalize(): RGB at side×side (Lanczos), / max, (x − mean) / std, channels first. */
-export async function modelInput(image: Decoded, side: number, mean: readonly number[], std: readonly number[]): Promise<Float32Array> {
-  // rembg drops alpha before it resizes (PIL's convert("RGB")); sharp would
-  // resize RGBA premultiplied and darken transparent areas, so alpha goes first.
-  const rgb = await sharp(image.channels === 4 ? rgbOf(image) : image.data, { raw: { width: image.width, height: image.height, channels: 3 } })
-    .resize(side, side, { fit: 'fill', kernel: 'lanczos3' })
-    .raw()
-    .toBuffer();
-  let max = 0;
-  for (let i = 0; i < rgb.length; i++) if (rgb[i]! > max) max = rgb[i]!;
-  const scale = max > 0 ? 1 / max : 1;
-  const plane = side * side;
-  const input = new Float32Array(3 * plane);
-  for (let c = 0; c < 3; c++) {
-    const m = mean[c]!;
-    const s = std[c]!;
-    const offset = c * plane;
-    for (let i = 0; i < plane; i++) input[offset + i] = (rgb[i * 3 + c]! * scale - m) / s;
-  }
-  return input;
-}
-
-function rgbOf(image: Decoded): Buffer {
-  const pixels = image.width * image.height;
-  const rgb = Buffer.allocUnsafe(pixels * 3);
-  const src = image.data;
-  for (let i = 0, s = 0, d = 0; i < pixels; i++, s += 4, d += 3) {
-    rgb[d] = src[s]!;
-    rgb[d + 1] = src[s + 1]!;
-    rgb[d + 2] = src[s + 2]!;
-  }
-  return rgb;
-}
-
-/** Min-max scaled to 0–255 and truncated, as rembg's `(pred * 255).astype("uint8")`. */
-function toMask(output: Float32Array): Buffer {
-  let min = Infinity;
-  let max = -Infinity;
-  for (let i = 0; i < output.length; i++) {
-    const v = output[i]!;
-    if (v < min) min = v;
-    if (v > max) max = v;
-  }
-  const range = max - min;
-  const mask = Buffer.allocUnsafe(output.length);
-  for (let i = 0; i < output.length; i++) mask[i] = range > 0 ? Math.trunc(((output[i]! - min) / range) * 255) : 0;
-  return mask;
-}
-
-/** The photo's alpha times the mask (as rembg's composite over a transparent image gives), in place. */
-function maskAlphaInPlace(image: Decoded, mask: Buffer): void {
-  const pixels = image.width * image.height;
-  const data = image.data;
-  // ((x + 127) * 257 + 257) >>> 16 is Math.round(x / 255) for every x in 0…255², without a division
-  for (let i = 0, a = 3; i < pixels; i++, a += 4) data[a] = ((mask[i]! * data[a]! + 127) * 257 + 257) >>> 16;
-}
-
-/** rembg's apply_background_color: the cut-out alpha-composited over a background of colour (r, g, b, a), in place. */
-function composite(rgba: Buffer, [r, g, b, a]: readonly [number, number, number, number]): void {
-  const ba = a / 255;
-  for (let d = 0; d < rgba.length; d += 4) {
-    const fa = rgba[d + 3]! / 255;
-    const oa = fa + ba * (1 - fa);
-    if (oa === 0) {
-      rgba[d] = rgba[d + 1] = rgba[d + 2] = rgba[d + 3] = 0;
-      continue;
+    const lease = await this.pixels.lease(options.signal);
+    try {
+      const { input, width, height } = await lease.prepare(bytes, this.settings.maxPixels, model.size, spec.mean, spec.std);
+      options.signal?.throwIfAborted();
+      const { output, side, ms } = await this.thread.run(model, input);
+      options.signal?.throwIfAborted();
+      const png = await lease.finish(output, side, {
+        onlyMask: options.onlyMask,
+        postProcessMask: options.postProcessMask,
+        background: options.background,
+        pngCompression: this.settings.pngCompression,
+      });
+      return { png, width, height, inferenceMs: ms };
+    } finally {
+      lease.release();
     }
-    const k = (ba * (1 - fa)) / oa;
-    const f = fa / oa;
-    rgba[d] = Math.round(rgba[d]! * f + r * k);
-    rgba[d + 1] = Math.round(rgba[d + 1]! * f + g * k);
-    rgba[d + 2] = Math.round(rgba[d + 2]! * f + b * k);
-    rgba[d + 3] = Math.round(oa * 255);
+  }
+
+  /** Ends the pixel threads (the inference thread is its owner's to close). */
+  close(): Promise<void> {
+    return this.pixels.close();
   }
 }

@@ -257,7 +257,7 @@ t.test('the rembg image leaves out only packages the service never loads, and ha
       ?.split(/\s+/)
       .filter((w) => w && !w.startsWith('--')) ?? [];
   t.ok(removed.includes('@vladmandic/face-api') && removed.includes('@tensorflow/tfjs'), "the worker's face detection is not shipped");
-  const loaded = packagesImportedBy(['rembg/server.ts', 'rembg/inference-thread.ts']);
+  const loaded = packagesImportedBy(['rembg/server.ts', 'rembg/inference-thread.ts', 'rembg/pixel-thread.ts']);
   t.ok(loaded.has('onnxruntime-node') && loaded.has('sharp'), `the import walk finds the service's packages (${[...loaded].join(', ')})`);
   const dependencies = (JSON.parse(readFileSync(root('package.json'), 'utf8')) as { dependencies: Record<string, string> }).dependencies;
   for (const name of loaded) {
