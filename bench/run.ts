@@ -10,6 +10,10 @@ const BENCHMARKS: Record<string, { file: string; what: string }> = {
   processing: { file: 'processing.ts', what: 'seed-001 load table: mixed processing jobs through API + worker vs a bare sharp loop' },
   chaos: { file: 'chaos.ts', what: 'reliability table: worker SIGKILL, Redis flush/restart, MySQL stop, storage 500s at scale; long route fuzzing' },
   'rembg-service': { file: 'rembg-service.ts', what: 'rembg service images/min vs raw onnxruntime inference, same run; service RSS over 1,000 images' },
+  'rembg-latency': {
+    file: 'rembg-latency.ts',
+    what: 'one rembg instance: latency per fixture photo and /health during a 49 Mpx photo, optionally vs an earlier checkout (--before)',
+  },
   'rembg-e2e': { file: 'rembg-e2e.ts', what: 'background-removal jobs/min end to end through the API with 2 rembg instances (target ≥ 150/min)' },
   status: { file: 'status.ts', what: 'status reads: job/:id vs /healthz req/s, 304s, jobs/s under 200 pollers and long-pollers, 1,000 open long-polls' },
   hostile: { file: 'hostile.ts', what: 'worker RSS peak and normal jobs p95 with 20 hostile pipelines mixed into 200 normal jobs, vs the 200 alone' },

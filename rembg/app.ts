@@ -48,14 +48,15 @@ export async function buildRembgApp(config: RembgConfig, options: RembgBuildOpti
     maxRedirects: config.SOURCE_MAX_REDIRECTS,
   };
 
-  // The default model is loaded before the instance listens: the first call
-  // does not pay for it, and a broken model file stops the start.
+  // The default model is loaded (and the pixel threads started) before the
+  // instance listens: the first call does not pay for it, and a broken model
+  // file stops the start.
   // The threads end with the app, or here when it cannot start.
   const closeThreads = () => Promise.all([thread.close(), remover.close()]);
   try {
     const defaultSpec = catalog.find(config.REMBG_DEFAULT_MODEL);
     if (!defaultSpec) throw new Error(`REMBG_DEFAULT_MODEL ${config.REMBG_DEFAULT_MODEL} is not in ${catalog.dir} (and is not u2netp)`);
-    await thread.load(defaultSpec);
+    await Promise.all([thread.load(defaultSpec), remover.ready()]);
   } catch (error) {
     await closeThreads();
     throw error;

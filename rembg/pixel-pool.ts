@@ -84,15 +84,26 @@ export class PixelPool {
   private readonly threads: PixelThread[];
   private readonly idle: PixelThread[];
   private readonly waiting: ((thread: PixelThread) => void)[] = [];
+  private readonly started: Promise<void>;
 
   constructor(readonly size: number) {
     this.threads = Array.from({ length: size }, () => new PixelThread());
     this.idle = [...this.threads];
+    // A first call each: answered once the thread's modules are loaded.
+    this.started = Promise.all(this.threads.map((t) => t.call({ type: 'drop' }))).then(() => undefined);
+    this.started.catch(() => undefined);
+  }
+
+  /** Resolves once every thread has loaded its modules (sharp, the pixel code); rejects if one could not. */
+  ready(): Promise<void> {
+    return this.started;
   }
 
   /** A thread of its own for one removal; waits while all are leased (the instance's limiter keeps that rare). */
   async lease(signal?: AbortSignal): Promise<PixelLease> {
     signal?.throwIfAborted();
+    // not before the start-up calls are answered (a thread runs one call at a time)
+    await this.started.catch(() => undefined);
     const thread =
       this.idle.pop() ??
       (await new Promise<PixelThread>((resolve, reject) => {

@@ -1,3 +1,4 @@
+import { getPriority, setPriority } from 'node:os';
 import { parentPort } from 'node:worker_threads';
 import { RembgError } from './errors.js';
 import { finish, prepare, type Decoded, type MaskOptions } from './pixels.js';
@@ -11,6 +12,9 @@ import { finish, prepare, type Decoded, type MaskOptions } from './pixels.js';
  * filters, alpha and background compositing) run here, so the instance's
  * event loop keeps answering /health and new requests meanwhile.
  */
+/** how much nicer than the event loop a pixel thread runs */
+const PIXEL_NICE = 10;
+
 export type PixelRequest =
   | { id: number; type: 'prepare'; bytes: Uint8Array; maxPixels: number; side: number; mean: number[]; std: number[] }
   | { id: number; type: 'finish'; output: Float32Array; side: number; options: MaskOptions }
@@ -25,6 +29,15 @@ export type PixelReply =
 
 const port = parentPort!;
 let held: Decoded | null = null;
+
+// Below the event loop's priority (Linux keeps a nice value per thread): on a
+// busy machine the scheduler runs the loop that answers /health first and
+// gives the pixel loops what is left, instead of sharing the cores alike.
+try {
+  setPriority(Math.min(19, getPriority() + PIXEL_NICE));
+} catch {
+  // not permitted here: same priority as the event loop
+}
 
 port.on('message', (request: PixelRequest) => {
   handle(request).then(

@@ -79,6 +79,11 @@ export class BackgroundRemover {
     }
   }
 
+  /** Resolves once the pixel threads can take work. */
+  ready(): Promise<void> {
+    return this.pixels.ready();
+  }
+
   /** Ends the pixel threads (the inference thread is its owner's to close). */
   close(): Promise<void> {
     return this.pixels.close();
