@@ -1,6 +1,7 @@
 import { fixturePath } from '../test/helpers/fixtures.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -105,6 +106,7 @@ async function main(): Promise<void> {
     if (args.before) versions.push(await start(args['before-label'], resolve(args.before)));
     versions.push(await start('this checkout', ROOT));
     for (const v of versions) for (const p of photos) await remove(v, p.form); // warm
+    const loadBefore = loadavg()[0]!;
 
     const times = new Map<string, number[]>();
     for (const p of photos) {
@@ -134,6 +136,8 @@ async function main(): Promise<void> {
       `One rembg instance per version (REMBG_THREADS=1, REMBG_CONCURRENCY=2, u2netp), uploads over HTTP one at a time, ${REPEATS} per photo and version, the versions alternating.${args.before ? ` "${args['before-label']}": ${args.before}.` : ''}`,
       '',
       table(header, rows),
+      '',
+      `Load average (1 min) of the machine: ${loadBefore.toFixed(1)} at the start, ${loadavg()[0]!.toFixed(1)} at the end (on a machine shared with other work, compare the versions within this run only).`,
       '',
       `A ${SIDE}×${SIDE} photo (${((SIDE * SIDE) / 1e6).toFixed(0)} Mpx) cut out alone, /health asked every 25 ms meanwhile:`,
       '',
