@@ -77,7 +77,7 @@ t.test('a job that kills its worker does not take other vendors’ jobs with it,
     await supervised;
   });
 
-  const rows = await Promise.all([poisonId, ...innocent].map((id) => waitForFinal(app.db, id, 150_000))).catch(async (error: unknown) => {
+  const rows = await Promise.all([poisonId, ...innocent].map((id) => waitForFinal(app.db, id, 300_000))).catch(async (error: unknown) => {
     const now = await app.db.selectFrom('jobs').select(['record_id', 'status', 'attempts', 'stalls', 'error_code']).execute();
     t.comment(`exits ${JSON.stringify(exits)}; jobs ${JSON.stringify(now)}\n${output.slice(-6000)}`);
     throw error;

@@ -31,6 +31,7 @@ import { retentionLockKey, runRetention, type RetentionRun } from './retention.j
 import { createWorkerMetrics, type WorkerMetrics } from './metrics.js';
 import { startMetricsServer, type MetricsServer } from '../platform/metrics.js';
 import { startWebhooks, type Webhooks } from './webhooks/index.js';
+import { composeUnits, type Unit } from './units.js';
 
 /**
  * A worker process: serves the configured queues once MySQL, Redis and
@@ -115,79 +116,117 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
     kinds,
   });
   for (const queue of Object.values(queueSet.queues)) queue.on('error', (error) => log.warn({ err: error, queue: queue.name }, 'queue error'));
+  /** aborted when active jobs must stop (past the shutdown grace period) */
   const shutdown = new AbortController();
-  const stopWaiting = new AbortController();
+  /** aborted when the worker starts closing: waits and periodic runs stop */
+  const closingSignal = new AbortController();
   const activeJobs: Record<string, number> = Object.fromEntries(queuesServed.map((q) => [q, 0]));
-  let storage: Storage | undefined;
-  let resources: WorkerResource[] = [];
-  let reconcileTimer: NodeJS.Timeout | undefined;
-  let sweepTimer: NodeJS.Timeout | undefined;
-  let sweeping = false;
-  let retentionTimer: NodeJS.Timeout | undefined;
-  let retaining: Promise<RetentionRun> | null = null;
-  let heartbeat: Heartbeat | undefined;
-  let metricsServer: MetricsServer | undefined;
   const metrics = createWorkerMetrics(queuesServed);
-  let webhooks: Webhooks | undefined;
-  let cancellations: Cancellations | undefined;
-  let stopping = false;
-  let closing: Promise<void> | undefined;
+  const stopping = () => closingSignal.signal.aborted;
 
-  async function waitUntilReady(): Promise<Storage> {
-    for (;;) {
-      const problems: string[] = [];
-      await sql`SELECT 1`.execute(db).catch((e: Error) => problems.push(`MySQL at ${redactUrl(config.MYSQL_URL)}: ${e.message}`));
-      // The worker's connection queues commands while Redis is away; a ping that does not answer soon is a problem too.
-      await withTimeout(redis.ping(), 2000).catch((e: Error) => problems.push(`Redis at ${redactUrl(config.REDIS_URL)}: ${e.message}`));
-      const s = storage ?? (await createStorage(config).catch((e: Error) => (problems.push(`storage: ${e.message}`), undefined)));
-      if (s) await s.check().catch((e: Error) => problems.push(`storage (${s.driver}): ${e.message}`));
-      for (const resource of resources) await resource.check?.().catch((e: Error) => problems.push(`${resource.name}: ${e.message}`));
-      if (problems.length === 0 && s) return s;
-      storage = s;
-      log.warn({ problems }, `worker waiting for its dependencies; checking again in ${config.READY_RETRY_MS} ms`);
-      if (stopping) throw new Error('worker closed before it was ready');
-      await sleep(config.READY_RETRY_MS, undefined, { signal: stopWaiting.signal }).catch(() => undefined);
-      if (stopping) throw new Error('worker closed before it was ready');
-    }
+  /** A timer that runs `run` every `everyMs` (none when 0); stopped first on close. */
+  function periodic(name: string, everyMs: number, run: () => Promise<unknown>, first?: () => Promise<unknown>): Unit {
+    let timer: NodeJS.Timeout | undefined;
+    return {
+      name,
+      async start() {
+        await first?.();
+        if (everyMs > 0 && !stopping()) {
+          timer = setInterval(() => void run(), everyMs);
+          timer.unref();
+        }
+      },
+      stop() {
+        if (timer) clearInterval(timer);
+      },
+    };
   }
 
-  /** Removes files whose rows were deleted (platform/garbage.ts); one run at a time in this process. */
-  async function runSweep(storage: Storage) {
-    if (sweeping) return;
-    sweeping = true;
-    try {
-      await collectGarbage(db, storage, config.SWEEP_BATCH, { log, signal: shutdown.signal });
-    } catch (error) {
-      log.warn({ err: error }, 'sweep run failed; will try again');
-    } finally {
-      sweeping = false;
-    }
-  }
+  // --- the units, each owning its state ---
+
+  const metricsUnit = (() => {
+    let server: MetricsServer | undefined;
+    return {
+      name: 'metrics server',
+      port: () => server?.port ?? null,
+      async start() {
+        // Up before the dependencies are: a worker waiting for MySQL or Redis is worth seeing.
+        if (config.WORKER_METRICS_PORT <= 0) return;
+        server = await startMetricsServer(metrics.registry, {
+          host: config.WORKER_METRICS_HOST,
+          port: config.WORKER_METRICS_PORT,
+          token: config.METRICS_TOKEN,
+          // A Redis that does not answer must not hold the scrape: the paused flags then come from this process alone.
+          beforeScrape: async () => metrics.refresh({ queues: await withTimeout(queueStates(), 1000, { orElse: localQueueStates() }), rembg: rembgStates() }),
+        });
+      },
+      close: () => server?.close(),
+    };
+  })();
+
+  const processorsUnit = (() => {
+    let resources: WorkerResource[] = [];
+    let processors: Record<string, AnyProcessor | undefined> = {};
+    return {
+      name: 'processors',
+      resources: () => resources,
+      of: (kind: string) => processors[kind] as AnyProcessor,
+      async start() {
+        const built = await buildProcessors(config, log, { db }, kinds);
+        resources = built.resources;
+        processors = { ...built.processors, ...options.processors };
+        for (const spec of kindsServed) {
+          if (!processors[spec.kind]) throw new Error(`no processor for queue ${spec.queue} (kind ${spec.kind})`);
+        }
+      },
+      close: () => Promise.all(resources.map((r) => r.close().catch((e: unknown) => log.warn({ err: e }, `closing ${r.name} failed`)))).then(() => undefined),
+    };
+  })();
+
+  /** Waits until MySQL, Redis, storage and the processors' resources all answer (seed 000's play/pause). */
+  const readiness = (() => {
+    let storage: Storage | undefined;
+    const ready = (): Storage => {
+      if (!storage) throw new Error('the worker is not ready');
+      return storage;
+    };
+    return {
+      name: 'readiness',
+      storage: ready,
+      async start() {
+        for (;;) {
+          const problems: string[] = [];
+          await sql`SELECT 1`.execute(db).catch((e: Error) => problems.push(`MySQL at ${redactUrl(config.MYSQL_URL)}: ${e.message}`));
+          // The worker's connection queues commands while Redis is away; a ping that does not answer soon is a problem too.
+          await withTimeout(redis.ping(), 2000).catch((e: Error) => problems.push(`Redis at ${redactUrl(config.REDIS_URL)}: ${e.message}`));
+          const s = storage ?? (await createStorage(config).catch((e: Error) => (problems.push(`storage: ${e.message}`), undefined)));
+          if (s) await s.check().catch((e: Error) => problems.push(`storage (${s.driver}): ${e.message}`));
+          for (const resource of processorsUnit.resources()) await resource.check?.().catch((e: Error) => problems.push(`${resource.name}: ${e.message}`));
+          storage = s;
+          if (problems.length === 0 && s) return;
+          log.warn({ problems }, `worker waiting for its dependencies; checking again in ${config.READY_RETRY_MS} ms`);
+          if (stopping()) throw new Error('worker closed before it was ready');
+          await sleep(config.READY_RETRY_MS, undefined, { signal: closingSignal.signal }).catch(() => undefined);
+          if (stopping()) throw new Error('worker closed before it was ready');
+        }
+      },
+    };
+  })();
+
+  const cancellationsUnit = (() => {
+    let cancellations: Cancellations | undefined;
+    return {
+      name: 'cancellations',
+      get: () => cancellations,
+      start() {
+        cancellations = listenForCancellations(config.REDIS_URL, config.BULL_PREFIX, shutdown.signal, log);
+      },
+      close: () => cancellations?.close(),
+    };
+  })();
 
   // Renewed while a run lasts; a worker that dies mid-run blocks the others for at most the TTL.
   const reconcileLock = redisLock(redis, reconcileLockKey(config.BULL_PREFIX), { ttlMs: 30_000 });
-
-  /** Removes expired data (worker/retention.ts); one run at a time in this process, and across workers by the lock. */
-  function applyRetention(): Promise<RetentionRun> {
-    retaining ??= runRetention(
-      db,
-      redis,
-      {
-        RETENTION_STANDARD: config.RETENTION_STANDARD,
-        RETENTION_UNLIMITED: config.RETENTION_UNLIMITED,
-        batch: config.RETENTION_BATCH,
-        lockKey: retentionLockKey(config.BULL_PREFIX),
-        lockTtlMs: 60_000,
-      },
-      log,
-      // A closing worker stops between batches; the next run goes on where this one stopped.
-      stopWaiting.signal,
-    ).finally(() => {
-      retaining = null;
-    });
-    return retaining;
-  }
-
   async function runReconciler() {
     try {
       await reconcile(db, queueSet.queues, kinds, log, config.RECONCILE_GRACE_MS, reconcileLock);
@@ -195,6 +234,52 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
       log.warn({ err: error }, 'reconciler run failed; will try again');
     }
   }
+  /** At start, then every RECONCILE_INTERVAL_MS. */
+  const reconciler = periodic('reconciler', config.RECONCILE_INTERVAL_MS, runReconciler, runReconciler);
+
+  /** Removes files whose rows were deleted (platform/garbage.ts); one run at a time in this process. */
+  const sweep = (() => {
+    let sweeping = false;
+    return periodic('sweep', config.SWEEP_INTERVAL_MS, async () => {
+      if (sweeping) return;
+      sweeping = true;
+      try {
+        await collectGarbage(db, readiness.storage(), config.SWEEP_BATCH, { log, signal: shutdown.signal });
+      } catch (error) {
+        log.warn({ err: error }, 'sweep run failed; will try again');
+      } finally {
+        sweeping = false;
+      }
+    });
+  })();
+
+  /** Removes expired data (worker/retention.ts); one run at a time in this process, and across workers by the lock. */
+  const retention = (() => {
+    let retaining: Promise<RetentionRun> | null = null;
+    const apply = (): Promise<RetentionRun> => {
+      retaining ??= runRetention(
+        db,
+        redis,
+        {
+          RETENTION_STANDARD: config.RETENTION_STANDARD,
+          RETENTION_UNLIMITED: config.RETENTION_UNLIMITED,
+          batch: config.RETENTION_BATCH,
+          lockKey: retentionLockKey(config.BULL_PREFIX),
+          lockTtlMs: 60_000,
+        },
+        log,
+        // A closing worker stops between batches; the next run goes on where this one stopped.
+        closingSignal.signal,
+      ).finally(() => {
+        retaining = null;
+      });
+      return retaining;
+    };
+    const timer = periodic('retention', config.RETENTION_INTERVAL_MS, () =>
+      apply().catch((error: unknown) => log.warn({ err: error }, 'retention run failed; will try again')),
+    );
+    return { ...timer, apply, close: async () => void (await retaining?.catch(() => undefined)) };
+  })();
 
   /**
    * Bull gives up on a job whose workers died mid-attempt MAX_STALLED_COUNT
@@ -203,6 +288,16 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
    * alone) and the job is queued again or dead-lettered, so a poison job
    * cannot cycle forever and a job that only shared its worker loses nothing.
    */
+  const stalledHandler: Unit = {
+    name: 'stalled handler',
+    start() {
+      for (const spec of kindsServed) {
+        queueOf(queueSet.queues, spec.queue).on('failed', (job: Bull.Job<JobPayload> | null, error: Error) => {
+          if (error?.message === STALLED_LIMIT_MESSAGE) void onStalledLimit(spec.queue, job);
+        });
+      }
+    },
+  };
   async function onStalledLimit(queue: string, job: Bull.Job<JobPayload> | null) {
     if (!job) return;
     const jobId = String(job.id);
@@ -227,57 +322,15 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
     }
   }
 
-  async function queueStates(): Promise<WorkerHeartbeat['queues']> {
-    const entries = await Promise.all(
-      queuesServed.map(async (queue) => {
-        const globallyPaused = await queueOf(queueSet.queues, queue)
-          .isPaused()
-          .catch(() => false);
-        return [queue, { concurrency: concurrency[queue] ?? 0, active: activeJobs[queue] ?? 0, paused: stopping || globallyPaused }] as const;
-      }),
-    );
-    return Object.fromEntries(entries);
-  }
-
-  function localQueueStates(): WorkerHeartbeat['queues'] {
-    return Object.fromEntries(queuesServed.map((queue) => [queue, { concurrency: concurrency[queue] ?? 0, active: activeJobs[queue] ?? 0, paused: stopping }]));
-  }
-
-  function rembgStates(): RembgInstanceState[] {
-    return resources.flatMap((r) => r.rembgInstances?.() ?? []);
-  }
-
-  return {
-    id,
-    log,
-    active: () => ({ ...activeJobs }),
-    metrics,
-    metricsPort: () => metricsServer?.port ?? null,
-    applyRetention,
-    async start() {
-      // Up before the dependencies are: a worker waiting for MySQL or Redis is worth seeing.
-      if (config.WORKER_METRICS_PORT > 0) {
-        metricsServer = await startMetricsServer(metrics.registry, {
-          host: config.WORKER_METRICS_HOST,
-          port: config.WORKER_METRICS_PORT,
-          token: config.METRICS_TOKEN,
-          // A Redis that does not answer must not hold the scrape: the paused flags then come from this process alone.
-          beforeScrape: async () => metrics.refresh({ queues: await withTimeout(queueStates(), 1000, { orElse: localQueueStates() }), rembg: rembgStates() }),
-        });
-      }
-      const built = await buildProcessors(config, log, { db }, kinds);
-      resources = built.resources;
-      const processors: Record<string, AnyProcessor | undefined> = { ...built.processors, ...options.processors };
-      for (const spec of kindsServed) {
-        if (!processors[spec.kind]) throw new Error(`no processor for queue ${spec.queue} (kind ${spec.kind})`);
-      }
-      storage = await waitUntilReady();
-      cancellations = listenForCancellations(config.REDIS_URL, config.BULL_PREFIX, shutdown.signal, log);
+  /** Serves the queues; on close stops taking jobs, lets active ones finish within the grace period, aborts the rest. */
+  const queueRunner: Unit = {
+    name: 'queue runner',
+    start() {
       const deps: RunnerDeps = {
         db,
         ledger,
         redis,
-        storage,
+        storage: readiness.storage(),
         log,
         workerId: id,
         bullPrefix: config.BULL_PREFIX,
@@ -294,34 +347,13 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
         dbWriteRetryMs: config.DB_WRITE_RETRY_MS,
         shutdown: shutdown.signal,
         metrics,
-        cancellations,
+        ...(cancellationsUnit.get() ? { cancellations: cancellationsUnit.get() } : {}),
         gate: createRunGate(),
       };
-      await runReconciler();
-      if (config.RECONCILE_INTERVAL_MS > 0) {
-        reconcileTimer = setInterval(() => void runReconciler(), config.RECONCILE_INTERVAL_MS);
-        reconcileTimer.unref();
-      }
-      if (config.SWEEP_INTERVAL_MS > 0) {
-        const sweepStorage = storage;
-        sweepTimer = setInterval(() => void runSweep(sweepStorage), config.SWEEP_INTERVAL_MS);
-        sweepTimer.unref();
-      }
-      if (config.RETENTION_INTERVAL_MS > 0) {
-        retentionTimer = setInterval(
-          () => void applyRetention().catch((error: unknown) => log.warn({ err: error }, 'retention run failed; will try again')),
-          config.RETENTION_INTERVAL_MS,
-        );
-        retentionTimer.unref();
-      }
       for (const spec of kindsServed) {
         const queue = spec.queue;
-        const handle = jobHandler(deps, spec, processors[spec.kind] as AnyProcessor);
-        const bullQueue = queueOf(queueSet.queues, queue);
-        bullQueue.on('failed', (job: Bull.Job<JobPayload> | null, error: Error) => {
-          if (error?.message === STALLED_LIMIT_MESSAGE) void onStalledLimit(queue, job);
-        });
-        void bullQueue
+        const handle = jobHandler(deps, spec, processorsUnit.of(spec.kind));
+        void queueOf(queueSet.queues, queue)
           .process(concurrencyOf(config, spec), async (job: Bull.Job<JobPayload>) => {
             activeJobs[queue] = (activeJobs[queue] ?? 0) + 1;
             try {
@@ -332,7 +364,30 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
           })
           .catch((error: unknown) => log.error({ err: error, queue }, 'queue stopped processing'));
       }
-      if (config.WEBHOOK_DELIVERY) {
+    },
+    async close() {
+      // The heartbeat says paused from now on.
+      void heartbeat.beat();
+      const drained = Promise.all(Object.values(queueSet.queues).map((q) => q.pause(true).catch(() => undefined)));
+      const inTime = await withTimeout(
+        drained.then(() => true),
+        config.SHUTDOWN_GRACE_MS,
+        { orElse: false },
+      );
+      if (!inTime) {
+        log.warn({ graceMs: config.SHUTDOWN_GRACE_MS, active: activeJobs }, 'active jobs did not finish in time; aborting them (they will be retried)');
+        shutdown.abort();
+        await withTimeout(drained, 15_000, { orElse: undefined });
+      }
+    },
+  };
+
+  const webhooksUnit = (() => {
+    let webhooks: Webhooks | undefined;
+    return {
+      name: 'webhooks',
+      start() {
+        if (!config.WEBHOOK_DELIVERY) return;
         webhooks = startWebhooks(db, redis, log, {
           redisUrl: config.REDIS_URL,
           prefix: config.BULL_PREFIX,
@@ -349,56 +404,103 @@ export function createWorker(config: WorkerConfig, options: WorkerOptions = {}):
             timeoutMs: config.WEBHOOK_TIMEOUT_MS,
           },
         });
-      }
-      heartbeat = startHeartbeat(
-        redis,
-        config.BULL_PREFIX,
-        id,
-        { queues: queueStates, rembg: rembgStates, written: () => metrics.heartbeat() },
-        log,
-        options.heartbeatIntervalMs,
-      );
-      await heartbeat.beat();
-      log.info({ queues: queuesServed.map((q) => `${q}×${concurrency[q]}`) }, 'worker started');
-    },
-    close() {
-      closing ??= closeNow();
-      return closing;
+      },
+      close: () => webhooks?.close(),
+    };
+  })();
+
+  const heartbeat = (() => {
+    let beating: Heartbeat | undefined;
+    return {
+      name: 'heartbeat',
+      beat: () => beating?.beat() ?? Promise.resolve(),
+      async start() {
+        beating = startHeartbeat(
+          redis,
+          config.BULL_PREFIX,
+          id,
+          { queues: queueStates, rembg: rembgStates, written: () => metrics.heartbeat() },
+          log,
+          options.heartbeatIntervalMs,
+        );
+        await beating.beat();
+      },
+      close: () => beating?.stop(),
+    };
+  })();
+
+  /** The connections under everything: closed last, queues before the connections they use. */
+  const readinessStop: Unit = { name: 'closing signal', stop: () => closingSignal.abort() };
+  const queuesUnit: Unit = { name: 'queues', close: () => queueSet.close() };
+  const connections: Unit = {
+    name: 'connections',
+    async close() {
+      await redis.quit().catch(() => redis.disconnect());
+      await ledger.multi.close();
+      await db.destroy();
     },
   };
 
-  async function closeNow(): Promise<void> {
-    stopping = true;
-    stopWaiting.abort();
-    if (reconcileTimer) clearInterval(reconcileTimer);
-    if (sweepTimer) clearInterval(sweepTimer);
-    if (retentionTimer) clearInterval(retentionTimer);
-    const queues = Object.values(queueSet.queues);
-    // Stop taking jobs; wait for the active ones, up to the grace period.
-    void heartbeat?.beat();
-    const drained = Promise.all(queues.map((q) => q.pause(true).catch(() => undefined)));
-    const inTime = await withTimeout(
-      drained.then(() => true),
-      config.SHUTDOWN_GRACE_MS,
-      { orElse: false },
+  const units = composeUnits(
+    [metricsUnit, processorsUnit, readiness, cancellationsUnit, reconciler, sweep, retention, stalledHandler, queueRunner, webhooksUnit, heartbeat],
+    [
+      readinessStop,
+      reconciler,
+      sweep,
+      queueRunner,
+      heartbeat,
+      retention,
+      webhooksUnit,
+      cancellationsUnit,
+      stalledHandler,
+      readiness,
+      queuesUnit,
+      processorsUnit,
+      connections,
+      metricsUnit,
+    ],
+    log,
+  );
+
+  async function queueStates(): Promise<WorkerHeartbeat['queues']> {
+    const entries = await Promise.all(
+      queuesServed.map(async (queue) => {
+        const globallyPaused = await queueOf(queueSet.queues, queue)
+          .isPaused()
+          .catch(() => false);
+        return [queue, { concurrency: concurrency[queue] ?? 0, active: activeJobs[queue] ?? 0, paused: stopping() || globallyPaused }] as const;
+      }),
     );
-    if (!inTime) {
-      log.warn({ graceMs: config.SHUTDOWN_GRACE_MS, active: activeJobs }, 'active jobs did not finish in time; aborting them (they will be retried)');
-      shutdown.abort();
-      await withTimeout(drained, 15_000, { orElse: undefined });
-    }
-    await heartbeat?.stop();
-    await retaining?.catch(() => undefined);
-    await webhooks?.close();
-    await cancellations?.close();
-    await queueSet.close();
-    await Promise.all(resources.map((r) => r.close().catch((e: unknown) => log.warn({ err: e }, `closing ${r.name} failed`))));
-    await redis.quit().catch(() => redis.disconnect());
-    await ledger.multi.close();
-    await db.destroy();
-    await metricsServer?.close();
-    log.info('worker closed');
+    return Object.fromEntries(entries);
   }
+
+  function localQueueStates(): WorkerHeartbeat['queues'] {
+    return Object.fromEntries(
+      queuesServed.map((queue) => [queue, { concurrency: concurrency[queue] ?? 0, active: activeJobs[queue] ?? 0, paused: stopping() }]),
+    );
+  }
+
+  function rembgStates(): RembgInstanceState[] {
+    return processorsUnit.resources().flatMap((r) => r.rembgInstances?.() ?? []);
+  }
+
+  let closing: Promise<void> | undefined;
+  return {
+    id,
+    log,
+    active: () => ({ ...activeJobs }),
+    metrics,
+    metricsPort: () => metricsUnit.port(),
+    applyRetention: () => retention.apply(),
+    async start() {
+      await units.start();
+      log.info({ queues: queuesServed.map((q) => `${q}×${concurrency[q]}`) }, 'worker started');
+    },
+    close() {
+      closing ??= units.close().then(() => log.info('worker closed'));
+      return closing;
+    },
+  };
 }
 
 function allowlistOf(config: WorkerConfig): string[] {
