@@ -100,7 +100,7 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
     cacheMs: config.VENDOR_CACHE_MS,
     publicBaseUrl: publicBaseUrl(config),
   });
-  await app.register(rateLimit, { plans: config, prefix: config.BULL_PREFIX });
+  await app.register(rateLimit, { plans: config, prefix: config.BULL_PREFIX, adminPerMinute: config.ADMIN_RATE_LIMIT_PER_MINUTE });
   await app.register(idempotency, { ttlMs: config.IDEMPOTENCY_TTL_MS });
   await app.register(events, { redisUrl: config.REDIS_URL, prefix: config.BULL_PREFIX });
   await app.register(jobStatus, { cacheMs: config.JOB_READ_CACHE_MS, waitsMax: config.JOB_WAITS_MAX, waitsMaxPerVendor: config.JOB_WAITS_MAX_PER_VENDOR });

@@ -21,6 +21,11 @@ export const VendorApiSection = {
     minimum: 0,
   }),
   RATE_LIMIT_POLLING_WINDOW_MS: env.int(MINUTE, 'polling tier window in ms', { minimum: 1 }),
+  ADMIN_RATE_LIMIT_PER_MINUTE: env.int(
+    300,
+    'admin tier: requests per minute per client IP on /api/admin/* and Bull Board (/admin/queues, its sign-in included), whatever the token; 0 blocks them',
+    { minimum: 0 },
+  ),
   BULK_MAX_ITEMS: env.int(100, 'most items one bulk request may carry on the standard plan (per-vendor override: bulkMaxItems)', {
     minimum: 1,
     maximum: 10_000,

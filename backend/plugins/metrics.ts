@@ -28,7 +28,7 @@ declare module 'fastify' {
 export interface ApiMetrics {
   registry: Registry;
   /** counts one request refused by the rate limiter */
-  rateLimited(tier: Tier): void;
+  rateLimited(tier: Tier | 'admin'): void;
 }
 
 export interface MetricsPluginOptions {
@@ -96,7 +96,7 @@ export default fp<MetricsPluginOptions>(
 
     app.decorate('metrics', {
       registry,
-      rateLimited: (tier: Tier) => rateLimitRejections.inc({ tier }),
+      rateLimited: (tier: Tier | 'admin') => rateLimitRejections.inc({ tier }),
     } satisfies ApiMetrics);
 
     app.addHook('onResponse', async (request, reply) => {

@@ -24,6 +24,8 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** the rate-limit tier of this route (see backend/plans.ts) */
     rateLimitTier?: Tier;
+    /** set by this plugin on /api/admin/* and Bull Board: counted per client IP in the admin tier */
+    adminRateLimit?: boolean;
   }
   interface FastifyInstance {
     /** the limits that apply to a vendor now: its plan and an admin's overrides */
@@ -33,6 +35,8 @@ declare module 'fastify' {
 
 export interface RateLimitPluginOptions {
   plans: PlanConfig;
+  /** requests per minute per client IP on /api/admin/* and Bull Board (ADMIN_RATE_LIMIT_PER_MINUTE) */
+  adminPerMinute: number;
   /** key namespace, so several deployments (and test files) can share a Redis */
   prefix: string;
 }
@@ -61,6 +65,12 @@ export default fp<RateLimitPluginOptions>(
     // Runs before @fastify/rate-limit's own onRoute hook (registered below),
     // which turns `config.rateLimit` into the route's limiter.
     app.addHook('onRoute', (route) => {
+      // The operators' surface counts per client IP, whoever's token it carries, so a leaked or guessed
+      // credential (or a board sign-in form) cannot be tried or used without bound.
+      if (isAdminUrl(route.url) && route.config?.rateLimit === undefined) {
+        route.config = { ...route.config, adminRateLimit: true, rateLimit: adminOptions(opts.adminPerMinute) };
+        return;
+      }
       // /api routes, and routes elsewhere that name their tier (remove.bg's /v1.0).
       if (route.config?.rateLimit !== undefined || (!route.url.startsWith('/api/') && route.config?.rateLimitTier === undefined)) return;
       const choice: TierChoice = route.config?.rateLimitTier ?? 'auto';
@@ -73,6 +83,13 @@ export default fp<RateLimitPluginOptions>(
       hook: 'onRequest',
       store: tierStore(app.redis, `${opts.prefix}:rl:`),
       errorResponseBuilder: (request, context) => {
+        if (request.routeOptions.config.adminRateLimit) {
+          app.metrics.rateLimited('admin');
+          return new AppError(
+            'RATE_LIMITED',
+            `rate limit reached: ${context.max} requests per minute per client IP on admin routes; retry in ${context.after}`,
+          );
+        }
         const tier = resolveTier(request.routeOptions.config.rateLimitTier ?? 'auto', request);
         app.metrics.rateLimited(tier);
         return new AppError(
@@ -109,6 +126,21 @@ function tierOptions(choice: TierChoice, limitOf: (request: FastifyRequest, tier
     allowList: (request) => limitOf(request, tierOf(request)) === null,
     max: (request) => limitOf(request, tierOf(request))?.max ?? 0,
     timeWindow: (request) => limitOf(request, tierOf(request))?.windowMs ?? 1000,
+  };
+}
+
+function isAdminUrl(url: string): boolean {
+  return url === '/api/admin' || url.startsWith('/api/admin/') || url === '/admin' || url.startsWith('/admin/');
+}
+
+/** The admin tier: per client IP (request.ip, see TRUST_PROXY), a one-minute window; lets requests through while Redis is away, as operators need the API then. */
+function adminOptions(perMinute: number): RateLimitOptions {
+  return {
+    hook: 'onRequest',
+    skipOnError: true,
+    keyGenerator: (request) => `admin:ip:${request.ip}`,
+    max: perMinute,
+    timeWindow: 60_000,
   };
 }
 
