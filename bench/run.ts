@@ -14,6 +14,10 @@ const BENCHMARKS: Record<string, { file: string; what: string }> = {
     file: 'rembg-latency.ts',
     what: 'one rembg instance: latency per fixture photo and /health during a 49 Mpx photo, optionally vs an earlier checkout (--before)',
   },
+  removebg: {
+    file: 'removebg.ts',
+    what: 'POST /v1.0/removebg images/min vs the async route in the same run (≥ 0.95×); its added latency over the job (p50 ≤ 50 ms)',
+  },
   'rembg-e2e': { file: 'rembg-e2e.ts', what: 'background-removal jobs/min end to end through the API with 2 rembg instances (target ≥ 150/min)' },
   status: { file: 'status.ts', what: 'status reads: job/:id vs /healthz req/s, 304s, jobs/s under 200 pollers and long-pollers, 1,000 open long-polls' },
   hostile: { file: 'hostile.ts', what: 'worker RSS peak and normal jobs p95 with 20 hostile pipelines mixed into 200 normal jobs, vs the 200 alone' },
