@@ -56,6 +56,27 @@ t.test('redis keeps jobs across restarts and never evicts Bull keys', async (t) 
   );
 });
 
+t.test('no password has a default: compose refuses to start until .env sets each, and Redis requires one', async (t) => {
+  const uncommented = composeText.replace(/^\s*#.*$/gm, '');
+  const secrets = [...uncommented.matchAll(/\$\{([A-Z0-9_]*PASSWORD[A-Z0-9_]*)([^}]*)\}/g)];
+  t.same([...new Set(secrets.map((m) => m[1]))].sort(), ['MYSQL_PASSWORD', 'MYSQL_ROOT_PASSWORD', 'REDIS_PASSWORD']);
+  for (const [whole, , rest] of secrets) t.match(rest, /^:\?.+/, `${whole} is required (\${NAME:?message}), never defaulted`);
+  const redis = services['redis']!;
+  t.match(redis.command?.join(' '), /--requirepass \$\{REDIS_PASSWORD:\?/, 'redis-server requires the password');
+  t.match(redis.environment?.['REDISCLI_AUTH'], /^\$\{REDIS_PASSWORD:\?/, 'its health check authenticates');
+  for (const v of allVariables().filter((v) => /PASSWORD/.test(v.name) && v.usedBy.includes('docker compose'))) {
+    t.equal(v.default, '', `.env.example leaves ${v.name} empty`);
+  }
+});
+
+t.test('rembg instances get only their own variables', async (t) => {
+  for (const name of ['rembg', 'rembg-1', 'rembg-2']) {
+    const rembg = services[name]!;
+    t.notOk(rembg.env_file, `${name} does not read .env (JWT_SECRET, database and storage credentials)`);
+    for (const variable of Object.keys(rembg.environment ?? {})) t.match(variable, /^REMBG_/, `${name}: ${variable}`);
+  }
+});
+
 t.test('mysql is 8.x with max_allowed_packet set and its data on a volume', async (t) => {
   const mysql = services['mysql']!;
   t.match(mysql.image, /^mysql:8(\.\d+)*$/);
@@ -101,7 +122,7 @@ t.test('the app services read .env, share storage and run commands the build pro
     t.match(script, /^dist\/.+\.js$/);
     t.ok(existsSync(root(script.replace(/^dist\//, '').replace(/\.js$/, '.ts'))), `${script} is compiled from a source file that exists`);
     t.match(service.environment?.['MYSQL_URL'], /@mysql:3306\//, `${name} reaches the mysql service`);
-    t.equal(service.environment?.['REDIS_URL'], 'redis://redis:6379');
+    t.equal(service.environment?.['REDIS_URL'], 'redis://:${REDIS_PASSWORD:?set REDIS_PASSWORD in .env}@redis:6379', `${name} authenticates to Redis`);
   }
   for (const name of ['api', 'worker']) {
     t.ok(services[name]?.volumes?.includes('storage:/app/data/storage'), `${name} shares the storage volume`);
@@ -141,7 +162,7 @@ t.test('every variable the compose file reads is documented, with the same defau
     // The rembg service's variables are declared with the service itself, when its schema is registered.
     if (serviceName.startsWith('rembg') && !CONFIG_SCHEMAS['rembg']) continue;
     for (const name of Object.keys(service.environment ?? {})) {
-      if (/^MYSQL_(ROOT_PASSWORD|DATABASE|USER|PASSWORD)$/.test(name)) continue; // the mysql image's own
+      if (/^MYSQL_(ROOT_PASSWORD|DATABASE|USER|PASSWORD)$/.test(name) || name === 'REDISCLI_AUTH') continue; // the mysql and redis images' own
       t.ok(declared.has(name), `${name} set in docker-compose.yml is a configuration variable`);
     }
   }
