@@ -8,6 +8,7 @@ import { attemptRows, queueResize, waitForFinal } from './helpers/jobs.js';
 import { waitFor } from './helpers/wait.js';
 import { payloadCheck } from '../jobs/payload-check.js';
 import { queueOf } from '../platform/queues.js';
+import { BUILTIN_KINDS } from '../jobs/kinds.js';
 
 /**
  * A Bull payload is checked against its kind's TypeBox schema when the job
@@ -129,4 +130,45 @@ t.test("every payload the API's enqueue writes passes its kind's check", async (
   t.same(payloadCheck(app.jobKinds.get('process')).problems({ ...(await queueOf(app.queues, 'image-processing').getJob(ids[0]!))?.data, kind: 'remove-bg' }), [
     "/kind: Expected 'process'",
   ]);
+});
+
+t.test("a forged but well-formed payload in Redis changes nothing: the worker works from the ledger's copy", async (t) => {
+  const env = await isolatedEnv(t, { WORKER_QUEUES: 'image-processing', LOG_LEVEL: 'silent' });
+  const app = await testApp(t, env);
+  const images = await testServer(t);
+  images.route('/mine.jpg', serveBytes(await makeJpeg(32, 24), 'image/jpeg'));
+  images.route('/theirs.jpg', serveBytes(await makeJpeg(48, 40), 'image/jpeg'));
+  const vendor = await testVendor(app);
+  const victim = await testVendor(app);
+  const jobId = await queueResize(app, vendor, `${images.url}/mine.jpg`, 'rec-forged');
+  const row = await app.db.selectFrom('jobs').select(['output_prefix']).where('id', '=', jobId).executeTakeFirstOrThrow();
+
+  // Someone with write access to Redis rewrites the waiting job: another vendor, project, source, output place and operations,
+  // all of a shape the payload schema accepts.
+  const bullJob = await app.queues['image-processing'].getJob(jobId);
+  const data = bullJob!.data as unknown as Record<string, unknown>;
+  const forged = {
+    ...data,
+    vendorId: victim.vendorId,
+    projectId: 'their-project',
+    source: { type: 'url', url: `${images.url}/theirs.jpg` },
+    outputPrefix: `${victim.vendorId}/forged`,
+    options: { operations: [{ op: 'resize', width: 16 }] },
+  };
+  t.same(payloadCheck(BUILTIN_KINDS.byQueue('image-processing')!).problems(forged), null, 'the forged payload is well-formed');
+  await bullJob!.update(forged as never);
+
+  await testWorker(t, env);
+  const done = await waitForFinal(app.db, jobId);
+  t.equal(done.status, 'completed', `${done.error_code}: ${done.error_message}`);
+  t.equal(done.vendor_id, vendor.vendorId, 'still the vendor that queued it');
+  t.equal(images.hits.get('/mine.jpg'), 1, "the ledger's source was fetched");
+  t.notOk(images.hits.get('/theirs.jpg'), 'the forged source never was');
+  const result = await app.inject({ method: 'GET', url: `/api/image-queue/job/${jobId}`, headers: vendor.auth });
+  const body = JSON.stringify(result.json());
+  t.match(body, row.output_prefix, "its output is under the ledger's prefix");
+  t.notMatch(body, victim.vendorId, 'nothing names the other vendor or is stored under its prefix');
+  t.match(result.json(), { result: { outputs: [{ width: 8 }] } }, "the ledger's operations ran (resize to 8), not the forged ones");
+  const victimJobs = await app.inject({ method: 'GET', url: '/api/image-queue/jobs', headers: victim.auth });
+  t.notMatch(victimJobs.body, jobId, "nothing of it reached the other vendor's lists");
 });

@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util';
 import type Bull from 'bull';
 import type { Redis } from 'ioredis';
 import type { Db } from '../db/connect.js';
@@ -95,10 +96,8 @@ export function jobHandler<K extends string>(deps: RunnerDeps, spec: AnyJobKind,
     }
   };
 
-  async function attempt(job: Bull.Job<JobPayload>, payload: PayloadOf<K>, log: Logger): Promise<{ jobId: string; status: string }> {
-    const { jobId, vendorId, batchId, kind } = payload;
-    const event = { jobId, vendorId, batchId, kind };
-
+  async function attempt(job: Bull.Job<JobPayload>, queued: PayloadOf<K>, log: Logger): Promise<{ jobId: string; status: string }> {
+    const { jobId } = queued;
     const measuredFrom = performance.now();
     const ended = (outcome: JobOutcome, code?: string) => deps.metrics?.attemptEnded(queue, outcome, (performance.now() - measuredFrom) / 1000, code);
     const started = await retryDb(() => startAttempt(deps.ledger, jobId, deps.workerId), deps.dbWriteRetryMs);
@@ -108,7 +107,14 @@ export function jobHandler<K extends string>(deps: RunnerDeps, spec: AnyJobKind,
       return { jobId, status: 'skipped' };
     }
     const { attempt, maxAttempts } = started;
-    const attemptLog = log.child({ attempt });
+    // The ledger's copy is the job: vendor, source, options and output place
+    // as the API recorded them, whatever the copy in Redis says.
+    const payload = started.payload as PayloadOf<K>;
+    const { vendorId, batchId, kind } = payload;
+    const event = { jobId, vendorId, batchId, kind };
+    const attemptLog = log.child({ attempt, vendorId });
+    const differs = PAYLOAD_KEYS.filter((key) => !isDeepStrictEqual(queued[key], payload[key]));
+    if (differs.length > 0) attemptLog.warn({ fields: differs }, "the queued copy of this job differs from the ledger's; the ledger's is used");
     attemptLog.info('job started');
     publishJobEvent(deps.redis, deps.bullPrefix, { ...event, type: 'active', progress: 0 });
 
@@ -185,6 +191,9 @@ export function jobHandler<K extends string>(deps: RunnerDeps, spec: AnyJobKind,
     }
   }
 }
+
+/** The fields of a payload that decide whose job it is, what it reads and where it writes. */
+const PAYLOAD_KEYS = ['vendorId', 'projectId', 'recordId', 'batchId', 'kind', 'source', 'outputPrefix', 'options'] as const;
 
 /** What a job's dead run is recorded with (db/repos/jobs.ts, recordDeadRun). */
 export const DEAD_RUN_MESSAGE = 'the worker running this job stopped mid-attempt';

@@ -65,7 +65,17 @@ export async function countQueued(db: Conn, vendorId: string, kind: JobKind): Pr
  * UPDATE, which holds its row lock to the end; the `active` event goes with
  * the COMMIT.
  */
-export async function startAttempt(ledger: Ledger, jobId: string, workerId: string): Promise<{ attempt: number; maxAttempts: number } | null> {
+/**
+ * Marks a job's attempt started. Answers the attempt, its limit and the job's
+ * payload as the ledger holds it (null when the ledger has the job ended): the
+ * worker works from this copy, not from the one in Redis, so whoever can write
+ * to Redis cannot choose a job's vendor, source or output place.
+ */
+export async function startAttempt(
+  ledger: Ledger,
+  jobId: string,
+  workerId: string,
+): Promise<{ attempt: number; maxAttempts: number; payload: JobPayload } | null> {
   const { db } = ledger;
   const ours = (eb: ExpressionBuilder<Database, 'jobs'>) => eb.and([eb('jobs.id', '=', jobId), eb('jobs.status', '=', 'active')]);
   return ledger.multi.session(async (send) => {
@@ -93,16 +103,20 @@ export async function startAttempt(ledger: Ledger, jobId: string, workerId: stri
             ON j.vendor_id = r.vendor_id AND j.project_id = r.project_id AND j.record_id = r.record_id AND j.id = r.last_job_id
           SET r.processing_status = 'processing', r.updated_at = NOW(3)
           WHERE j.id = ${jobId} AND j.status = 'active'`.compile(db),
-      db.selectFrom('jobs').select(['attempts', 'max_attempts', 'vendor_id', 'batch_id', 'kind']).where(ours).compile(),
+      db
+        .selectFrom('jobs')
+        .select(['attempts', 'max_attempts', ...PAYLOAD_FIELDS])
+        .where(ours)
+        .compile(),
     ]);
-    const job = (results[4] as Pick<Job, 'attempts' | 'max_attempts' | 'vendor_id' | 'batch_id' | 'kind'>[])[0];
+    const job = (results[4] as (Pick<Job, 'attempts' | 'max_attempts'> & PayloadFields)[])[0];
     if (!job) {
       await send(['ROLLBACK']);
       return null;
     }
     // The `active` event is appended last, as the event log requires.
     await send([...appendEventsQueries(db, [{ vendorId: job.vendor_id, type: 'active', jobId, batchId: job.batch_id, kind: job.kind }]), 'COMMIT']);
-    return { attempt: job.attempts, maxAttempts: job.max_attempts };
+    return { attempt: job.attempts, maxAttempts: job.max_attempts, payload: payloadOf(job) };
   });
 }
 
@@ -408,6 +422,19 @@ export type PayloadFields = Pick<
   Job,
   'id' | 'vendor_id' | 'project_id' | 'record_id' | 'batch_id' | 'kind' | 'source_url' | 'source_key' | 'output_prefix' | 'options'
 >;
+
+const PAYLOAD_FIELDS = [
+  'id',
+  'vendor_id',
+  'project_id',
+  'record_id',
+  'batch_id',
+  'kind',
+  'source_url',
+  'source_key',
+  'output_prefix',
+  'options',
+] as const satisfies readonly (keyof PayloadFields)[];
 
 export function payloadOf(job: PayloadFields): JobPayload {
   const source: JobSource = job.source_key ? { type: 'stored', key: job.source_key, url: job.source_url ?? '' } : { type: 'url', url: job.source_url ?? '' };
