@@ -29,7 +29,11 @@ export const WorkerConfigSchema = Type.Object({
   DB_WRITE_RETRY_MS: env.int(30_000, 'how long a worker keeps retrying a result write while MySQL is unavailable', { minimum: 0 }),
   LOCK_DURATION_MS: env.int(30_000, 'Bull job lock; a job whose worker died is picked up again after about this long', { minimum: 1000 }),
   STALLED_INTERVAL_MS: env.int(30_000, 'how often Bull looks for jobs whose worker died', { minimum: 1000 }),
-  MAX_STALLED_COUNT: env.int(3, 'stalls Bull allows a job before handing it back to the ledger, which queues it again as a suspect (it then runs alone) or dead-letters it: docs/worker.md', { minimum: 0 }),
+  MAX_STALLED_COUNT: env.int(
+    3,
+    'stalls Bull allows a job before handing it back to the ledger, which queues it again as a suspect (it then runs alone) or dead-letters it: docs/worker.md',
+    { minimum: 0 },
+  ),
   RECONCILE_INTERVAL_MS: env.int(60_000, 'how often the ledger is compared with Redis to re-queue lost jobs (0 = only at start)', { minimum: 0 }),
   SWEEP_INTERVAL_MS: env.int(60_000, 'how often stored files of deleted jobs are removed (storage_garbage; 0 = never)', { minimum: 0 }),
   SWEEP_BATCH: env.int(500, 'most files removed per sweep run', { minimum: 1, maximum: 100_000 }),
