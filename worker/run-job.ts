@@ -77,17 +77,18 @@ export function jobHandler<K extends string>(deps: RunnerDeps, spec: AnyJobKind,
     if (problems) return refuseInvalidPayload(deps, queue, job, problems);
     const payload = job.data as PayloadOf<K>;
     const { jobId, vendorId, batchId, kind } = payload;
-    const log = deps.log.child({ jobId, vendorId, queue, bullAttempt: job.attemptsMade + 1 });
+    // vendorId is bound per line until the ledger's copy of the job is read (in attempt), so no line carries it twice.
+    const log = deps.log.child({ jobId, queue, bullAttempt: job.attemptsMade + 1 });
     // A job found active died with its last worker: recorded now; a suspect runs alone (worker/run-gate.ts).
     const run = await retryDb(() => checkRun(deps.db, jobId, DEAD_RUN_MESSAGE), deps.dbWriteRetryMs);
     if (run.status === 'dead') {
-      log.error('job dead: it stopped its worker while running alone, out of attempts');
+      log.error({ vendorId }, 'job dead: it stopped its worker while running alone, out of attempts');
       deps.metrics?.attemptEnded(queue, 'dead', 0, 'JOB_STALLED');
       publishJobEvent(deps.redis, deps.bullPrefix, { jobId, vendorId, batchId, kind, type: 'dead', error: { code: 'JOB_STALLED', message: DEAD_RUN_MESSAGE } });
       await job.discard();
       throw Object.assign(new Error(`JOB_STALLED: ${DEAD_RUN_MESSAGE}`), { code: 'JOB_STALLED' });
     }
-    if (run.suspect) log.warn('a suspect: an earlier run of this job ended with its worker dying; it runs alone');
+    if (run.suspect) log.warn({ vendorId }, 'a suspect: an earlier run of this job ended with its worker dying; it runs alone');
     const release = await (run.suspect ? deps.gate?.alone() : deps.gate?.shared());
     try {
       return await attempt(job, payload, log);
@@ -102,7 +103,7 @@ export function jobHandler<K extends string>(deps: RunnerDeps, spec: AnyJobKind,
     const ended = (outcome: JobOutcome, code?: string) => deps.metrics?.attemptEnded(queue, outcome, (performance.now() - measuredFrom) / 1000, code);
     const started = await retryDb(() => startAttempt(deps.ledger, jobId, deps.workerId), deps.dbWriteRetryMs);
     if (started === null) {
-      log.info('ledger says this job already finished; skipping the duplicate');
+      log.info({ vendorId: queued.vendorId }, 'ledger says this job already finished; skipping the duplicate');
       ended('skipped');
       return { jobId, status: 'skipped' };
     }
